@@ -1,0 +1,43 @@
+# Two commands: `make dev` runs the product, `make test` passes the tests. Both bootstrap .venv
+# from the pinned requirements.lock, so every machine installs the same versions.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export RHYTHM_HOME ?= $(CURDIR)/.rhythm
+
+.PHONY: dev test venv system-deps lint validate bench clean
+
+$(BIN)/.installed: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
+	touch $@
+
+venv: $(BIN)/.installed
+
+# Servers the tests start for real (Debian's influxdb). Installed when missing and we are root.
+system-deps:
+	@command -v influxd >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq influxdb >/dev/null; \
+	  else echo "influxd is missing: sudo apt-get install influxdb" >&2; exit 1; fi; }
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+dev: venv $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/rhythm demo-seed
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+test: venv system-deps
+	$(BIN)/ruff check .
+	$(BIN)/dagster definitions validate -m rhythm_pipelines.definitions
+	$(BIN)/pytest -q
+
+bench: venv system-deps
+	$(BIN)/python benchmarks/bench_store.py
+
+clean:
+	rm -rf $(VENV) .dagster_home .rhythm

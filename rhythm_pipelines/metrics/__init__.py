@@ -1,0 +1,1 @@
+"""Metrics: the long-format schema, its validation, the stores and the sources that feed them."""

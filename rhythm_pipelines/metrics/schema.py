@@ -1,0 +1,193 @@
+"""The one long-format metrics schema and its validation at the boundary.
+
+A metric point is ``ts`` (UTC, tz-aware), ``source`` (host, channel or region id), ``metric`` (name),
+``value`` (float) and optional ``tags`` (a dict, stored as compact JSON). Everything that enters the
+store passes :func:`validate_metrics`; inside the package the schema is trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+METRIC_COLUMNS = ["ts", "source", "metric", "value", "tags"]
+
+
+class ValidationError(ValueError):
+    """A bad input row: names the file (or origin), the 1-based data row and the field."""
+
+    def __init__(self, origin: str, row: int | None, field: str | None, reason: str):
+        self.origin, self.row, self.field, self.reason = origin, row, field, reason
+        where = origin
+        if row is not None:
+            where += f", row {row}"
+        if field is not None:
+            where += f", field '{field}'"
+        super().__init__(f"{where}: {reason}")
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One rejected row, as recorded in quarantine."""
+
+    origin: str
+    row: int
+    field: str
+    reason: str
+    raw: str
+
+    def as_error(self) -> ValidationError:
+        return ValidationError(self.origin, self.row, self.field, self.reason)
+
+
+def tags_to_json(tags: Any) -> str | None:
+    """Normalise a tags value (dict, JSON text, None/NaN) to compact, key-sorted JSON or None."""
+    if tags is None or (isinstance(tags, float) and math.isnan(tags)) or tags == "" or tags == {}:
+        return None
+    if isinstance(tags, str):
+        parsed = json.loads(tags)
+        if not isinstance(parsed, dict):
+            raise ValueError("tags must be a JSON object")
+        tags = parsed
+    if not isinstance(tags, Mapping):
+        raise ValueError(f"tags must be a mapping, got {type(tags).__name__}")
+    if not tags:
+        return None
+    return json.dumps({str(k): v for k, v in tags.items()}, sort_keys=True, separators=(",", ":"))
+
+
+def parse_utc(values: pd.Series | Iterable[Any]) -> pd.Series:
+    """Parse timestamps to tz-aware UTC (naive input is taken as UTC); unparsable become NaT."""
+    s = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    if pd.api.types.is_datetime64_any_dtype(s):
+        out = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize("UTC")
+        return out.dt.tz_convert("UTC").dt.as_unit("ns")
+    if pd.api.types.is_numeric_dtype(s):
+        # numbers are epoch seconds
+        return pd.to_datetime(s.astype("float64"), unit="s", utc=True, errors="coerce").dt.as_unit("ns")
+    return pd.to_datetime(s, utc=True, errors="coerce", format="mixed").dt.as_unit("ns")
+
+
+def to_epoch_ns(ts: pd.Series) -> np.ndarray:
+    """UTC timestamps to int64 epoch nanoseconds."""
+    return ts.dt.tz_convert("UTC").dt.as_unit("ns").astype("int64").to_numpy()
+
+
+def from_epoch_ns(values: np.ndarray | Iterable[int]) -> pd.DatetimeIndex:
+    return pd.to_datetime(np.asarray(values, dtype="int64"), unit="ns", utc=True)
+
+
+def ns_to_utc(values: pd.Series) -> pd.Series:
+    """Nullable epoch-nanosecond integers to UTC timestamps (nulls become NaT), without float rounding."""
+    missing = values.isna().to_numpy()
+    ints = pd.Series(values, dtype=object).where(~missing, 0).astype("int64").to_numpy()
+    out = pd.Series(from_epoch_ns(ints), index=values.index)
+    return out.mask(missing)
+
+
+def validate_metrics(frame: pd.DataFrame, origin: str = "<frame>", first_row: int = 1) -> pd.DataFrame:
+    """Return a clean long-format frame or raise :class:`ValidationError` on the first bad row.
+
+    Rows are numbered from ``first_row`` (data rows, 1-based, header excluded) so messages point at
+    the line a person would open. Duplicate (source, metric, ts) keep the last value, as the store
+    does on re-write.
+    """
+    bad = find_metric_errors(frame, origin, first_row)
+    if bad:
+        raise bad[0].as_error()
+    return _normalise(frame)
+
+
+def split_metrics(
+    frame: pd.DataFrame, origin: str = "<frame>", first_row: int = 1
+) -> tuple[pd.DataFrame, list[RowError]]:
+    """Split into (clean rows, rejected rows with reasons) instead of raising."""
+    errors = find_metric_errors(frame, origin, first_row)
+    if not errors:
+        return _normalise(frame), []
+    bad_idx = {e.row - first_row for e in errors}
+    keep = [i for i in range(len(frame)) if i not in bad_idx]
+    return _normalise(frame.iloc[keep]), errors
+
+
+def find_metric_errors(frame: pd.DataFrame, origin: str, first_row: int = 1) -> list[RowError]:
+    """Every row-level problem of a metrics frame, one per bad row (the first field found)."""
+    missing = [c for c in ("ts", "source", "metric", "value") if c not in frame.columns]
+    if missing:
+        raise ValidationError(origin, None, missing[0], f"missing required column(s): {', '.join(missing)}")
+    reasons: dict[int, tuple[str, str]] = {}
+
+    def flag(mask: np.ndarray, field: str, reason: str) -> None:
+        for i in np.flatnonzero(mask):
+            reasons.setdefault(int(i), (field, reason))
+
+    ts = parse_utc(frame["ts"].reset_index(drop=True))
+    flag(ts.isna().to_numpy(), "ts", "not a parsable timestamp")
+    for col in ("source", "metric"):
+        col_values = frame[col].reset_index(drop=True)
+        empty = col_values.isna() | (col_values.astype(str).str.strip() == "")
+        flag(empty.to_numpy(), col, "empty")
+    raw_values = frame["value"].reset_index(drop=True)
+    values = pd.to_numeric(raw_values, errors="coerce")
+    flag(values.isna().to_numpy() & raw_values.notna().to_numpy(), "value", "not a number")
+    flag(raw_values.isna().to_numpy(), "value", "empty")
+    flag(np.isinf(values.to_numpy(dtype="float64", na_value=np.nan)), "value", "not finite")
+    if "tags" in frame.columns:
+        for i, t in enumerate(frame["tags"].tolist()):
+            if i in reasons:
+                continue
+            try:
+                tags_to_json(t)
+            except (ValueError, TypeError) as exc:
+                reasons[i] = ("tags", f"invalid tags: {exc}")
+    out = []
+    records = frame.reset_index(drop=True)
+    for i in sorted(reasons):
+        field, reason = reasons[i]
+        raw = json.dumps({k: _jsonable(v) for k, v in records.iloc[i].items()}, default=str)
+        out.append(RowError(origin, first_row + i, field, reason, raw))
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame(
+        {
+            "ts": parse_utc(frame["ts"].reset_index(drop=True)),
+            "source": frame["source"].astype(str).str.strip().reset_index(drop=True),
+            "metric": frame["metric"].astype(str).str.strip().reset_index(drop=True),
+            "value": pd.to_numeric(frame["value"], errors="raise").astype("float64").reset_index(drop=True),
+            "tags": (
+                [tags_to_json(t) for t in frame["tags"]] if "tags" in frame.columns else [None] * len(frame)
+            ),
+        }
+    )
+    return out.drop_duplicates(["source", "metric", "ts"], keep="last").reset_index(drop=True)
+
+
+def metrics_frame(rows: Iterable[tuple[Any, str, str, float, Any]]) -> pd.DataFrame:
+    """Build a validated frame from (ts, source, metric, value, tags) tuples."""
+    return validate_metrics(pd.DataFrame(list(rows), columns=METRIC_COLUMNS), origin="<rows>")
+
+
+def empty_metrics() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "ts": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "source": pd.Series([], dtype=object),
+            "metric": pd.Series([], dtype=object),
+            "value": pd.Series([], dtype="float64"),
+            "tags": pd.Series([], dtype=object),
+        }
+    )

@@ -1,0 +1,130 @@
+"""Record tables kept beside the metrics: channel calls, quarantine, rollups, runs, events.
+
+Each table is declared once here; every store creates and writes it from this spec, so the SQLite
+and InfluxDB stores stay in step. A table has a time column (``ts``, UTC) and a key: writing a row
+whose key already exists replaces it, so re-running a partition never duplicates records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from rhythm_pipelines.metrics.schema import parse_utc
+
+# column kinds: "ts" (UTC timestamp), "float", "int", "str"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    name: str
+    columns: dict[str, str]
+    key: tuple[str, ...]
+    time: str = "ts"
+
+    def conform(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Columns in spec order with spec types; missing optional columns become null."""
+        missing_key = [c for c in self.key if c not in frame.columns]
+        if missing_key:
+            raise ValueError(f"table {self.name}: missing key column(s) {missing_key}")
+        out = {}
+        for col, kind in self.columns.items():
+            values = frame[col] if col in frame.columns else pd.Series([None] * len(frame), dtype=object)
+            values = values.reset_index(drop=True)
+            if kind == "ts":
+                out[col] = parse_utc(values)
+            elif kind == "float":
+                out[col] = pd.to_numeric(values, errors="coerce").astype("float64")
+            elif kind == "int":
+                out[col] = pd.to_numeric(values, errors="coerce").astype("Int64")
+            else:
+                out[col] = values.astype(object).where(values.notna(), None)
+        result = pd.DataFrame(out)
+        return result.drop_duplicates(list(self.key), keep="last").reset_index(drop=True)
+
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        TableSpec(
+            "channel_calls",
+            {
+                "ts": "ts",
+                "call_id": "str",
+                "channel": "str",
+                "region": "str",
+                "latency_ms": "float",
+                "status": "str",
+                "tokens_in": "int",
+                "tokens_out": "int",
+                "cost_usd": "float",
+                "origin": "str",
+            },
+            key=("call_id",),
+        ),
+        TableSpec(
+            "quarantine",
+            {
+                "ts": "ts",
+                "kind": "str",
+                "origin": "str",
+                "row": "int",
+                "field": "str",
+                "reason": "str",
+                "raw": "str",
+            },
+            key=("origin", "row"),
+        ),
+        TableSpec(
+            "rollups",
+            {
+                "ts": "ts",
+                "source": "str",
+                "metric": "str",
+                "mean": "float",
+                "p50": "float",
+                "p95": "float",
+                "max": "float",
+                "count": "int",
+            },
+            key=("source", "metric", "ts"),
+        ),
+        TableSpec(
+            "runs",
+            {
+                "ts": "ts",
+                "run_id": "str",
+                "job": "str",
+                "status": "str",
+                "start": "ts",
+                "end": "ts",
+                "failure": "str",
+                "partition": "str",
+            },
+            key=("run_id",),
+        ),
+        TableSpec(
+            "events",
+            {
+                "ts": "ts",
+                "event_id": "str",
+                "kind": "str",
+                "source": "str",
+                "metric": "str",
+                "end": "ts",
+                "severity": "str",
+                "score": "float",
+                "payload": "str",
+            },
+            key=("event_id",),
+        ),
+    )
+}
+
+
+def table_spec(name: str) -> TableSpec:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise KeyError(f"unknown table '{name}'; known: {', '.join(sorted(TABLES))}") from None
