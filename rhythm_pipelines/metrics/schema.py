@@ -41,6 +41,7 @@ class RowError:
     field: str
     reason: str
     raw: str
+    ts: pd.Timestamp | None = None  # the row's own time, when it could be parsed
 
     def as_error(self) -> ValidationError:
         return ValidationError(self.origin, self.row, self.field, self.reason)
@@ -151,8 +152,30 @@ def find_metric_errors(frame: pd.DataFrame, origin: str, first_row: int = 1) -> 
     for i in sorted(reasons):
         field, reason = reasons[i]
         raw = json.dumps({k: _jsonable(v) for k, v in records.iloc[i].items()}, default=str)
-        out.append(RowError(origin, first_row + i, field, reason, raw))
+        row_ts = None if pd.isna(ts.iloc[i]) else ts.iloc[i]
+        out.append(RowError(origin, first_row + i, field, reason, raw, row_ts))
     return out
+
+
+def in_window(errors: list[RowError], start: pd.Timestamp, end: pd.Timestamp) -> list[RowError]:
+    """Rejected rows that belong to ``[start, end)``: those timed inside it, and those with no usable time."""
+    return [e for e in errors if e.ts is None or start <= e.ts < end]
+
+
+def quarantine_frame(errors: list[RowError], kind: str) -> pd.DataFrame:
+    """Rejected rows as rows of the ``quarantine`` table (time unknown is stored as the epoch)."""
+    epoch = pd.Timestamp(0, tz="UTC")
+    return pd.DataFrame(
+        {
+            "ts": [e.ts if e.ts is not None else epoch for e in errors],
+            "kind": kind,
+            "origin": [e.origin for e in errors],
+            "row": [e.row for e in errors],
+            "field": [e.field for e in errors],
+            "reason": [e.reason for e in errors],
+            "raw": [e.raw for e in errors],
+        }
+    )
 
 
 def _jsonable(v: Any) -> Any:

@@ -1,0 +1,178 @@
+"""API/LLM gateway call logs: parsing with row-level validation, and per-minute channel metrics.
+
+A call row has ``timestamp, channel, region, latency_ms, status (ok|error|timeout), tokens_in,
+tokens_out`` and optionally ``cost_usd`` (derived later from a price catalog when absent) and
+``request_id``. Bad rows are returned with the reason, never dropped silently. Each call gets a stable
+``call_id`` (its ``request_id``, else a hash of its content and its occurrence in the file), so
+re-ingesting a log never duplicates calls.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rhythm_pipelines.metrics.landing import read_records
+from rhythm_pipelines.metrics.schema import RowError, ValidationError, in_window, parse_utc
+
+STATUSES = ("ok", "error", "timeout")
+REQUIRED = ("timestamp", "channel", "region", "latency_ms", "status")
+CALL_COLUMNS = ["ts", "call_id", "channel", "region", "latency_ms", "status", "tokens_in", "tokens_out",
+                "cost_usd", "origin"]
+
+
+def channel_source(channel: str, region: str) -> str:
+    """The metrics ``source`` of a channel in a region."""
+    return f"{channel}@{region}"
+
+
+def parse_calls(
+    raw: pd.DataFrame, origin: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+) -> tuple[pd.DataFrame, list[RowError]]:
+    """Validate raw call rows (strings or values, with a ``_row`` column) into typed calls and rejects."""
+    if raw.empty:
+        return pd.DataFrame(columns=CALL_COLUMNS), []
+    if "ts" in raw.columns and "timestamp" not in raw.columns:
+        raw = raw.rename(columns={"ts": "timestamp"})
+    missing = [c for c in REQUIRED if c not in raw.columns]
+    if missing:
+        raise ValidationError(origin, None, missing[0], f"missing required column(s): {', '.join(missing)}")
+    raw = raw.reset_index(drop=True)
+    n = len(raw)
+    reasons: dict[int, tuple[str, str]] = {}
+
+    def flag(mask, field: str, reason: str) -> None:
+        for i in np.flatnonzero(np.asarray(mask, dtype=bool)):
+            reasons.setdefault(int(i), (field, reason))
+
+    ts = parse_utc(raw["timestamp"])
+    flag(ts.isna(), "timestamp", "not a parsable timestamp")
+    text = {}
+    for col in ("channel", "region", "status"):
+        text[col] = raw[col].astype(object).where(raw[col].notna(), "").astype(str).str.strip()
+        flag(text[col] == "", col, "empty")
+    status = text["status"].str.lower()
+    flag(~status.isin(STATUSES) & (status != ""), "status", f"must be one of {', '.join(STATUSES)}")
+
+    def number(col: str, required: bool, integer: bool) -> pd.Series:
+        if col not in raw.columns:
+            return pd.Series(np.zeros(n) if integer else np.full(n, np.nan))
+        given = raw[col].notna() & (raw[col].astype(str).str.strip() != "")
+        values = pd.to_numeric(raw[col].where(given), errors="coerce")
+        if required:
+            flag(~given, col, "empty")
+        flag(given & values.isna(), col, "not a number")
+        flag(values < 0, col, "negative")
+        if integer:
+            flag(given & values.notna() & (values != values.round()), col, "not a whole number")
+            values = values.fillna(0)
+        return values.astype("float64")
+
+    latency = number("latency_ms", True, False)
+    flag(~np.isfinite(latency.fillna(0)), "latency_ms", "not finite")
+    tokens_in = number("tokens_in", False, True)
+    tokens_out = number("tokens_out", False, True)
+    cost = number("cost_usd", False, False)
+
+    bad_idx = sorted(reasons)
+    records = raw.drop(columns="_row", errors="ignore")
+    rows = raw["_row"].to_numpy() if "_row" in raw.columns else np.arange(1, n + 1)
+    errors = [
+        RowError(origin, int(rows[i]), reasons[i][0], reasons[i][1],
+                 json.dumps({k: _plain(v) for k, v in records.iloc[i].items()}, default=str),
+                 None if pd.isna(ts.iloc[i]) else ts.iloc[i])
+        for i in bad_idx
+    ]
+    good = np.ones(n, dtype=bool)
+    good[bad_idx] = False
+    calls = pd.DataFrame(
+        {
+            "ts": ts[good].to_numpy(),
+            "channel": text["channel"][good].to_numpy(),
+            "region": text["region"][good].to_numpy(),
+            "latency_ms": latency[good].to_numpy(),
+            "status": status[good].to_numpy(),
+            "tokens_in": tokens_in[good].astype("int64").to_numpy(),
+            "tokens_out": tokens_out[good].astype("int64").to_numpy(),
+            "cost_usd": cost[good].to_numpy(),
+            "origin": origin,
+        }
+    )
+    calls["ts"] = pd.to_datetime(calls["ts"], utc=True)
+    request_ids = raw["request_id"][good].to_numpy() if "request_id" in raw.columns else None
+    calls.insert(1, "call_id", _call_ids(calls, request_ids))
+    if start is not None and end is not None:
+        calls = calls[(calls["ts"] >= start) & (calls["ts"] < end)].reset_index(drop=True)
+        errors = in_window(errors, start, end)
+    return calls, errors
+
+
+def _plain(v):
+    return None if isinstance(v, float) and np.isnan(v) else v
+
+
+def _call_ids(calls: pd.DataFrame, request_ids) -> list[str]:
+    content = (
+        calls["ts"].astype("int64").astype(str) + "|" + calls["channel"] + "|" + calls["region"] + "|"
+        + calls["latency_ms"].map(repr) + "|" + calls["status"] + "|" + calls["tokens_in"].astype(str) + "|"
+        + calls["tokens_out"].astype(str) + "|" + calls["cost_usd"].map(repr)
+    )
+    occurrence = content.groupby(content).cumcount().astype(str)
+    hashed = [hashlib.sha1(f"{c}#{o}".encode()).hexdigest()[:20] for c, o in zip(content, occurrence, strict=True)]
+    if request_ids is None:
+        return hashed
+    return [str(r) if isinstance(r, str) and r.strip() else h for r, h in zip(request_ids, hashed, strict=True)]
+
+
+def read_call_log(
+    path: Path, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+) -> tuple[pd.DataFrame, list[RowError]]:
+    """Calls of one JSONL or CSV gateway log (within ``[start, end)`` when given) and its bad rows."""
+    raw, errors = read_records(path)
+    calls, bad = parse_calls(raw, str(path), start, end)
+    if start is not None and end is not None:
+        errors = in_window(errors, start, end)
+    return calls, errors + bad
+
+
+CHANNEL_METRICS = ("calls", "errors", "timeouts", "error_rate", "latency_ms_mean", "latency_ms_p50",
+                   "latency_ms_p95", "latency_ms_max", "tokens_in", "tokens_out", "cost_usd")
+
+
+def channel_minute_metrics(calls: pd.DataFrame) -> pd.DataFrame:
+    """Per channel@region and minute: calls, errors, timeouts, error rate, latency mean/p50/p95/max,
+    tokens and cost (cost only where calls carry one), in the long metrics format."""
+    if calls.empty:
+        return pd.DataFrame(columns=["ts", "source", "metric", "value", "tags"])
+    c = calls.assign(
+        minute=calls["ts"].dt.floor("min"),
+        source=calls["channel"] + "@" + calls["region"],
+        is_error=(calls["status"] == "error").astype("int64"),
+        is_timeout=(calls["status"] == "timeout").astype("int64"),
+    )
+    g = c.groupby(["source", "minute"], sort=True)
+    lat = g["latency_ms"]
+    wide = pd.DataFrame(
+        {
+            "calls": g.size(),
+            "errors": g["is_error"].sum(),
+            "timeouts": g["is_timeout"].sum(),
+            "latency_ms_mean": lat.mean(),
+            "latency_ms_p50": lat.quantile(0.5),
+            "latency_ms_p95": lat.quantile(0.95),
+            "latency_ms_max": lat.max(),
+            "tokens_in": g["tokens_in"].sum(),
+            "tokens_out": g["tokens_out"].sum(),
+            "cost_usd": g["cost_usd"].sum(min_count=1),
+        }
+    )
+    wide["error_rate"] = (wide["errors"] + wide["timeouts"]) / wide["calls"]
+    long = wide.reset_index().melt(id_vars=["source", "minute"], var_name="metric", value_name="value")
+    long = long.dropna(subset=["value"]).rename(columns={"minute": "ts"})
+    long["value"] = long["value"].astype("float64")
+    long["tags"] = None
+    return long[["ts", "source", "metric", "value", "tags"]].sort_values(["source", "metric", "ts"], ignore_index=True)

@@ -1,0 +1,141 @@
+"""Host metrics sampled with psutil.
+
+:class:`HostSampler` turns one look at the machine into long-format points. Rates (CPU %, disk and
+network bytes/s, per-process CPU %) come from the difference of cumulative counters between two
+samples; the counters are kept in a small JSON-able ``state`` so a sensor can carry them in its cursor
+between ticks and an agent in memory. Only psutil is imported: this runs in sensor ticks.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+HOST_METRICS = (
+    "cpu_percent",
+    "mem_percent",
+    "mem_used_bytes",
+    "swap_percent",
+    "disk_percent",
+    "disk_read_bytes_per_s",
+    "disk_write_bytes_per_s",
+    "load1",
+    "load5",
+    "load15",
+    "net_recv_bytes_per_s",
+    "net_sent_bytes_per_s",
+    "process_count",
+    "zombie_count",
+)
+PROCESS_METRICS = ("proc_cpu_percent", "proc_rss_bytes", "proc_cpu_seconds")
+
+Point = tuple[float, str, str, float, dict[str, Any] | None]  # (epoch s, source, metric, value, tags)
+
+
+def process_source(host: str, pid: int) -> str:
+    return f"{host}/proc/{pid}"
+
+
+@dataclass
+class HostSampler:
+    """Samples this host; ``top_n`` processes by CPU and by memory are reported too."""
+
+    host: str = field(default_factory=socket.gethostname)
+    disk_path: str = "/"
+    top_n: int = 5
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def sample(self, now: float | None = None) -> list[Point]:
+        now = round(time.time() if now is None else now, 3)  # ms: what the store and the spool keep
+        prev = self.state
+        dt = now - prev["ts"] if prev.get("ts") is not None and now > prev["ts"] else None
+        h = self.host
+        points: list[Point] = []
+
+        def add(metric: str, value: float | None, source: str = h, tags: dict | None = None) -> None:
+            if value is not None:
+                points.append((now, source, metric, float(value), tags))
+
+        cpu = psutil.cpu_times()
+        idle = cpu.idle + getattr(cpu, "iowait", 0.0)
+        total = sum(cpu)
+        if dt and prev.get("cpu"):
+            d_total = total - prev["cpu"][1]
+            add("cpu_percent", 100.0 * (d_total - (idle - prev["cpu"][0])) / d_total if d_total > 0 else 0.0)
+        else:
+            add("cpu_percent", psutil.cpu_percent(interval=0.1))
+        mem = psutil.virtual_memory()
+        add("mem_percent", mem.percent)
+        add("mem_used_bytes", mem.total - mem.available)
+        add("swap_percent", psutil.swap_memory().percent)
+        try:
+            add("disk_percent", psutil.disk_usage(self.disk_path).percent)
+        except OSError:
+            pass
+        disk = psutil.disk_io_counters()
+        net = psutil.net_io_counters()
+        if dt:
+            if disk is not None and prev.get("disk"):
+                add("disk_read_bytes_per_s", max(0.0, (disk.read_bytes - prev["disk"][0]) / dt))
+                add("disk_write_bytes_per_s", max(0.0, (disk.write_bytes - prev["disk"][1]) / dt))
+            if net is not None and prev.get("net"):
+                add("net_recv_bytes_per_s", max(0.0, (net.bytes_recv - prev["net"][0]) / dt))
+                add("net_sent_bytes_per_s", max(0.0, (net.bytes_sent - prev["net"][1]) / dt))
+        load = psutil.getloadavg()
+        add("load1", load[0])
+        add("load5", load[1])
+        add("load15", load[2])
+
+        procs, zombies, prev_procs = [], 0, prev.get("procs", {})
+        for p in psutil.process_iter(["pid", "name", "username", "status", "cpu_times", "memory_info", "create_time"]):
+            info = p.info
+            if info["status"] == psutil.STATUS_ZOMBIE:
+                zombies += 1
+                continue
+            if info["cpu_times"] is None or info["memory_info"] is None:
+                continue
+            cpu_s = info["cpu_times"].user + info["cpu_times"].system
+            before = prev_procs.get(str(info["pid"]))
+            cpu_pct = None
+            if dt and before and before[0] == info["create_time"]:
+                cpu_pct = max(0.0, 100.0 * (cpu_s - before[1]) / dt)
+            procs.append((info["pid"], info["name"], info["username"], info["create_time"], cpu_s, cpu_pct,
+                          info["memory_info"].rss))
+        add("process_count", len(procs) + zombies)
+        add("zombie_count", zombies)
+
+        by_cpu = sorted((p for p in procs if p[5] is not None), key=lambda p: -p[5])[: self.top_n]
+        by_mem = sorted(procs, key=lambda p: -p[6])[: self.top_n]
+        seen = set()
+        for pid, name, user, _, cpu_s, cpu_pct, rss in by_cpu + by_mem:
+            if pid in seen:
+                continue
+            seen.add(pid)
+            src, tags = process_source(h, pid), {"host": h, "name": name, "pid": pid, "user": user}
+            add("proc_cpu_percent", cpu_pct, src, tags)
+            add("proc_rss_bytes", rss, src, tags)
+            add("proc_cpu_seconds", cpu_s, src, tags)
+
+        self.state = {
+            "ts": now,
+            "cpu": [idle, total],
+            "disk": [disk.read_bytes, disk.write_bytes] if disk is not None else None,
+            "net": [net.bytes_recv, net.bytes_sent] if net is not None else None,
+            "procs": {str(p[0]): [p[3], p[4]] for p in procs},
+        }
+        return points
+
+
+def points_frame(points: list[Point]):  # -> pd.DataFrame (pandas imported lazily)
+    """Sampler points as a validated long-format frame."""
+    import pandas as pd
+
+    from rhythm_pipelines.metrics.schema import validate_metrics
+
+    frame = pd.DataFrame(points, columns=["ts", "source", "metric", "value", "tags"])
+    frame["ts"] = pd.to_datetime((frame["ts"] * 1000).round().astype("int64"), unit="ms", utc=True)
+    return validate_metrics(frame, origin="<host sampler>")
