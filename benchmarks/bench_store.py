@@ -80,9 +80,8 @@ def main() -> None:
 
     from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
 
-    with tempfile.TemporaryDirectory() as tmp:
-        with SQLiteMetricsStore(Path(tmp) / "bench.db") as store:
-            bench("sqlite", store, args.points, args.chunk)
+    with tempfile.TemporaryDirectory() as tmp, SQLiteMetricsStore(Path(tmp) / "bench.db") as store:
+        bench("sqlite", store, args.points, args.chunk)
 
     if args.no_influx:
         return

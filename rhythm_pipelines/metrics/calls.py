@@ -21,8 +21,18 @@ from rhythm_pipelines.metrics.schema import RowError, ValidationError, in_window
 
 STATUSES = ("ok", "error", "timeout")
 REQUIRED = ("timestamp", "channel", "region", "latency_ms", "status")
-CALL_COLUMNS = ["ts", "call_id", "channel", "region", "latency_ms", "status", "tokens_in", "tokens_out",
-                "cost_usd", "origin"]
+CALL_COLUMNS = [
+    "ts",
+    "call_id",
+    "channel",
+    "region",
+    "latency_ms",
+    "status",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "origin",
+]
 
 
 def channel_source(channel: str, region: str) -> str:
@@ -82,9 +92,14 @@ def parse_calls(
     records = raw.drop(columns="_row", errors="ignore")
     rows = raw["_row"].to_numpy() if "_row" in raw.columns else np.arange(1, n + 1)
     errors = [
-        RowError(origin, int(rows[i]), reasons[i][0], reasons[i][1],
-                 json.dumps({k: _plain(v) for k, v in records.iloc[i].items()}, default=str),
-                 None if pd.isna(ts.iloc[i]) else ts.iloc[i])
+        RowError(
+            origin,
+            int(rows[i]),
+            reasons[i][0],
+            reasons[i][1],
+            json.dumps({k: _plain(v) for k, v in records.iloc[i].items()}, default=str),
+            None if pd.isna(ts.iloc[i]) else ts.iloc[i],
+        )
         for i in bad_idx
     ]
     good = np.ones(n, dtype=bool)
@@ -117,9 +132,21 @@ def _plain(v):
 
 def _call_ids(calls: pd.DataFrame, request_ids) -> list[str]:
     content = (
-        calls["ts"].astype("int64").astype(str) + "|" + calls["channel"] + "|" + calls["region"] + "|"
-        + calls["latency_ms"].map(repr) + "|" + calls["status"] + "|" + calls["tokens_in"].astype(str) + "|"
-        + calls["tokens_out"].astype(str) + "|" + calls["cost_usd"].map(repr)
+        calls["ts"].astype("int64").astype(str)
+        + "|"
+        + calls["channel"]
+        + "|"
+        + calls["region"]
+        + "|"
+        + calls["latency_ms"].map(repr)
+        + "|"
+        + calls["status"]
+        + "|"
+        + calls["tokens_in"].astype(str)
+        + "|"
+        + calls["tokens_out"].astype(str)
+        + "|"
+        + calls["cost_usd"].map(repr)
     )
     occurrence = content.groupby(content).cumcount().astype(str)
     hashed = [hashlib.sha1(f"{c}#{o}".encode()).hexdigest()[:20] for c, o in zip(content, occurrence, strict=True)]
@@ -139,8 +166,19 @@ def read_call_log(
     return calls, errors + bad
 
 
-CHANNEL_METRICS = ("calls", "errors", "timeouts", "error_rate", "latency_ms_mean", "latency_ms_p50",
-                   "latency_ms_p95", "latency_ms_max", "tokens_in", "tokens_out", "cost_usd")
+CHANNEL_METRICS = (
+    "calls",
+    "errors",
+    "timeouts",
+    "error_rate",
+    "latency_ms_mean",
+    "latency_ms_p50",
+    "latency_ms_p95",
+    "latency_ms_max",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+)
 
 
 def channel_minute_metrics(calls: pd.DataFrame) -> pd.DataFrame:

@@ -8,6 +8,7 @@ between ticks and an agent in memory. Only psutil is imported: this runs in sens
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from dataclasses import dataclass, field
@@ -72,10 +73,8 @@ class HostSampler:
         add("mem_percent", mem.percent)
         add("mem_used_bytes", mem.total - mem.available)
         add("swap_percent", psutil.swap_memory().percent)
-        try:
+        with contextlib.suppress(OSError):  # the disk may be gone
             add("disk_percent", psutil.disk_usage(self.disk_path).percent)
-        except OSError:
-            pass
         disk = psutil.disk_io_counters()
         net = psutil.net_io_counters()
         if dt:
@@ -103,8 +102,17 @@ class HostSampler:
             cpu_pct = None
             if dt and before and before[0] == info["create_time"]:
                 cpu_pct = max(0.0, 100.0 * (cpu_s - before[1]) / dt)
-            procs.append((info["pid"], info["name"], info["username"], info["create_time"], cpu_s, cpu_pct,
-                          info["memory_info"].rss))
+            procs.append(
+                (
+                    info["pid"],
+                    info["name"],
+                    info["username"],
+                    info["create_time"],
+                    cpu_s,
+                    cpu_pct,
+                    info["memory_info"].rss,
+                )
+            )
         add("process_count", len(procs) + zombies)
         add("zombie_count", zombies)
 

@@ -119,7 +119,10 @@ class LocalInflux:
         config.write_text(_CONFIG.format(root=self._root, rpc_port=free_port(), http_port=self.http_port))
         log = open(self._root / "influxd.log", "wb")  # noqa: SIM115 - lives as long as the server
         self._proc = subprocess.Popen(
-            [self.influxd, "-config", str(config)], stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            [self.influxd, "-config", str(config)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         deadline = time.monotonic() + self.startup_timeout_s
         while True:
@@ -149,7 +152,8 @@ class LocalInflux:
     def create_database(self, name: str) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
         conn.request(
-            "POST", "/query?" + urlencode({"q": f'CREATE DATABASE "{name}"'}),
+            "POST",
+            "/query?" + urlencode({"q": f'CREATE DATABASE "{name}"'}),
             headers={"Content-Type": "application/x-www-form-urlencoded"},
         )
         resp = conn.getresponse()

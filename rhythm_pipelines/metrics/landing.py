@@ -42,8 +42,13 @@ def append_spool(root: Path, host: str, frame: pd.DataFrame) -> Path | None:
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = [
             json.dumps(
-                {"ts": r.ts.isoformat(), "source": r.source, "metric": r.metric, "value": r.value,
-                 "tags": json.loads(r.tags) if r.tags else None},
+                {
+                    "ts": r.ts.isoformat(),
+                    "source": r.source,
+                    "metric": r.metric,
+                    "value": r.value,
+                    "tags": json.loads(r.tags) if r.tags else None,
+                },
                 separators=(",", ":"),
             )
             for r in rows.itertuples(index=False)
@@ -101,9 +106,7 @@ def read_records(path: Path) -> tuple[pd.DataFrame, list[RowError]]:
     return pd.DataFrame.from_records(records) if records else pd.DataFrame({"_row": []}), errors
 
 
-def read_metric_file(
-    path: Path, start: pd.Timestamp, end: pd.Timestamp
-) -> tuple[pd.DataFrame, list[RowError]]:
+def read_metric_file(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.DataFrame, list[RowError]]:
     """Valid metric rows of one file within ``[start, end)`` and the file's bad rows.
 
     Missing required columns fail the whole file with a :class:`ValidationError`. Bad rows are returned

@@ -191,9 +191,7 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
             "source": frame["source"].astype(str).str.strip().reset_index(drop=True),
             "metric": frame["metric"].astype(str).str.strip().reset_index(drop=True),
             "value": pd.to_numeric(frame["value"], errors="raise").astype("float64").reset_index(drop=True),
-            "tags": (
-                [tags_to_json(t) for t in frame["tags"]] if "tags" in frame.columns else [None] * len(frame)
-            ),
+            "tags": ([tags_to_json(t) for t in frame["tags"]] if "tags" in frame.columns else [None] * len(frame)),
         }
     )
     return out.drop_duplicates(["source", "metric", "ts"], keep="last").reset_index(drop=True)

@@ -118,7 +118,8 @@ class SQLiteMetricsStore(MetricsStore):
             tag_json = json.dumps(g.tolist(), separators=(",", ":")) if tagged else None
             rows.append((key[0], key[1], len(t), t.astype(_I8).tobytes(), v.astype(_F8).tobytes(), tag_json))
         self._conn.executemany(
-            "INSERT OR REPLACE INTO blocks (series_id, block, n, ts, value, tags) VALUES (?, ?, ?, ?, ?, ?)", rows
+            "INSERT OR REPLACE INTO blocks (series_id, block, n, ts, value, tags) VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
         )
 
     def _existing_blocks(
@@ -144,9 +145,7 @@ class SQLiteMetricsStore(MetricsStore):
         sid = self._series.get(key)
         if sid is None:
             self._conn.execute("INSERT OR IGNORE INTO series (source, metric) VALUES (?, ?)", key)
-            sid = self._conn.execute(
-                "SELECT id FROM series WHERE source = ? AND metric = ?", key
-            ).fetchone()[0]
+            sid = self._conn.execute("SELECT id FROM series WHERE source = ? AND metric = ?", key).fetchone()[0]
             self._series[key] = sid
         return sid
 
@@ -210,9 +209,7 @@ class SQLiteMetricsStore(MetricsStore):
         key = ", ".join(f'"{c}"' for c in spec.key)
         with self._lock:
             self._conn.execute(f'CREATE TABLE IF NOT EXISTS "{spec.name}" ({cols}, PRIMARY KEY ({key}))')
-            self._conn.execute(
-                f'CREATE INDEX IF NOT EXISTS "{spec.name}_by_time" ON "{spec.name}" ("{spec.time}")'
-            )
+            self._conn.execute(f'CREATE INDEX IF NOT EXISTS "{spec.name}_by_time" ON "{spec.name}" ("{spec.time}")')
         self._tables_ready.add(spec.name)
 
     def write_table(self, table: str, frame: pd.DataFrame) -> int:
@@ -238,7 +235,8 @@ class SQLiteMetricsStore(MetricsStore):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(
-                    f'INSERT OR REPLACE INTO "{spec.name}" ({names}) VALUES ({marks})', zip(*columns, strict=True)
+                    f'INSERT OR REPLACE INTO "{spec.name}" ({names}) VALUES ({marks})',
+                    zip(*columns, strict=True),
                 )
                 self._conn.execute("COMMIT")
             except BaseException:

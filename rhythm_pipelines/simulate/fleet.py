@@ -75,8 +75,19 @@ class Simulation:
         m = self.metrics.assign(ts=self.metrics["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
         m.drop(columns="tags").to_csv(paths["metrics"], index=False, float_format="%.6g")
         calls = self.calls.assign(timestamp=self.calls["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")).drop(columns="ts")
-        calls = calls[["timestamp", "request_id", "channel", "region", "latency_ms", "status", "tokens_in",
-                       "tokens_out", "cost_usd"]]
+        calls = calls[
+            [
+                "timestamp",
+                "request_id",
+                "channel",
+                "region",
+                "latency_ms",
+                "status",
+                "tokens_in",
+                "tokens_out",
+                "cost_usd",
+            ]
+        ]
         calls.to_json(paths["calls"], orient="records", lines=True, double_precision=10)
         inc = self.incidents.assign(
             start=self.incidents["start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -116,8 +127,8 @@ def simulate(config: SimConfig | None = None) -> Simulation:
     rng = np.random.default_rng(cfg.seed)
     step = pd.Timedelta(cfg.step)
     per_min = pd.Timedelta("1min") / step
-    start = cfg.start if cfg.start is not None else (
-        pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(days=cfg.days)
+    start = (
+        cfg.start if cfg.start is not None else (pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(days=cfg.days))
     )
     start = pd.Timestamp(start).tz_localize("UTC") if pd.Timestamp(start).tzinfo is None else pd.Timestamp(start)
     n = int(pd.Timedelta(days=cfg.days) / step)
@@ -172,8 +183,17 @@ def simulate(config: SimConfig | None = None) -> Simulation:
             if a is None:
                 continue
             chan_fx[src][fx_key] += value * _ramp(n, a, onset, a + length)
-            incidents.append(dict(start=grid[a], end=grid[min(a + length, n) - 1], source=src, metric=metric,
-                                  kind=kind, magnitude=round(float(mag), 3), root=src))
+            incidents.append(
+                dict(
+                    start=grid[a],
+                    end=grid[min(a + length, n) - 1],
+                    source=src,
+                    metric=metric,
+                    kind=kind,
+                    magnitude=round(float(mag), 3),
+                    root=src,
+                )
+            )
             continue
         h = hosts[int(rng.integers(0, len(hosts)))]
         if kind == "cascade":
@@ -188,8 +208,17 @@ def simulate(config: SimConfig | None = None) -> Simulation:
             if a is None:
                 continue
             host_fx[h]["cpu"] = np.maximum(host_fx[h]["cpu"], level * _ramp(n, a, onset, a + length))
-            incidents.append(dict(start=grid[a], end=grid[min(a + length, n) - 1], source=h, metric="cpu_percent",
-                                  kind=kind, magnitude=round(float(level), 1), root=h))
+            incidents.append(
+                dict(
+                    start=grid[a],
+                    end=grid[min(a + length, n) - 1],
+                    source=h,
+                    metric="cpu_percent",
+                    kind=kind,
+                    magnitude=round(float(level), 1),
+                    root=h,
+                )
+            )
             if kind == "cascade":
                 for d in dependents[h]:
                     lag = minutes(rng.uniform(2, 8))
@@ -197,8 +226,17 @@ def simulate(config: SimConfig | None = None) -> Simulation:
                     bump = rng.uniform(25, 40)
                     host_fx[d]["cpu_dep"] += bump * _ramp(n, da, onset, db)
                     timeline.busy.setdefault(d, []).append((da, db))
-                    incidents.append(dict(start=grid[da], end=grid[db - 1], source=d, metric="cpu_percent",
-                                          kind="cascade", magnitude=round(float(bump), 1), root=h))
+                    incidents.append(
+                        dict(
+                            start=grid[da],
+                            end=grid[db - 1],
+                            source=d,
+                            metric="cpu_percent",
+                            kind="cascade",
+                            magnitude=round(float(bump), 1),
+                            root=h,
+                        )
+                    )
         elif kind == "memory_leak":
             length = minutes(rng.uniform(120, 480))
             rise = rng.uniform(8, 14) if subtle else rng.uniform(18, 35)
@@ -206,8 +244,17 @@ def simulate(config: SimConfig | None = None) -> Simulation:
             if a is None:
                 continue
             host_fx[h]["mem"] += rise * _ramp(n, a, length, a + length)
-            incidents.append(dict(start=grid[a], end=grid[min(a + length, n) - 1], source=h, metric="mem_percent",
-                                  kind=kind, magnitude=round(float(rise), 1), root=h))
+            incidents.append(
+                dict(
+                    start=grid[a],
+                    end=grid[min(a + length, n) - 1],
+                    source=h,
+                    metric="mem_percent",
+                    kind=kind,
+                    magnitude=round(float(rise), 1),
+                    root=h,
+                )
+            )
         elif kind == "zombie_process":
             length = minutes(rng.uniform(10, 90))
             count = int(rng.integers(1, 3) if subtle else rng.integers(3, 9))
@@ -215,16 +262,34 @@ def simulate(config: SimConfig | None = None) -> Simulation:
             if a is None:
                 continue
             host_fx[h]["zombie"] += np.ceil(count * _ramp(n, a, max(1, length // 3), a + length))
-            incidents.append(dict(start=grid[a], end=grid[min(a + length, n) - 1], source=h, metric="zombie_count",
-                                  kind=kind, magnitude=count, root=h))
+            incidents.append(
+                dict(
+                    start=grid[a],
+                    end=grid[min(a + length, n) - 1],
+                    source=h,
+                    metric="zombie_count",
+                    kind=kind,
+                    magnitude=count,
+                    root=h,
+                )
+            )
         else:  # hung_process
             length = minutes(rng.uniform(10, 40))
             a = timeline.place(h + "#w", length, minutes(30))
             if a is None:
                 continue
             host_fx[h]["hung"][a : a + length] = 1.0
-            incidents.append(dict(start=grid[a], end=grid[min(a + length, n) - 1], source=f"{h}/proc/worker",
-                                  metric="heartbeat_age_s", kind=kind, magnitude=round(length / per_min, 1), root=h))
+            incidents.append(
+                dict(
+                    start=grid[a],
+                    end=grid[min(a + length, n) - 1],
+                    source=f"{h}/proc/worker",
+                    metric="heartbeat_age_s",
+                    kind=kind,
+                    magnitude=round(length / per_min, 1),
+                    root=h,
+                )
+            )
 
     metrics = _host_metrics(cfg, rng, grid, rhythm, hosts, host_fx, step)
     calls = _calls(cfg, rng, grid, daily, weekly, pairs, chan_fx, per_min)
@@ -270,10 +335,17 @@ def _host_metrics(cfg, rng, grid, rhythm, hosts, fx, step) -> pd.DataFrame:
         w_cpu = np.where(hung, 0.0, np.clip(3 + 10 * rhythm + rng.normal(0, 1, n), 0.1, None))
         w_rss = np.clip(2.5e8 + 5e7 * rhythm + rng.normal(0, 4e6, n), 1e7, None)
         for metric, values, src in (
-            ("cpu_percent", cpu, h), ("mem_percent", mem, h), ("swap_percent", swap, h), ("disk_percent", disk, h),
-            ("load1", load1, h), ("net_recv_bytes_per_s", net, h), ("process_count", procs + zombies, h),
-            ("zombie_count", zombies, h), ("heartbeat_age_s", age, f"{h}/proc/worker"),
-            ("proc_cpu_percent", w_cpu, f"{h}/proc/worker"), ("proc_rss_bytes", w_rss, f"{h}/proc/worker"),
+            ("cpu_percent", cpu, h),
+            ("mem_percent", mem, h),
+            ("swap_percent", swap, h),
+            ("disk_percent", disk, h),
+            ("load1", load1, h),
+            ("net_recv_bytes_per_s", net, h),
+            ("process_count", procs + zombies, h),
+            ("zombie_count", zombies, h),
+            ("heartbeat_age_s", age, f"{h}/proc/worker"),
+            ("proc_cpu_percent", w_cpu, f"{h}/proc/worker"),
+            ("proc_rss_bytes", w_rss, f"{h}/proc/worker"),
         ):
             frames.append(pd.DataFrame({"ts": grid, "source": src, "metric": metric, "value": values}))
     out = pd.concat(frames, ignore_index=True)
@@ -296,7 +368,9 @@ def _calls(cfg, rng, grid, daily, weekly, pairs, fx, per_min) -> pd.DataFrame:
         minute_of = np.repeat(np.arange(len(minute_grid)), counts)
         gi = idx[minute_of]
         ts = minute_grid[minute_of] + pd.to_timedelta(rng.uniform(0, 60, total), unit="s")
-        lat = med * region_factor * np.exp(rng.normal(0, 0.35, total)) * (1 + 0.3 * daily[gi]) * (1 + fx[src]["lat"][gi])
+        lat = (
+            med * region_factor * np.exp(rng.normal(0, 0.35, total)) * (1 + 0.3 * daily[gi]) * (1 + fx[src]["lat"][gi])
+        )
         p_err = 0.01 + fx[src]["err"][gi]
         u = rng.random(total)
         status = np.where(u < p_err, "error", np.where(u < p_err + 0.003, "timeout", "ok"))
@@ -305,9 +379,20 @@ def _calls(cfg, rng, grid, daily, weekly, pairs, fx, per_min) -> pd.DataFrame:
         tok_out = np.round(np.exp(rng.normal(5.3, 0.7, total)) * (1 + fx[src]["tok"][gi])).astype("int64")
         tok_out = np.where(status == "ok", tok_out, 0)
         cost = tok_in / 1000 * p_in + tok_out / 1000 * p_out
-        out.append(pd.DataFrame({"ts": ts, "channel": c, "region": r, "latency_ms": np.round(lat, 1),
-                                 "status": status, "tokens_in": tok_in, "tokens_out": tok_out,
-                                 "cost_usd": np.round(cost, 8)}))
+        out.append(
+            pd.DataFrame(
+                {
+                    "ts": ts,
+                    "channel": c,
+                    "region": r,
+                    "latency_ms": np.round(lat, 1),
+                    "status": status,
+                    "tokens_in": tok_in,
+                    "tokens_out": tok_out,
+                    "cost_usd": np.round(cost, 8),
+                }
+            )
+        )
     calls = pd.concat(out, ignore_index=True).sort_values("ts", kind="stable", ignore_index=True)
     calls.insert(1, "request_id", [f"sim{cfg.seed}-{i:08d}" for i in range(len(calls))])
     return calls

@@ -1,0 +1,205 @@
+"""The ``rhythm`` command line: a second face over the same domain code as the Dagster assets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HOURLY_FMT = "%Y-%m-%d-%H:%M"
+
+
+def _home() -> Path:
+    return Path(os.environ.get("RHYTHM_HOME", ".rhythm")).resolve()
+
+
+def _default_store() -> str:
+    return os.environ.get("RHYTHM_STORE_URL", f"sqlite:///{_home() / 'metrics.db'}")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from rhythm_pipelines.simulate import SimConfig, simulate
+
+    cfg = SimConfig(
+        hosts=args.hosts,
+        channels=args.channels,
+        regions=args.regions,
+        days=args.days,
+        step=args.step,
+        seed=args.seed,
+        start=pd.Timestamp(args.start) if args.start else None,
+        calls_per_minute=args.calls_per_minute,
+        incidents_per_day=args.incidents_per_day,
+    )
+    sim = simulate(cfg)
+    paths = sim.write(args.out)
+    summary = {
+        "metrics_rows": len(sim.metrics),
+        "calls": len(sim.calls),
+        "incidents": len(sim.incidents),
+        "start": str(sim.metrics["ts"].min()),
+        "end": str(sim.metrics["ts"].max()),
+        "files": {k: str(v) for k, v in paths.items()},
+        "incident_kinds": sim.incidents["kind"].value_counts().to_dict(),
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_agent(args: argparse.Namespace) -> int:
+    from rhythm_pipelines.metrics.host import HostSampler, points_frame
+    from rhythm_pipelines.metrics.landing import append_spool
+    from rhythm_pipelines.metrics.store import open_store
+
+    stop = False
+
+    def _stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    sampler = HostSampler(host=args.host or socket.gethostname())
+    n = 0
+    with open_store(args.store) as store:
+        while not stop and (args.count is None or n < args.count):
+            t0 = time.monotonic()
+            frame = points_frame(sampler.sample())
+            store.write_metrics(frame)
+            if args.landing:
+                append_spool(Path(args.landing) / "metrics", sampler.host, frame)
+            n += 1
+            print(f"{frame['ts'].max().isoformat()} {sampler.host}: {len(frame)} points", flush=True)
+            while not stop and (args.count is None or n < args.count) and time.monotonic() - t0 < args.interval:
+                time.sleep(min(0.2, args.interval))
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from rhythm_pipelines.metrics.ingest import build_rollups, ingest_call_logs, ingest_metric_files
+    from rhythm_pipelines.metrics.store import open_store, utc
+
+    start, end = utc(args.start).floor("h"), utc(args.end).ceil("h")
+    landing = Path(args.landing)
+    with open_store(args.store) as store:
+        m = ingest_metric_files(store, landing / "metrics", start, end)
+        c = ingest_call_logs(store, landing / "calls", start, end)
+        r = build_rollups(store, start, end)
+    for e in m.quarantined + c.quarantined:
+        print(f"quarantined: {e.as_error()}", file=sys.stderr)
+    print(
+        json.dumps(
+            {
+                "window": [str(start), str(end)],
+                "metric_points": m.rows,
+                "calls": c.rows,
+                "quarantined": len(m.quarantined) + len(c.quarantined),
+                "rollups": len(r),
+                "hours": int((end - start) / pd.Timedelta("1h")),
+            }
+        )
+    )
+    return 0
+
+
+def cmd_demo_seed(args: argparse.Namespace) -> int:
+    """Simulate a demo fleet into the landing zone once, then materialize its hours in one Dagster run."""
+    import pandas as pd
+
+    from rhythm_pipelines.simulate import SimConfig, simulate
+
+    landing = Path(os.environ.get("RHYTHM_LANDING_DIR", _home() / "landing"))
+    marker = landing / "incidents" / f"sim-{args.seed}.csv"
+    if marker.exists() and not args.force:
+        print(f"demo data already in {landing} (use --force to regenerate)")
+        return 0
+    end = pd.Timestamp.now(tz="UTC").floor("h")
+    sim = simulate(SimConfig(days=args.days, seed=args.seed, start=end - pd.Timedelta(days=args.days)))
+    sim.write(landing)
+    print(
+        f"simulated {len(sim.metrics):,} metric points, {len(sim.calls):,} calls, "
+        f"{len(sim.incidents)} incidents into {landing}"
+    )
+    first, last = end - pd.Timedelta(days=args.days), end - pd.Timedelta(hours=1)
+    cmd = [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "rhythm_pipelines.definitions",
+        "--select",
+        "raw_metrics,channel_calls,hourly_rollups",
+        "--partition-range",
+        f"{first.strftime(HOURLY_FMT)}...{last.strftime(HOURLY_FMT)}",
+    ]
+    if args.no_materialize:
+        print("backfill with:", " ".join(cmd))
+        return 0
+    print("materializing the demo hours in one run:", " ".join(cmd[3:]), flush=True)
+    return subprocess.call(cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rhythm", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="simulate a fleet and channels with labelled incidents")
+    s.add_argument("--out", "-o", required=True, help="output directory (metrics/, calls/, incidents/)")
+    s.add_argument("--hosts", type=int, default=6)
+    s.add_argument("--channels", type=int, default=4)
+    s.add_argument("--regions", type=int, default=2)
+    s.add_argument("--days", type=float, default=3.0)
+    s.add_argument("--step", default="1min", help="metric sampling step (pandas offset, e.g. 1min, 10s)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--start", default=None, help="UTC start (default: DAYS ending at the current hour)")
+    s.add_argument("--calls-per-minute", type=float, default=3.0)
+    s.add_argument("--incidents-per-day", type=float, default=6.0)
+    s.set_defaults(func=cmd_simulate)
+
+    a = sub.add_parser("agent", help="sample this host every INTERVAL seconds into a store")
+    a.add_argument("--store", default=_default_store(), help="sqlite:///path.db or influx://host:8086?bucket=B")
+    a.add_argument("--interval", type=float, default=10.0)
+    a.add_argument("--landing", default=None, help="also append samples to this landing zone's spool")
+    a.add_argument("--host", default=None, help="host name to report (default: this machine's)")
+    a.add_argument("--count", type=int, default=None, help="stop after this many samples")
+    a.set_defaults(func=cmd_agent)
+
+    i = sub.add_parser("ingest", help="ingest landing files for a window (what the hourly assets do)")
+    i.add_argument("--store", default=_default_store())
+    i.add_argument("--landing", default=str(_home() / "landing"))
+    i.add_argument("--start", required=True)
+    i.add_argument("--end", required=True)
+    i.set_defaults(func=cmd_ingest)
+
+    d = sub.add_parser("demo-seed", help="seed the demo fleet for `make dev` (once)")
+    d.add_argument("--days", type=float, default=3.0)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--force", action="store_true")
+    d.add_argument("--no-materialize", action="store_true", help="only write the files; print the backfill")
+    d.set_defaults(func=cmd_demo_seed)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as exc:  # validation errors name file, row and field
+        print(f"rhythm: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""The one Definitions object of the rhythm_pipelines code location."""
+
+import dagster as dg
+
+from rhythm_pipelines.defs.ingestion import hourly_ingestion_job, ingestion_assets
+from rhythm_pipelines.defs.resources import landing_from_env, store_from_env
+from rhythm_pipelines.defs.sensors import host_sampler
+
+defs = dg.Definitions(
+    assets=ingestion_assets,
+    jobs=[hourly_ingestion_job],
+    sensors=[host_sampler],
+    resources={"store": store_from_env(), "landing": landing_from_env()},
+)

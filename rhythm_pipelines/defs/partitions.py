@@ -1,0 +1,10 @@
+"""Partitions: metrics are hourly; training and reports are daily."""
+
+import os
+
+import dagster as dg
+
+PARTITIONS_START = os.environ.get("RHYTHM_PARTITIONS_START", "2026-01-01")
+
+hourly_partitions = dg.HourlyPartitionsDefinition(start_date=f"{PARTITIONS_START}-00:00", timezone="UTC")
+daily_partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START, timezone="UTC")

@@ -1,0 +1,78 @@
+"""Resources: the metrics store (SQLite by default, InfluxDB for fleets) and the landing zone."""
+
+from __future__ import annotations
+
+import os
+from abc import abstractmethod
+from pathlib import Path
+
+import dagster as dg
+
+from rhythm_pipelines.metrics.store import MetricsStore
+
+
+def rhythm_home() -> Path:
+    """Where the embedded store, landing zone and reports live (``$RHYTHM_HOME``, default ``./.rhythm``)."""
+    return Path(os.environ.get("RHYTHM_HOME", ".rhythm")).resolve()
+
+
+class MetricsStoreResource(dg.ConfigurableResource):
+    """A configured metrics store; ``open()`` gives a :class:`MetricsStore` to use in a ``with`` block."""
+
+    @abstractmethod
+    def open(self) -> MetricsStore: ...
+
+
+class SQLiteStoreResource(MetricsStoreResource):
+    """The embedded default: one SQLite file."""
+
+    path: str
+
+    def open(self) -> MetricsStore:
+        from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
+
+        return SQLiteMetricsStore(self.path)
+
+
+class InfluxStoreResource(MetricsStoreResource):
+    """InfluxDB through influxdb-client; ``url`` and ``token`` come from environment variables."""
+
+    url: str
+    token: str
+    org: str = "rhythm"
+    bucket: str = "rhythm"
+    batch_size: int = 5000
+
+    def open(self) -> MetricsStore:
+        from rhythm_pipelines.metrics.influx import InfluxMetricsStore
+
+        return InfluxMetricsStore(self.url, self.token, self.org, self.bucket, self.batch_size)
+
+
+class LandingZone(dg.ConfigurableResource):
+    """Files that raw ingestion reads: ``metrics/`` (long format, incl. the host spool) and ``calls/``."""
+
+    root: str
+
+    @property
+    def path(self) -> Path:
+        return Path(self.root)
+
+
+def store_from_env() -> MetricsStoreResource:
+    """``RHYTHM_STORE=influx`` selects InfluxDB (``RHYTHM_INFLUX_URL``/``_TOKEN``/``_ORG``/``_BUCKET``)."""
+    kind = os.environ.get("RHYTHM_STORE", "sqlite").lower()
+    if kind == "influx":
+        return InfluxStoreResource(
+            url=dg.EnvVar("RHYTHM_INFLUX_URL"),
+            token=dg.EnvVar("RHYTHM_INFLUX_TOKEN"),
+            org=os.environ.get("RHYTHM_INFLUX_ORG", "rhythm"),
+            bucket=os.environ.get("RHYTHM_INFLUX_BUCKET", "rhythm"),
+        )
+    if kind != "sqlite":
+        raise ValueError(f"RHYTHM_STORE must be 'sqlite' or 'influx', not {kind!r}")
+    return SQLiteStoreResource(path=os.environ.get("RHYTHM_SQLITE_PATH", str(rhythm_home() / "metrics.db")))
+
+
+def landing_from_env() -> LandingZone:
+    return LandingZone(root=os.environ.get("RHYTHM_LANDING_DIR", str(rhythm_home() / "landing")))

@@ -1,0 +1,48 @@
+"""The host sampler: every ~10 s, this host's metrics into the store and the spool; hourly ingestion runs."""
+
+import json
+import os
+import socket
+
+import dagster as dg
+
+from rhythm_pipelines.defs.ingestion import hourly_ingestion_job
+from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource
+from rhythm_pipelines.metrics.host import HostSampler, points_frame
+from rhythm_pipelines.metrics.landing import append_spool
+
+SAMPLE_INTERVAL_S = int(os.environ.get("RHYTHM_SAMPLE_INTERVAL_S", "10"))
+
+
+@dg.sensor(
+    job=hourly_ingestion_job,
+    minimum_interval_seconds=SAMPLE_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Samples this host with psutil each tick, writes the points to the store and the landing "
+    "spool, and launches hourly ingestion for each hour that closes.",
+)
+def host_sampler(
+    context: dg.SensorEvaluationContext, store: MetricsStoreResource, landing: LandingZone
+) -> dg.SensorResult | dg.SkipReason:
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    host = os.environ.get("RHYTHM_HOST", socket.gethostname())
+    sampler = HostSampler(host=host, state=cursor.get("sampler", {}))
+    frame = points_frame(sampler.sample())
+    with store.open() as s:
+        s.write_metrics(frame)
+    append_spool(landing.path / "metrics", host, frame)
+
+    now_hour = frame["ts"].max().floor("h")
+    prev_ts = cursor.get("sampler", {}).get("ts")
+    requests = []
+    if prev_ts is not None:
+        import pandas as pd
+
+        prev_hour = pd.Timestamp(prev_ts, unit="s", tz="UTC").floor("h")
+        if prev_hour < now_hour:
+            key = prev_hour.strftime("%Y-%m-%d-%H:%M")
+            requests.append(dg.RunRequest(run_key=f"hourly-ingestion-{key}", partition_key=key))
+    context.update_cursor(json.dumps({"sampler": sampler.state}, separators=(",", ":")))
+    if requests:
+        return dg.SensorResult(run_requests=requests)
+    return dg.SkipReason(f"sampled {host}: {len(frame)} points written")
