@@ -1,0 +1,86 @@
+"""SQLite specifics: a real file, hour blocks, transactions."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rhythm_pipelines.metrics.schema import validate_metrics
+from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
+from rhythm_pipelines_tests.conftest import T0
+
+
+def points(start, n, step="10s", value=0.0, source="h", metric="cpu_percent"):
+    ts = pd.date_range(start, periods=n, freq=step)
+    return validate_metrics(pd.DataFrame({"ts": ts, "source": source, "metric": metric, "value": value + np.arange(n)}))
+
+
+def test_persists_in_wal_file_across_reopen(tmp_path):
+    path = tmp_path / "m.db"
+    with SQLiteMetricsStore(path) as s:
+        s.write_metrics(points(T0, 1000))
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    with SQLiteMetricsStore(path) as s:
+        assert len(s.read_metrics(T0, T0 + pd.Timedelta(days=1))) == 1000
+
+
+def test_overlapping_writes_merge_across_hour_blocks(sqlite_store):
+    # 3 hours at 10 s, then an overlapping window shifted by 5 s and one rewriting exact timestamps
+    sqlite_store.write_metrics(points(T0, 1080))
+    sqlite_store.write_metrics(points(T0 + pd.Timedelta("5s"), 720, value=10_000))
+    sqlite_store.write_metrics(points(T0 + pd.Timedelta("1h"), 10, value=-1))
+    got = sqlite_store.read_metrics(T0, T0 + pd.Timedelta(hours=4))
+    assert len(got) == 1080 + 720
+    assert got["ts"].is_monotonic_increasing and not got["ts"].duplicated().any()
+    at_1h = got.set_index("ts")["value"]
+    assert at_1h[T0 + pd.Timedelta("1h")] == -1
+    assert at_1h[T0 + pd.Timedelta("1h10s")] == 0
+    assert at_1h[T0 + pd.Timedelta("5s")] == 10_000
+
+
+def test_duplicates_within_one_write_keep_the_last(sqlite_store):
+    df = pd.concat([points(T0, 3), points(T0, 3, value=7)], ignore_index=True)
+    sqlite_store.write_metrics(df)  # frame not deduplicated by validation
+    got = sqlite_store.read_metrics(T0, T0 + pd.Timedelta("1h"))
+    assert got["value"].tolist() == [7.0, 8.0, 9.0]
+
+
+def test_failed_write_loses_nothing_already_stored(sqlite_store):
+    sqlite_store.write_metrics(points(T0, 100))
+    bad = points(T0 + pd.Timedelta("1h"), 100)
+    bad["ts"] = bad["ts"].astype(object)
+    bad.loc[50, "ts"] = "garbage"
+    with pytest.raises((ValueError, TypeError, AttributeError)):
+        sqlite_store.write_metrics(bad)
+    assert len(sqlite_store.read_metrics(T0, T0 + pd.Timedelta(days=1))) == 100
+    sqlite_store.write_metrics(points(T0 + pd.Timedelta("1h"), 100))  # the store still works
+    assert len(sqlite_store.read_metrics(T0, T0 + pd.Timedelta(days=1))) == 200
+
+
+def test_two_connections_see_each_others_writes(tmp_path):
+    with SQLiteMetricsStore(tmp_path / "m.db") as a, SQLiteMetricsStore(tmp_path / "m.db") as b:
+        a.write_metrics(points(T0, 10, source="x"))
+        b.write_metrics(points(T0, 10, source="y"))
+        assert set(a.read_metrics(T0, T0 + pd.Timedelta("1h"))["source"]) == {"x", "y"}
+
+
+def test_error_inside_the_transaction_rolls_back(sqlite_store, monkeypatch):
+    sqlite_store.write_metrics(points(T0, 100))
+    original = SQLiteMetricsStore._merge_blocks
+
+    def merge_then_fail(self, *args):
+        original(self, *args)  # blocks written inside the transaction ...
+        raise RuntimeError("disk on fire")  # ... then the write fails
+
+    monkeypatch.setattr(SQLiteMetricsStore, "_merge_blocks", merge_then_fail)
+    with pytest.raises(RuntimeError):
+        sqlite_store.write_metrics(points(T0 + pd.Timedelta("2h"), 50, source="new-host"))
+    monkeypatch.undo()
+    got = sqlite_store.read_metrics(T0, T0 + pd.Timedelta(days=1))
+    assert len(got) == 100 and set(got["source"]) == {"h"}
+    assert "new-host" not in set(sqlite_store.list_series()["source"])
+    sqlite_store.write_metrics(points(T0 + pd.Timedelta("2h"), 50, source="new-host"))
+    assert len(sqlite_store.read_metrics(T0, T0 + pd.Timedelta(days=1))) == 150
