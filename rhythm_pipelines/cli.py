@@ -75,7 +75,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
             frame = points_frame(sampler.sample())
             store.write_metrics(frame)
             if args.landing:
-                append_spool(Path(args.landing) / "metrics", sampler.host, frame)
+                append_spool(Path(args.landing), sampler.host, frame)
             n += 1
             print(f"{frame['ts'].max().isoformat()} {sampler.host}: {len(frame)} points", flush=True)
             while not stop and (args.count is None or n < args.count) and time.monotonic() - t0 < args.interval:

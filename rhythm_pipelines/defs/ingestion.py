@@ -137,6 +137,18 @@ def channel_calls(
     return dg.MaterializeResult(metadata=_report_metadata(report, start, end), check_results=checks)
 
 
+def _failure_text(entry: dg.EventLogEntry) -> str | None:
+    """The user's own error of a step failure (its root cause), else the event's message."""
+    event = entry.dagster_event
+    if event is not None and event.is_step_failure:
+        error = event.step_failure_data.error
+        while error is not None and error.cause is not None:
+            error = error.cause
+        if error is not None:
+            return f"{event.step_key}: {error.message.strip()}"
+    return None if event is not None and event.is_step_failure else entry.message
+
+
 def _run_dicts(instance: dg.DagsterInstance, start: pd.Timestamp, end: pd.Timestamp) -> list[dict]:
     records = instance.get_run_records(
         filters=dg.RunsFilter(created_after=start.to_pydatetime(), created_before=end.to_pydatetime())
@@ -149,7 +161,7 @@ def _run_dicts(instance: dg.DagsterInstance, start: pd.Timestamp, end: pd.Timest
             events = instance.all_logs(
                 run.run_id, of_type={dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE}
             )
-            failure = " | ".join(e.message for e in events if e.message)[:2000] or "failed"
+            failure = "; ".join(filter(None, (_failure_text(e) for e in events)))[:2000] or "failed"
         out.append(
             {
                 "run_id": run.run_id,
@@ -208,6 +220,5 @@ ingestion_assets = [raw_metrics, channel_calls, run_history, hourly_rollups]
 hourly_ingestion_job = dg.define_asset_job(
     "hourly_ingestion_job",
     selection=dg.AssetSelection.groups(INGESTION_GROUP),
-    partitions_def=hourly_partitions,
     description="Raw ingestion and rollups of one hour (the host sampler launches it as each hour closes).",
 )

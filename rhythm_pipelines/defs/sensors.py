@@ -30,7 +30,7 @@ def host_sampler(
     frame = points_frame(sampler.sample())
     with store.open() as s:
         s.write_metrics(frame)
-    append_spool(landing.path / "metrics", host, frame)
+    append_spool(landing.path, host, frame)
 
     now_hour = frame["ts"].max().floor("h")
     prev_ts = cursor.get("sampler", {}).get("ts")

@@ -29,7 +29,7 @@ _HOUR_FILE = re.compile(r"(\d{4}-\d{2}-\d{2})[/\\](\d{2})\.jsonl$")
 
 
 def spool_path(root: Path, host: str, ts: pd.Timestamp) -> Path:
-    """Where the host sampler appends a sample taken at ``ts``."""
+    """Where the host sampler appends a sample taken at ``ts`` (``root`` is the landing root)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", host)
     return root / "metrics" / "host" / safe / ts.strftime("%Y-%m-%d") / f"{ts.strftime('%H')}.jsonl"
 

@@ -62,7 +62,7 @@ def test_backfill_from_the_spool_yields_the_live_rows(tmp_path):
     for k, offset in enumerate((3580.0, 3590.0, 3600.0, 3610.0)):  # crosses the hour boundary
         frame = points_frame(sampler.sample(now=base + offset + k * 0.001))
         live.write_metrics(frame)
-        append_spool(landing / "metrics", sampler.host, frame)
+        append_spool(landing, sampler.host, frame)
     rebuilt = SQLiteMetricsStore(tmp_path / "backfill.db")
     report = ingest_metric_files(rebuilt, landing / "metrics", T0, T0 + pd.Timedelta("2h"))
     assert report.rows > 0 and not report.quarantined

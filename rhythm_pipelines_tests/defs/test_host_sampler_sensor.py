@@ -1,0 +1,53 @@
+"""The host sampler sensor: a real tick on this machine, its cursor, and the hourly run request."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pandas as pd
+
+from rhythm_pipelines.defs.sensors import host_sampler
+
+
+def tick(instance, resources, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources)
+    return host_sampler(context), context.cursor
+
+
+def test_tick_writes_samples_and_spool_and_keeps_counters(instance, resources, monkeypatch):
+    monkeypatch.setenv("RHYTHM_HOST", "sensor-host")
+    result, cursor = tick(instance, resources)
+    assert isinstance(result, dg.SkipReason) and "points written" in result.skip_message
+    state = json.loads(cursor)["sampler"]
+    assert {"ts", "cpu", "procs"} <= set(state)
+    now = pd.Timestamp.now(tz="UTC")
+    with resources["store"].open() as s:
+        got = s.read_metrics(now - pd.Timedelta("5min"), now + pd.Timedelta("1min"), sources=["sensor-host"])
+        everything = s.read_metrics(now - pd.Timedelta("5min"), now + pd.Timedelta("1min"))
+    assert {"cpu_percent", "mem_percent", "zombie_count"} <= set(got["metric"])
+    assert everything["source"].str.startswith("sensor-host").all()  # the host and its top processes
+    assert everything["source"].str.startswith("sensor-host/proc/").any()
+    spooled = list((resources["landing"].path / "metrics" / "host" / "sensor-host").rglob("*.jsonl"))
+    assert len(spooled) == 1 and sum(1 for _ in open(spooled[0])) == len(everything)
+
+    result, cursor2 = tick(instance, resources, cursor)  # second tick: rates from the carried counters
+    with resources["store"].open() as s:
+        got = s.read_metrics(now - pd.Timedelta("5min"), now + pd.Timedelta("1min"), sources=["sensor-host"])
+    assert "net_recv_bytes_per_s" in set(got["metric"])
+    assert json.loads(cursor2)["sampler"]["ts"] > state["ts"]
+
+
+def test_an_hour_closing_requests_its_ingestion_run_once(instance, resources, monkeypatch):
+    monkeypatch.setenv("RHYTHM_HOST", "sensor-host")
+    _, cursor = tick(instance, resources)
+    state = json.loads(cursor)
+    last_hour = pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta("1h")
+    state["sampler"]["ts"] = (last_hour + pd.Timedelta("59min")).timestamp()  # previous tick was last hour
+    result, cursor = tick(instance, resources, json.dumps(state))
+    assert isinstance(result, dg.SensorResult)
+    (request,) = result.run_requests
+    key = last_hour.strftime("%Y-%m-%d-%H:%M")
+    assert request.partition_key == key and request.run_key == f"hourly-ingestion-{key}"
+    again, _ = tick(instance, resources, cursor)  # the next tick in the same hour asks for nothing
+    assert isinstance(again, dg.SkipReason)
