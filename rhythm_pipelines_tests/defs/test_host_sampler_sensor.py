@@ -29,7 +29,7 @@ def test_tick_writes_samples_and_spool_and_keeps_counters(instance, resources, m
     assert everything["source"].str.startswith("sensor-host").all()  # the host and its top processes
     assert everything["source"].str.startswith("sensor-host/proc/").any()
     spooled = list((resources["landing"].path / "metrics" / "host" / "sensor-host").rglob("*.jsonl"))
-    assert len(spooled) == 1 and sum(1 for _ in open(spooled[0])) == len(everything)
+    assert len(spooled) == 1 and len(spooled[0].read_text().splitlines()) == len(everything)
 
     result, cursor2 = tick(instance, resources, cursor)  # second tick: rates from the carried counters
     with resources["store"].open() as s:
