@@ -72,7 +72,8 @@ def utc(ts: datetime | pd.Timestamp | str) -> pd.Timestamp:
 def open_store(url: str) -> MetricsStore:
     """Open a store from a URL.
 
-    - ``sqlite:///abs/path.db``, ``sqlite://rel/path.db`` or a plain file path: the embedded store.
+    - ``sqlite:///abs/path.db`` (``sqlite:////abs/path.db`` too), ``sqlite://rel/path.db`` or a plain file
+      path: the embedded store.
     - ``influx://host:8086?bucket=B&org=O`` (``influxs://`` for HTTPS): InfluxDB; the token is read from
       ``RHYTHM_INFLUX_TOKEN``.
     """
@@ -80,8 +81,10 @@ def open_store(url: str) -> MetricsStore:
     if parsed.scheme in ("", "sqlite", "file"):
         from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
 
-        path = url if parsed.scheme == "" else (parsed.netloc + parsed.path)
-        return SQLiteMetricsStore(path)
+        if parsed.scheme == "":
+            return SQLiteMetricsStore(url)
+        path = parsed.netloc + parsed.path
+        return SQLiteMetricsStore("/" + path.lstrip("/") if path.startswith("/") else path)
     if parsed.scheme in ("influx", "influxs"):
         from rhythm_pipelines.metrics.influx import InfluxMetricsStore
 

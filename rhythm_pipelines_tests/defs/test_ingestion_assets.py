@@ -105,3 +105,24 @@ def test_run_history_records_failures(resources, instance):
     failed = runs[runs.job == "flaky_job"]
     assert failed["status"].tolist() == ["FAILURE"] and "disk on fire" in failed["failure"].iloc[0]
     assert failures.set_index("metric")["value"]["run_failures"] == 1
+
+
+def test_the_same_partition_on_influxdb_gives_the_same_rows(influx_server, resources, instance, monkeypatch):
+    from rhythm_pipelines.defs.resources import InfluxStoreResource, store_from_env
+
+    influx_server.create_database("dagster_assets")
+    monkeypatch.setenv("RHYTHM_STORE", "influx")
+    monkeypatch.setenv("RHYTHM_INFLUX_URL", influx_server.url)
+    monkeypatch.setenv("RHYTHM_INFLUX_TOKEN", "a-token")
+    monkeypatch.setenv("RHYTHM_INFLUX_BUCKET", "dagster_assets")
+    influx = store_from_env()
+    assert isinstance(influx, InfluxStoreResource)
+    on_influx = {**resources, "store": influx}
+    assert dg.materialize(ingestion_assets, partition_key=PARTITION, resources=on_influx, instance=instance).success
+    assert dg.materialize(ingestion_assets, partition_key=PARTITION, resources=resources, instance=instance).success
+    window = (T0, T0 + pd.Timedelta("1h"))
+    with influx.process_config_and_initialize().open() as a, resources["store"].open() as b:
+        pd.testing.assert_frame_equal(a.read_metrics(*window), b.read_metrics(*window))
+        pd.testing.assert_frame_equal(a.read_table("channel_calls"), b.read_table("channel_calls"))
+        pd.testing.assert_frame_equal(a.read_table("rollups"), b.read_table("rollups"))
+        assert len(a.read_table("quarantine")) == len(b.read_table("quarantine")) == 8
