@@ -23,18 +23,58 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 def test_simulate_then_ingest(tmp_path):
     out = tmp_path / "sim"
-    sim = run("simulate", "-o", str(out), "--hosts", "2", "--channels", "1", "--regions", "1", "--days", "0.5",
-              "--seed", "4", "--start", "2026-03-02T00:00:00Z")
+    sim = run(
+        "simulate",
+        "-o",
+        str(out),
+        "--hosts",
+        "2",
+        "--channels",
+        "1",
+        "--regions",
+        "1",
+        "--days",
+        "0.5",
+        "--seed",
+        "4",
+        "--start",
+        "2026-03-02T00:00:00Z",
+    )
     assert sim.returncode == 0, sim.stderr
     summary = json.loads(sim.stdout)
     assert summary["incidents"] == len(pd.read_csv(summary["files"]["incidents"])) > 0
-    again = run("simulate", "-o", str(tmp_path / "again"), "--hosts", "2", "--channels", "1", "--regions", "1",
-                "--days", "0.5", "--seed", "4", "--start", "2026-03-02T00:00:00Z")
+    again = run(
+        "simulate",
+        "-o",
+        str(tmp_path / "again"),
+        "--hosts",
+        "2",
+        "--channels",
+        "1",
+        "--regions",
+        "1",
+        "--days",
+        "0.5",
+        "--seed",
+        "4",
+        "--start",
+        "2026-03-02T00:00:00Z",
+    )
+    assert again.returncode == 0, again.stderr
     assert (tmp_path / "again" / "calls" / "sim-4.jsonl").read_bytes() == (out / "calls" / "sim-4.jsonl").read_bytes()
 
     db = tmp_path / "m.db"
-    ingest = run("ingest", "--store", f"sqlite:///{db}", "--landing", str(out), "--start", "2026-03-02T00:00",
-                 "--end", "2026-03-02T12:00")
+    ingest = run(
+        "ingest",
+        "--store",
+        f"sqlite:///{db}",
+        "--landing",
+        str(out),
+        "--start",
+        "2026-03-02T00:00",
+        "--end",
+        "2026-03-02T12:00",
+    )
     assert ingest.returncode == 0, ingest.stderr
     report = json.loads(ingest.stdout)
     assert report["hours"] == 12 and report["quarantined"] == 0 and report["calls"] == summary["calls"]
@@ -47,25 +87,55 @@ def test_bad_log_is_reported_by_file_row_and_field(tmp_path):
     (tmp_path / "calls" / "gw.jsonl").write_text((FIXTURES / "calls_mixed.jsonl").read_text())
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "broken.csv").write_text("ts,source,value\n2026-03-02,h,1\n")
-    res = run("ingest", "--store", f"sqlite:///{tmp_path / 'm.db'}", "--landing", str(tmp_path),
-              "--start", "2026-03-02T00:00", "--end", "2026-03-02T01:00")
+    res = run(
+        "ingest",
+        "--store",
+        f"sqlite:///{tmp_path / 'm.db'}",
+        "--landing",
+        str(tmp_path),
+        "--start",
+        "2026-03-02T00:00",
+        "--end",
+        "2026-03-02T01:00",
+    )
     assert res.returncode == 2
     assert "broken.csv, field 'metric': missing required column" in res.stderr
     (tmp_path / "metrics" / "broken.csv").unlink()
-    res = run("ingest", "--store", f"sqlite:///{tmp_path / 'm.db'}", "--landing", str(tmp_path),
-              "--start", "2026-03-02T00:00", "--end", "2026-03-02T01:00")
+    res = run(
+        "ingest",
+        "--store",
+        f"sqlite:///{tmp_path / 'm.db'}",
+        "--landing",
+        str(tmp_path),
+        "--start",
+        "2026-03-02T00:00",
+        "--end",
+        "2026-03-02T01:00",
+    )
     assert res.returncode == 0
     assert "gw.jsonl, row 7, field 'status': must be one of ok, error, timeout" in res.stderr
     assert json.loads(res.stdout)["quarantined"] == 6
 
 
 def test_agent_samples_into_a_store(tmp_path):
-    res = run("agent", "--store", str(tmp_path / "a.db"), "--interval", "0.5", "--count", "2", "--host", "agent-1",
-              "--landing", str(tmp_path / "landing"))
+    res = run(
+        "agent",
+        "--store",
+        str(tmp_path / "a.db"),
+        "--interval",
+        "0.5",
+        "--count",
+        "2",
+        "--host",
+        "agent-1",
+        "--landing",
+        str(tmp_path / "landing"),
+    )
     assert res.returncode == 0, res.stderr
     with SQLiteMetricsStore(tmp_path / "a.db") as s:
-        got = s.read_metrics(pd.Timestamp.now(tz="UTC") - pd.Timedelta("5min"), pd.Timestamp.now(tz="UTC"),
-                             sources=["agent-1"])
+        got = s.read_metrics(
+            pd.Timestamp.now(tz="UTC") - pd.Timedelta("5min"), pd.Timestamp.now(tz="UTC"), sources=["agent-1"]
+        )
     assert got["ts"].nunique() == 2 and "net_recv_bytes_per_s" in set(got["metric"])
     assert list((tmp_path / "landing" / "metrics" / "host" / "agent-1").rglob("*.jsonl"))
 

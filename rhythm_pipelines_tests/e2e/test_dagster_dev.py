@@ -65,7 +65,11 @@ def dev(tmp_path):
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [str(BIN / "dagster"), "dev", "-w", str(ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
             # a non-interactive shell leaves SIGINT ignored, and dagster dev copies that: restore it
             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
@@ -120,7 +124,10 @@ def test_dagster_dev_end_to_end(dev, tmp_path):
     status = wait_for(
         "the hourly ingestion run",
         lambda: (s := client.get_run_status(run_id).value) in ("SUCCESS", "FAILURE", "CANCELED") and s,
-        240, proc, log, every=2.0,
+        240,
+        proc,
+        log,
+        every=2.0,
     )
     assert status == "SUCCESS", log.read_text()[-4000:]
     with SQLiteMetricsStore(db) as s:
@@ -137,9 +144,22 @@ def test_dagster_dev_end_to_end(dev, tmp_path):
     first, last = hours.min().strftime("%Y-%m-%d-%H:%M"), hours.max().strftime("%Y-%m-%d-%H:%M")
     env = {**dev["env"], "RHYTHM_SQLITE_PATH": str(tmp_path / "backfill.db")}
     cli = subprocess.run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "rhythm_pipelines.definitions",
-         "--select", "raw_metrics,hourly_rollups", "--partition-range", f"{first}...{last}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "rhythm_pipelines.definitions",
+            "--select",
+            "raw_metrics,hourly_rollups",
+            "--partition-range",
+            f"{first}...{last}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert cli.returncode == 0, cli.stderr[-4000:]
     rebuilt = host_points(tmp_path / "backfill.db", "e2e-host")
