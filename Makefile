@@ -4,8 +4,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
-export RHYTHM_HOME ?= $(CURDIR)/.rhythm
+DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+RHYTHM_HOME ?= $(CURDIR)/.rhythm
+DEV_ENV := DAGSTER_HOME=$(DAGSTER_HOME) RHYTHM_HOME=$(RHYTHM_HOME)
 
 .PHONY: dev test venv system-deps lint validate bench clean
 
@@ -28,13 +29,14 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	cp dagster.yaml $@
 
 dev: venv $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/rhythm demo-seed
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(DEV_ENV) $(BIN)/rhythm demo-seed
+	$(DEV_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
+# tests make their own instances and homes; an outer DAGSTER_HOME must not leak in
 test: venv system-deps
 	$(BIN)/ruff check .
-	$(BIN)/dagster definitions validate -m rhythm_pipelines.definitions
-	$(BIN)/pytest -q
+	env -u DAGSTER_HOME $(BIN)/dagster definitions validate -m rhythm_pipelines.definitions
+	env -u DAGSTER_HOME $(BIN)/pytest -q
 
 bench: venv system-deps
 	$(BIN)/python benchmarks/bench_store.py
