@@ -2,12 +2,13 @@
 
 import dagster as dg
 
-from rhythm_pipelines.defs.ingestion import hourly_ingestion_job, ingestion_assets
+from rhythm_pipelines.defs.ingestion import hourly_ingestion_job, ingestion_assets, ingestion_checks
 from rhythm_pipelines.defs.resources import landing_from_env, store_from_env
 from rhythm_pipelines.defs.sensors import host_sampler
 
 defs = dg.Definitions(
     assets=ingestion_assets,
+    asset_checks=ingestion_checks,
     jobs=[hourly_ingestion_job],
     sensors=[host_sampler],
     resources={"store": store_from_env(), "landing": landing_from_env()},

@@ -7,7 +7,7 @@ import pandas as pd
 
 from rhythm_pipelines.defs.metadata import md_table, plot_series
 from rhythm_pipelines.defs.partitions import hourly_partitions
-from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource
+from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource, sampler_host
 from rhythm_pipelines.metrics.ingest import (
     IngestReport,
     build_rollups,
@@ -216,7 +216,27 @@ def hourly_rollups(context: dg.AssetExecutionContext, store: MetricsStoreResourc
     return dg.MaterializeResult(metadata=metadata)
 
 
+@dg.asset_check(
+    asset=raw_metrics,
+    description="The host sampler of this code location's host wrote a sample in the last 2 minutes.",
+)
+def host_samples_fresh(store: MetricsStoreResource) -> dg.AssetCheckResult:
+    host = sampler_host()
+    now = pd.Timestamp.now(tz="UTC")
+    with store.open() as s:
+        recent = s.read_metrics(
+            now - pd.Timedelta("1h"), now + pd.Timedelta("1min"), sources=[host], metrics=["cpu_percent"]
+        )
+    age_s = (now - recent["ts"].max()).total_seconds() if not recent.empty else None
+    return dg.AssetCheckResult(
+        passed=age_s is not None and age_s <= 120,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"host": host, "newest_sample_age_s": age_s if age_s is not None else "none in the last hour"},
+    )
+
+
 ingestion_assets = [raw_metrics, channel_calls, run_history, hourly_rollups]
+ingestion_checks = [host_samples_fresh]
 hourly_ingestion_job = dg.define_asset_job(
     "hourly_ingestion_job",
     selection=dg.AssetSelection.groups(INGESTION_GROUP),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from abc import abstractmethod
 from pathlib import Path
 
@@ -14,6 +15,11 @@ from rhythm_pipelines.metrics.store import MetricsStore
 def rhythm_home() -> Path:
     """Where the embedded store, landing zone and reports live (``$RHYTHM_HOME``, default ``./.rhythm``)."""
     return Path(os.environ.get("RHYTHM_HOME", ".rhythm")).resolve()
+
+
+def sampler_host() -> str:
+    """The host name this code location's sampler reports (``$RHYTHM_HOST``, default the hostname)."""
+    return os.environ.get("RHYTHM_HOST", socket.gethostname())
 
 
 class MetricsStoreResource(dg.ConfigurableResource):

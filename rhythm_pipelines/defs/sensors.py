@@ -2,12 +2,11 @@
 
 import json
 import os
-import socket
 
 import dagster as dg
 
 from rhythm_pipelines.defs.ingestion import hourly_ingestion_job
-from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource
+from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource, sampler_host
 from rhythm_pipelines.metrics.host import HostSampler, points_frame
 from rhythm_pipelines.metrics.landing import append_spool
 
@@ -25,7 +24,7 @@ def host_sampler(
     context: dg.SensorEvaluationContext, store: MetricsStoreResource, landing: LandingZone
 ) -> dg.SensorResult | dg.SkipReason:
     cursor = json.loads(context.cursor) if context.cursor else {}
-    host = os.environ.get("RHYTHM_HOST", socket.gethostname())
+    host = sampler_host()
     sampler = HostSampler(host=host, state=cursor.get("sampler", {}))
     frame = points_frame(sampler.sample())
     with store.open() as s:

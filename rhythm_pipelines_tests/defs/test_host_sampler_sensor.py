@@ -51,3 +51,14 @@ def test_an_hour_closing_requests_its_ingestion_run_once(instance, resources, mo
     assert request.partition_key == key and request.run_key == f"hourly-ingestion-{key}"
     again, _ = tick(instance, resources, cursor)  # the next tick in the same hour asks for nothing
     assert isinstance(again, dg.SkipReason)
+
+
+def test_host_samples_fresh_check(instance, resources, monkeypatch):
+    from rhythm_pipelines.defs.ingestion import host_samples_fresh
+
+    monkeypatch.setenv("RHYTHM_HOST", "fresh-host")
+    stale = host_samples_fresh(store=resources["store"])
+    assert not stale.passed and stale.metadata["newest_sample_age_s"].value == "none in the last hour"
+    tick(instance, resources)
+    fresh = host_samples_fresh(store=resources["store"])
+    assert fresh.passed and fresh.metadata["newest_sample_age_s"].value < 120
