@@ -15,6 +15,20 @@ from rhythm_pipelines.metrics.store import open_store
 from rhythm_pipelines_tests.conftest import FIXTURES, T0
 
 RHYTHM = [sys.executable, "-m", "rhythm_pipelines.cli"]
+SIM_ARGS = [
+    "--hosts",
+    "2",
+    "--channels",
+    "1",
+    "--regions",
+    "1",
+    "--days",
+    "0.5",
+    "--seed",
+    "4",
+    "--start",
+    "2026-03-02T00:00:00Z",
+]
 
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -23,43 +37,11 @@ def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 def test_simulate_then_ingest(tmp_path):
     out = tmp_path / "sim"
-    sim = run(
-        "simulate",
-        "-o",
-        str(out),
-        "--hosts",
-        "2",
-        "--channels",
-        "1",
-        "--regions",
-        "1",
-        "--days",
-        "0.5",
-        "--seed",
-        "4",
-        "--start",
-        "2026-03-02T00:00:00Z",
-    )
+    sim = run("simulate", "-o", str(out), *SIM_ARGS)
     assert sim.returncode == 0, sim.stderr
     summary = json.loads(sim.stdout)
     assert summary["incidents"] == len(pd.read_csv(summary["files"]["incidents"])) > 0
-    again = run(
-        "simulate",
-        "-o",
-        str(tmp_path / "again"),
-        "--hosts",
-        "2",
-        "--channels",
-        "1",
-        "--regions",
-        "1",
-        "--days",
-        "0.5",
-        "--seed",
-        "4",
-        "--start",
-        "2026-03-02T00:00:00Z",
-    )
+    again = run("simulate", "-o", str(tmp_path / "again"), *SIM_ARGS)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "again" / "calls" / "sim-4.jsonl").read_bytes() == (out / "calls" / "sim-4.jsonl").read_bytes()
 

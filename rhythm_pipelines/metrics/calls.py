@@ -21,6 +21,17 @@ from rhythm_pipelines.metrics.schema import RowError, ValidationError, in_window
 
 STATUSES = ("ok", "error", "timeout")
 REQUIRED = ("timestamp", "channel", "region", "latency_ms", "status")
+LOG_COLUMNS = [  # the gateway log format, as the simulator writes it
+    "timestamp",
+    "request_id",
+    "channel",
+    "region",
+    "latency_ms",
+    "status",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+]
 CALL_COLUMNS = [
     "ts",
     "call_id",
@@ -131,22 +142,9 @@ def _plain(v):
 
 
 def _call_ids(calls: pd.DataFrame, request_ids) -> list[str]:
-    content = (
-        calls["ts"].astype("int64").astype(str)
-        + "|"
-        + calls["channel"]
-        + "|"
-        + calls["region"]
-        + "|"
-        + calls["latency_ms"].map(repr)
-        + "|"
-        + calls["status"]
-        + "|"
-        + calls["tokens_in"].astype(str)
-        + "|"
-        + calls["tokens_out"].astype(str)
-        + "|"
-        + calls["cost_usd"].map(repr)
+    fields = [calls["ts"].astype("int64")] + [calls[c] for c in CALL_COLUMNS[2:-1]]
+    content = pd.Series(
+        ["|".join(row) for row in zip(*(f.astype(str) for f in fields), strict=True)], index=calls.index
     )
     occurrence = content.groupby(content).cumcount().astype(str)
     hashed = [hashlib.sha1(f"{c}#{o}".encode()).hexdigest()[:20] for c, o in zip(content, occurrence, strict=True)]

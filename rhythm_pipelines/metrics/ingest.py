@@ -44,16 +44,26 @@ def _count_by_source(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({"metrics": g["metric"].nunique(), "points": g.size()}).reset_index()
 
 
-def ingest_metric_files(store: MetricsStore, root: Path, start: pd.Timestamp, end: pd.Timestamp) -> IngestReport:
-    """Long-format metric files under ``root`` (``landing/metrics``) for the window."""
-    report, frames = IngestReport(), []
+def _read_window(root: Path, start: pd.Timestamp, end: pd.Timestamp, reader, report: IngestReport) -> pd.DataFrame:
+    """Concatenate ``reader(path, start, end)`` over the window's files; collect rejects in the report.
+
+    Every file is read before anything is written, so a file that cannot be read at all (a missing
+    column) fails the window with its name and stores nothing.
+    """
+    frames = []
     for path in data_files(root, start, end):
-        good, bad = read_metric_file(path, start, end)
+        good, bad = reader(path, start, end)
         report.quarantined += bad
         if len(good) or bad:
             report.files.append(str(path))
         frames.append(good)
-    data = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def ingest_metric_files(store: MetricsStore, root: Path, start: pd.Timestamp, end: pd.Timestamp) -> IngestReport:
+    """Long-format metric files under ``root`` (``landing/metrics``) for the window."""
+    report = IngestReport()
+    data = _read_window(root, start, end, read_metric_file, report)
     if not data.empty:
         data = data.drop_duplicates(["source", "metric", "ts"], keep="last")
         report.rows = store.write_metrics(data)
@@ -65,14 +75,8 @@ def ingest_metric_files(store: MetricsStore, root: Path, start: pd.Timestamp, en
 
 def ingest_call_logs(store: MetricsStore, root: Path, start: pd.Timestamp, end: pd.Timestamp) -> IngestReport:
     """Gateway call logs under ``root`` (``landing/calls``) for the window: calls plus per-minute metrics."""
-    report, frames = IngestReport(), []
-    for path in data_files(root, start, end):
-        calls, bad = read_call_log(path, start, end)
-        report.quarantined += bad
-        if len(calls) or bad:
-            report.files.append(str(path))
-        frames.append(calls)
-    calls = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    report = IngestReport()
+    calls = _read_window(root, start, end, read_call_log, report)
     if not calls.empty:
         calls = calls.drop_duplicates("call_id", keep="last")
         store.write_table("channel_calls", calls)

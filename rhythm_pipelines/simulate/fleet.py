@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rhythm_pipelines.metrics.calls import channel_source
+from rhythm_pipelines.metrics.calls import LOG_COLUMNS, channel_source
 
 HOST_ROLES = ("db", "api", "web", "worker")
 CHANNELS = {  # name: (median latency ms, $ per 1k input tokens, $ per 1k output tokens)
@@ -75,19 +75,7 @@ class Simulation:
         m = self.metrics.assign(ts=self.metrics["ts"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
         m.drop(columns="tags").to_csv(paths["metrics"], index=False, float_format="%.6g")
         calls = self.calls.assign(timestamp=self.calls["ts"].dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")).drop(columns="ts")
-        calls = calls[
-            [
-                "timestamp",
-                "request_id",
-                "channel",
-                "region",
-                "latency_ms",
-                "status",
-                "tokens_in",
-                "tokens_out",
-                "cost_usd",
-            ]
-        ]
+        calls = calls[LOG_COLUMNS]
         calls.to_json(paths["calls"], orient="records", lines=True, double_precision=10)
         inc = self.incidents.assign(
             start=self.incidents["start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
