@@ -69,31 +69,13 @@ def test_bad_log_is_reported_by_file_row_and_field(tmp_path):
     (tmp_path / "calls" / "gw.jsonl").write_text((FIXTURES / "calls_mixed.jsonl").read_text())
     (tmp_path / "metrics").mkdir()
     (tmp_path / "metrics" / "broken.csv").write_text("ts,source,value\n2026-03-02,h,1\n")
-    res = run(
-        "ingest",
-        "--store",
-        f"sqlite:///{tmp_path / 'm.db'}",
-        "--landing",
-        str(tmp_path),
-        "--start",
-        "2026-03-02T00:00",
-        "--end",
-        "2026-03-02T01:00",
-    )
+    store, hour = f"sqlite:///{tmp_path / 'm.db'}", ["--start", "2026-03-02T00:00", "--end", "2026-03-02T01:00"]
+    ingest = ["ingest", "--store", store, "--landing", str(tmp_path), *hour]
+    res = run(*ingest)
     assert res.returncode == 2
     assert "broken.csv, field 'metric': missing required column" in res.stderr
     (tmp_path / "metrics" / "broken.csv").unlink()
-    res = run(
-        "ingest",
-        "--store",
-        f"sqlite:///{tmp_path / 'm.db'}",
-        "--landing",
-        str(tmp_path),
-        "--start",
-        "2026-03-02T00:00",
-        "--end",
-        "2026-03-02T01:00",
-    )
+    res = run(*ingest)
     assert res.returncode == 0
     assert "gw.jsonl, row 7, field 'status': must be one of ok, error, timeout" in res.stderr
     assert json.loads(res.stdout)["quarantined"] == 6

@@ -21,29 +21,9 @@ from rhythm_pipelines.metrics.schema import RowError, ValidationError, in_window
 
 STATUSES = ("ok", "error", "timeout")
 REQUIRED = ("timestamp", "channel", "region", "latency_ms", "status")
-LOG_COLUMNS = [  # the gateway log format, as the simulator writes it
-    "timestamp",
-    "request_id",
-    "channel",
-    "region",
-    "latency_ms",
-    "status",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-]
-CALL_COLUMNS = [
-    "ts",
-    "call_id",
-    "channel",
-    "region",
-    "latency_ms",
-    "status",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-    "origin",
-]
+CALL_FIELDS = ["channel", "region", "latency_ms", "status", "tokens_in", "tokens_out", "cost_usd"]
+LOG_COLUMNS = ["timestamp", "request_id", *CALL_FIELDS]  # the gateway log format, as the simulator writes it
+CALL_COLUMNS = ["ts", "call_id", *CALL_FIELDS, "origin"]  # rows of the channel_calls table
 
 
 def channel_source(channel: str, region: str) -> str:
@@ -142,7 +122,7 @@ def _plain(v):
 
 
 def _call_ids(calls: pd.DataFrame, request_ids) -> list[str]:
-    fields = [calls["ts"].astype("int64")] + [calls[c] for c in CALL_COLUMNS[2:-1]]
+    fields = [calls["ts"].astype("int64")] + [calls[c] for c in CALL_FIELDS]
     content = pd.Series(
         ["|".join(row) for row in zip(*(f.astype(str) for f in fields), strict=True)], index=calls.index
     )

@@ -141,6 +141,21 @@ def simulate(config: SimConfig | None = None) -> Simulation:
     timeline = _Timeline(n, int(n * cfg.warmup_fraction), rng)
     minutes = lambda m: max(1, int(round(m * per_min)))  # noqa: E731
     incidents: list[dict] = []
+
+    def label(a: int, b: int, source: str, metric: str, kind: str, magnitude: float, root: str) -> None:
+        """Record an incident over grid steps [a, b)."""
+        incidents.append(
+            dict(
+                start=grid[a],
+                end=grid[min(b, n) - 1],
+                source=source,
+                metric=metric,
+                kind=kind,
+                magnitude=magnitude,
+                root=root,
+            )
+        )
+
     host_fx = {h: {k: np.zeros(n) for k in ("cpu", "mem", "zombie", "hung", "cpu_dep")} for h in hosts}
     chan_fx = {channel_source(c, r): {k: np.zeros(n) for k in ("lat", "err", "tok")} for c, r in pairs}
 
@@ -171,17 +186,7 @@ def simulate(config: SimConfig | None = None) -> Simulation:
             if a is None:
                 continue
             chan_fx[src][fx_key] += value * _ramp(n, a, onset, a + length)
-            incidents.append(
-                dict(
-                    start=grid[a],
-                    end=grid[min(a + length, n) - 1],
-                    source=src,
-                    metric=metric,
-                    kind=kind,
-                    magnitude=round(float(mag), 3),
-                    root=src,
-                )
-            )
+            label(a, a + length, src, metric, kind, round(float(mag), 3), src)
             continue
         h = hosts[int(rng.integers(0, len(hosts)))]
         if kind == "cascade":
@@ -196,17 +201,7 @@ def simulate(config: SimConfig | None = None) -> Simulation:
             if a is None:
                 continue
             host_fx[h]["cpu"] = np.maximum(host_fx[h]["cpu"], level * _ramp(n, a, onset, a + length))
-            incidents.append(
-                dict(
-                    start=grid[a],
-                    end=grid[min(a + length, n) - 1],
-                    source=h,
-                    metric="cpu_percent",
-                    kind=kind,
-                    magnitude=round(float(level), 1),
-                    root=h,
-                )
-            )
+            label(a, a + length, h, "cpu_percent", kind, round(float(level), 1), h)
             if kind == "cascade":
                 for d in dependents[h]:
                     lag = minutes(rng.uniform(2, 8))
@@ -214,17 +209,7 @@ def simulate(config: SimConfig | None = None) -> Simulation:
                     bump = rng.uniform(25, 40)
                     host_fx[d]["cpu_dep"] += bump * _ramp(n, da, onset, db)
                     timeline.busy.setdefault(d, []).append((da, db))
-                    incidents.append(
-                        dict(
-                            start=grid[da],
-                            end=grid[db - 1],
-                            source=d,
-                            metric="cpu_percent",
-                            kind="cascade",
-                            magnitude=round(float(bump), 1),
-                            root=h,
-                        )
-                    )
+                    label(da, db, d, "cpu_percent", "cascade", round(float(bump), 1), h)
         elif kind == "memory_leak":
             length = minutes(rng.uniform(120, 480))
             rise = rng.uniform(8, 14) if subtle else rng.uniform(18, 35)
@@ -232,17 +217,7 @@ def simulate(config: SimConfig | None = None) -> Simulation:
             if a is None:
                 continue
             host_fx[h]["mem"] += rise * _ramp(n, a, length, a + length)
-            incidents.append(
-                dict(
-                    start=grid[a],
-                    end=grid[min(a + length, n) - 1],
-                    source=h,
-                    metric="mem_percent",
-                    kind=kind,
-                    magnitude=round(float(rise), 1),
-                    root=h,
-                )
-            )
+            label(a, a + length, h, "mem_percent", kind, round(float(rise), 1), h)
         elif kind == "zombie_process":
             length = minutes(rng.uniform(10, 90))
             count = int(rng.integers(1, 3) if subtle else rng.integers(3, 9))
@@ -250,34 +225,14 @@ def simulate(config: SimConfig | None = None) -> Simulation:
             if a is None:
                 continue
             host_fx[h]["zombie"] += np.ceil(count * _ramp(n, a, max(1, length // 3), a + length))
-            incidents.append(
-                dict(
-                    start=grid[a],
-                    end=grid[min(a + length, n) - 1],
-                    source=h,
-                    metric="zombie_count",
-                    kind=kind,
-                    magnitude=count,
-                    root=h,
-                )
-            )
+            label(a, a + length, h, "zombie_count", kind, count, h)
         else:  # hung_process
             length = minutes(rng.uniform(10, 40))
             a = timeline.place(h + "#w", length, minutes(30))
             if a is None:
                 continue
             host_fx[h]["hung"][a : a + length] = 1.0
-            incidents.append(
-                dict(
-                    start=grid[a],
-                    end=grid[min(a + length, n) - 1],
-                    source=f"{h}/proc/worker",
-                    metric="heartbeat_age_s",
-                    kind=kind,
-                    magnitude=round(length / per_min, 1),
-                    root=h,
-                )
-            )
+            label(a, a + length, f"{h}/proc/worker", "heartbeat_age_s", kind, round(length / per_min, 1), h)
 
     metrics = _host_metrics(cfg, rng, grid, rhythm, hosts, host_fx, step)
     calls = _calls(cfg, rng, grid, daily, weekly, pairs, chan_fx, per_min)
