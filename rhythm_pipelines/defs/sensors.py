@@ -8,9 +8,10 @@ import dagster as dg
 from rhythm_pipelines.defs.ingestion import hourly_ingestion_job
 from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource, sampler_host
 from rhythm_pipelines.metrics.host import HostSampler, points_frame
-from rhythm_pipelines.metrics.landing import append_spool
+from rhythm_pipelines.metrics.landing import append_spool, closed_hours
 
 SAMPLE_INTERVAL_S = int(os.environ.get("RHYTHM_SAMPLE_INTERVAL_S", "10"))
+MAX_CATCH_UP_HOURS = 24  # after a long outage, ingest at most the last day's hours
 
 
 @dg.sensor(
@@ -31,16 +32,13 @@ def host_sampler(
         s.write_metrics(frame)
     append_spool(landing.path, host, frame)
 
-    now_hour = frame["ts"].max().floor("h")
-    prev_ts = cursor.get("sampler", {}).get("ts")
-    requests = []
-    if prev_ts is not None:
-        import pandas as pd
-
-        prev_hour = pd.Timestamp(prev_ts, unit="s", tz="UTC").floor("h")
-        if prev_hour < now_hour:
-            key = prev_hour.strftime("%Y-%m-%d-%H:%M")
-            requests.append(dg.RunRequest(run_key=f"hourly-ingestion-{key}", partition_key=key))
+    requests = [
+        dg.RunRequest(run_key=f"hourly-ingestion-{key}", partition_key=key)
+        for key in (
+            h.strftime("%Y-%m-%d-%H:%M")
+            for h in closed_hours(cursor.get("sampler", {}).get("ts"), frame["ts"].max(), MAX_CATCH_UP_HOURS)
+        )
+    ]
     context.update_cursor(json.dumps({"sampler": sampler.state}, separators=(",", ":")))
     if requests:
         return dg.SensorResult(run_requests=requests)

@@ -59,6 +59,15 @@ def append_spool(root: Path, host: str, frame: pd.DataFrame) -> Path | None:
     return last
 
 
+def closed_hours(previous: float | None, now: pd.Timestamp, limit: int = 24) -> list[pd.Timestamp]:
+    """Starts of the hours that closed between a previous sample (epoch s) and ``now``, the last ``limit``."""
+    if previous is None:
+        return []
+    current = now.floor("h")
+    first = max(pd.Timestamp(previous, unit="s", tz="UTC").floor("h"), current - pd.Timedelta(hours=limit))
+    return list(pd.date_range(first, current - pd.Timedelta("1h"), freq="h")) if first < current else []
+
+
 def data_files(root: Path, start: pd.Timestamp, end: pd.Timestamp) -> Iterator[Path]:
     """Data files under ``root`` that may hold rows in ``[start, end)``, in a stable order."""
     if not root.exists():

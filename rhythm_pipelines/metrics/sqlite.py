@@ -168,12 +168,13 @@ class SQLiteMetricsStore(MetricsStore):
         with self._lock:
             rows = self._conn.execute(
                 "SELECT series_id, n, ts, value, tags FROM blocks "
-                f"WHERE series_id IN ({','.join(str(i) for i in rank)}) AND block BETWEEN ? AND ?",
+                f"WHERE series_id IN ({','.join(str(i) for i in rank)}) AND block BETWEEN ? AND ? "
+                "ORDER BY series_id, block",
                 (lo // BLOCK_NS, (hi - 1) // BLOCK_NS),
             ).fetchall()
         if not rows:
             return empty_metrics()
-        rows.sort(key=lambda r: rank[r[0]])  # blocks of one series come back in block order
+        rows.sort(key=lambda r: rank[r[0]])  # stable: each series' blocks stay in block order
         counts = np.array([r[1] for r in rows], dtype="int64")
         series_pos = np.repeat(np.array([rank[r[0]] for r in rows], dtype="int64"), counts)
         ts = np.frombuffer(b"".join(r[2] for r in rows), dtype=_I8)

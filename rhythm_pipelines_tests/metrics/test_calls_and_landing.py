@@ -88,3 +88,14 @@ def test_hour_named_spool_files_are_read_only_for_their_hour(tmp_path):
     shutil.copy(FIXTURES / "metrics_mixed.csv", tmp_path / "metrics" / "other.csv")
     names = [p.name for p in data_files(tmp_path / "metrics", T0, H1)]
     assert names == ["00.jsonl", "other.csv"]
+
+
+def test_closed_hours():
+    from rhythm_pipelines.metrics.landing import closed_hours
+
+    now = T0 + pd.Timedelta("3h5min")
+    assert closed_hours(None, now) == []
+    assert closed_hours((T0 + pd.Timedelta("3h1min")).timestamp(), now) == []
+    assert closed_hours((T0 + pd.Timedelta("2h59min")).timestamp(), now) == [T0 + pd.Timedelta("2h")]
+    assert closed_hours((T0 + pd.Timedelta("10min")).timestamp(), now) == [T0 + pd.Timedelta(hours=h) for h in range(3)]
+    assert closed_hours((T0 - pd.Timedelta(days=5)).timestamp(), now, limit=2) == [H1, H1 + pd.Timedelta("1h")]
