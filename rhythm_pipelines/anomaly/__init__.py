@@ -1,0 +1,1 @@
+"""Anomaly detection: causal detectors, their ensemble, alert events and window-based evaluation."""

@@ -1,0 +1,102 @@
+"""Window-based evaluation of point flags (NAB's labelled windows, simplified and documented).
+
+- A window ``[start, end]`` (both ends inclusive) is a true positive if any flagged point lies inside it,
+  else a false negative.
+- A false positive is a maximal run of consecutive flagged points outside every window.
+- Nothing is scored in the probationary period, the first ``min(floor(0.15 n), 750)`` rows of a file:
+  flags there are ignored and windows that end inside it are not counted.
+- Aggregates sum the counts over files.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def probation_rows(n: int) -> int:
+    return min(int(np.floor(0.15 * n)), 750)
+
+
+@dataclass(frozen=True)
+class Score:
+    tp: int = 0
+    fp: int = 0
+    fn: int = 0
+
+    def __add__(self, other: Score) -> Score:
+        return Score(self.tp + other.tp, self.fp + other.fp, self.fn + other.fn)
+
+    @property
+    def precision(self) -> float:
+        return self.tp / (self.tp + self.fp) if self.tp + self.fp else 0.0
+
+    @property
+    def recall(self) -> float:
+        return self.tp / (self.tp + self.fn) if self.tp + self.fn else 0.0
+
+    @property
+    def f1(self) -> float:
+        p, r = self.precision, self.recall
+        return 2 * p * r / (p + r) if p + r else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "f1": round(self.f1, 4),
+        }
+
+
+def score_flags(
+    timestamps: Sequence | pd.Series,
+    flags: Sequence[bool] | np.ndarray,
+    windows: Iterable[tuple],
+    probation: int | None = None,
+) -> Score:
+    """Score one file's flags against its windows (see the module docstring)."""
+    ts = pd.to_datetime(pd.Series(timestamps)).to_numpy()
+    flagged = np.asarray(flags, dtype=bool).copy()
+    n = len(flagged)
+    skip = probation_rows(n) if probation is None else probation
+    flagged[:skip] = False
+    inside = np.zeros(n, dtype=bool)
+    tp = fn = 0
+    for start, end in windows:
+        lo, hi = np.datetime64(pd.Timestamp(start)), np.datetime64(pd.Timestamp(end))
+        in_window = (ts >= lo) & (ts <= hi)
+        inside |= in_window
+        idx = np.flatnonzero(in_window)
+        if len(idx) == 0 or idx[-1] < skip:
+            continue
+        if flagged[in_window].any():
+            tp += 1
+        else:
+            fn += 1
+    outside = flagged & ~inside
+    runs = int(outside[0]) + int(np.count_nonzero(outside[1:] & ~outside[:-1])) if n else 0
+    return Score(tp, runs, fn)
+
+
+def load_windows(path: Path) -> dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]:
+    raw = json.loads(Path(path).read_text())
+    return {k: [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in v] for k, v in raw.items()}
+
+
+def labelled_files(data_dir: Path, windows: dict) -> list[tuple[str, Path]]:
+    """(key, path) of every CSV under ``data_dir`` whose relative path is a key of ``windows``."""
+    data_dir = Path(data_dir)
+    found = []
+    for path in sorted(data_dir.rglob("*.csv")):
+        key = path.relative_to(data_dir).as_posix()
+        if key in windows:
+            found.append((key, path))
+    return found
