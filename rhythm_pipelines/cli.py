@@ -151,6 +151,41 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
     return subprocess.call(cmd)
 
 
+def cmd_anomalies_detect(args: argparse.Namespace) -> int:
+    from rhythm_pipelines.anomaly.series import detect_frame, read_series
+
+    series = read_series(Path(args.input), args.timestamp_col, args.value_col)
+    out = detect_frame(series, args.method)
+    out["timestamp"] = out["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    out.to_csv(args.output, index=False, float_format="%.6g")
+    print(f"{len(out)} rows, {int(out['is_anomaly'].sum())} flagged ({args.method}) -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
+    from rhythm_pipelines.anomaly.evaluate import Score, labelled_files, load_windows, score_flags
+    from rhythm_pipelines.anomaly.series import detect_frame, read_series
+
+    windows = load_windows(Path(args.windows))
+    files = labelled_files(Path(args.data_dir), windows)
+    if not files:
+        raise ValueError(f"no CSV under {args.data_dir} is a key of {args.windows}")
+    per_file, total = {}, Score()
+    for key, path in files:
+        out = detect_frame(read_series(path), args.method)
+        s = score_flags(out["timestamp"].dt.tz_localize(None), out["is_anomaly"].to_numpy(), windows[key])
+        per_file[key], total = s.as_dict(), total + s
+    if args.json:
+        print(json.dumps({"method": args.method, "files": per_file, "aggregate": total.as_dict()}, indent=2))
+        return 0
+    print(f"{'file':58s} {'tp':>3s} {'fp':>3s} {'fn':>3s} {'prec':>6s} {'rec':>6s} {'f1':>6s}")
+    for key, s in {**per_file, "AGGREGATE": total.as_dict()}.items():
+        print(
+            f"{key:58s} {s['tp']:3d} {s['fp']:3d} {s['fn']:3d} {s['precision']:6.3f} {s['recall']:6.3f} {s['f1']:6.3f}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rhythm", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -182,6 +217,23 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--start", required=True)
     i.add_argument("--end", required=True)
     i.set_defaults(func=cmd_ingest)
+
+    an = sub.add_parser("anomalies", help="anomaly detection on CSV series").add_subparsers(
+        dest="action", required=True
+    )
+    det = an.add_parser("detect", help="score a CSV series: timestamp,value,score,is_anomaly per input row")
+    det.add_argument("input")
+    det.add_argument("-o", "--output", required=True)
+    det.add_argument("--timestamp-col", default="timestamp")
+    det.add_argument("--value-col", default="value")
+    det.add_argument("--method", default="zscore")
+    det.set_defaults(func=cmd_anomalies_detect)
+    ev = an.add_parser("evaluate", help="precision/recall/F1 against labelled windows (NAB format)")
+    ev.add_argument("--data-dir", required=True)
+    ev.add_argument("--windows", required=True)
+    ev.add_argument("--method", default="zscore")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_anomalies_evaluate)
 
     d = sub.add_parser("demo-seed", help="seed the demo fleet for `make dev` (once)")
     d.add_argument("--days", type=float, default=3.0)

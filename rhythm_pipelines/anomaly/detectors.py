@@ -1,0 +1,112 @@
+"""Causal point detectors with a scikit-learn feel: parameters in ``__init__``, no work there.
+
+Every detector scores a point from the data before it (its trailing window) and the point itself,
+never from later data. ``score_samples(values)`` is the vectorised batch path; ``update(value)`` is the
+streaming path, one point at a time; both give the same scores. Scores are "how surprising", ≥ 0, in
+units of the series' own robust spread, so one threshold rule can serve every series.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import numpy as np
+import pandas as pd
+
+from rhythm_pipelines.anomaly.rolling import TrailingWindow
+
+MAD_TO_SIGMA = 1.4826
+
+
+def _scale_floor(center: np.ndarray | float) -> np.ndarray | float:
+    """The smallest spread we trust: a flat series still has a scale (relative to its level)."""
+    return 1e-3 * (np.abs(center) + 1e-3)
+
+
+class Detector(ABC):
+    """A causal detector: batch ``score_samples`` and streaming ``update`` agree."""
+
+    name: str = "detector"
+
+    def __init__(self, window: int = 1000, min_periods: int = 20):
+        self.window = window
+        self.min_periods = min_periods
+
+    def get_params(self) -> dict:
+        return {"window": self.window, "min_periods": self.min_periods}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+    @abstractmethod
+    def score_samples(self, values: np.ndarray | pd.Series) -> np.ndarray: ...
+
+    @abstractmethod
+    def reset(self) -> None: ...
+
+    @abstractmethod
+    def update(self, value: float) -> float: ...
+
+
+class RobustZScore(Detector):
+    """|x − median| / (1.4826 · MAD) over the trailing ``window`` points (the point itself excluded)."""
+
+    name = "zscore"
+
+    def score_samples(self, values: np.ndarray | pd.Series) -> np.ndarray:
+        s = pd.Series(np.asarray(values, dtype="float64"))
+        med = s.rolling(self.window, min_periods=self.min_periods).median().shift(1)
+        dev = (s - med).abs()
+        mad = dev.rolling(self.window, min_periods=self.min_periods).median().shift(1)
+        scale = np.maximum(MAD_TO_SIGMA * mad.to_numpy(), _scale_floor(med.to_numpy()))
+        return np.nan_to_num(dev.to_numpy() / scale, nan=0.0)
+
+    def reset(self) -> None:
+        self._values = TrailingWindow(self.window)
+        self._devs = TrailingWindow(self.window)
+
+    def update(self, value: float) -> float:
+        if not hasattr(self, "_values"):
+            self.reset()
+        med = self._values.median() if len(self._values) >= self.min_periods else math.nan
+        dev = abs(value - med)
+        mad = self._devs.median() if len(self._devs) >= self.min_periods else math.nan
+        self._values.push(value)
+        self._devs.push(dev)
+        if math.isnan(dev) or math.isnan(mad):
+            return 0.0
+        return dev / max(MAD_TO_SIGMA * mad, _scale_floor(med))
+
+
+class IQRFence(Detector):
+    """Distance outside the trailing [Q1, Q3] range, in IQRs (0 inside; 1.5 is Tukey's fence)."""
+
+    name = "iqr"
+
+    def score_samples(self, values: np.ndarray | pd.Series) -> np.ndarray:
+        s = pd.Series(np.asarray(values, dtype="float64"))
+        roll = s.rolling(self.window, min_periods=self.min_periods)
+        q1 = roll.quantile(0.25).shift(1).to_numpy()
+        q3 = roll.quantile(0.75).shift(1).to_numpy()
+        x = s.to_numpy()
+        iqr = np.maximum(q3 - q1, _scale_floor((q1 + q3) / 2))
+        out = np.maximum(np.maximum(x - q3, q1 - x), 0.0) / iqr
+        return np.nan_to_num(out, nan=0.0)
+
+    def reset(self) -> None:
+        self._values = TrailingWindow(self.window)
+
+    def update(self, value: float) -> float:
+        if not hasattr(self, "_values"):
+            self.reset()
+        if len(self._values) < self.min_periods:
+            self._values.push(value)
+            return 0.0
+        q1, q3 = self._values.quantile(0.25), self._values.quantile(0.75)
+        self._values.push(value)
+        iqr = max(q3 - q1, _scale_floor((q1 + q3) / 2))
+        return max(value - q3, q1 - value, 0.0) / iqr
+
+
+DETECTORS: dict[str, type[Detector]] = {d.name: d for d in (RobustZScore, IQRFence)}

@@ -1,0 +1,73 @@
+"""One series in, scores and flags out: input validation and the detect pipeline used by the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rhythm_pipelines.anomaly.detectors import DETECTORS
+from rhythm_pipelines.anomaly.threshold import TrailingMaxThreshold
+from rhythm_pipelines.metrics.schema import ValidationError
+
+METHODS = tuple(DETECTORS)
+
+
+def read_series(path: Path, timestamp_col: str = "timestamp", value_col: str = "value") -> pd.DataFrame:
+    """A CSV series as ``timestamp`` (UTC), ``value`` and ``duplicate`` (a repeat of an earlier timestamp).
+
+    Errors name the file, the data row (from 1) and the field: a missing column, an unparsable timestamp
+    or value, or a timestamp earlier than the one before it. Repeated timestamps are allowed: the first
+    occurrence is the one scored (documented rule: duplicates keep the first).
+    """
+    origin = str(path)
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValidationError(origin, None, None, f"not a readable CSV file: {exc}") from exc
+    for col in (timestamp_col, value_col):
+        if col not in raw.columns:
+            raise ValidationError(origin, None, col, f"missing column (columns: {', '.join(raw.columns)})")
+    ts = pd.to_datetime(raw[timestamp_col], utc=True, errors="coerce", format="mixed")
+    values = pd.to_numeric(raw[value_col].str.strip(), errors="coerce")
+    for mask, field, reason in (
+        (ts.isna().to_numpy(), timestamp_col, "not a parsable timestamp"),
+        (~np.isfinite(values.to_numpy(dtype="float64", na_value=np.nan)), value_col, "not a finite number"),
+    ):
+        if mask.any():
+            i = int(np.flatnonzero(mask)[0])
+            raise ValidationError(origin, i + 1, field, f"{reason}: {raw[field].iloc[i]!r}")
+    ns = ts.astype("int64").to_numpy()
+    back = np.flatnonzero(np.diff(ns) < 0)
+    if len(back):
+        i = int(back[0]) + 1
+        raise ValidationError(
+            origin, i + 1, timestamp_col, f"timestamps must not go back in time ({ts.iloc[i]} after {ts.iloc[i - 1]})"
+        )
+    return pd.DataFrame({"timestamp": ts, "value": values.astype("float64"), "duplicate": ts.duplicated().to_numpy()})
+
+
+def detect(values: np.ndarray, method: str = "zscore") -> tuple[np.ndarray, np.ndarray]:
+    """Causal scores and flags of one series with a detector and the trailing-record threshold."""
+    try:
+        detector = DETECTORS[method]()
+    except KeyError:
+        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}") from None
+    scores = detector.score_samples(values)
+    return scores, TrailingMaxThreshold().flags(scores)
+
+
+def detect_frame(series: pd.DataFrame, method: str = "zscore") -> pd.DataFrame:
+    """One output row per input row, in input order; a repeated timestamp gets the first's score, no flag."""
+    first = ~series["duplicate"].to_numpy()
+    scores, flags = detect(series["value"].to_numpy()[first], method)
+    position = np.cumsum(first) - 1  # each row's index among the first occurrences
+    return pd.DataFrame(
+        {
+            "timestamp": series["timestamp"],
+            "value": series["value"],
+            "score": scores[position],
+            "is_anomaly": np.where(first, flags[position], False).astype(int),
+        }
+    )
