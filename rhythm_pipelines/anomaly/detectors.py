@@ -11,12 +11,21 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 
+import bottleneck as bn
 import numpy as np
 import pandas as pd
 
 from rhythm_pipelines.anomaly.rolling import TrailingWindow
 
 MAD_TO_SIGMA = 1.4826
+
+
+def _shift(a: np.ndarray) -> np.ndarray:
+    """The trailing statistic of the points before each one: shift right by one, NaN first."""
+    out = np.empty_like(a)
+    out[0] = np.nan
+    out[1:] = a[:-1]
+    return out
 
 
 def _scale_floor(center: np.ndarray | float) -> np.ndarray | float:
@@ -55,12 +64,15 @@ class RobustZScore(Detector):
     name = "zscore"
 
     def score_samples(self, values: np.ndarray | pd.Series) -> np.ndarray:
-        s = pd.Series(np.asarray(values, dtype="float64"))
-        med = s.rolling(self.window, min_periods=self.min_periods).median().shift(1)
-        dev = (s - med).abs()
-        mad = dev.rolling(self.window, min_periods=self.min_periods).median().shift(1)
-        scale = np.maximum(MAD_TO_SIGMA * mad.to_numpy(), _scale_floor(med.to_numpy()))
-        return np.nan_to_num(dev.to_numpy() / scale, nan=0.0)
+        x = np.asarray(values, dtype="float64")
+        if len(x) <= self.min_periods:  # no point has enough history yet
+            return np.zeros(len(x))
+        window = min(self.window, len(x))  # a longer window over a shorter series sees the same points
+        med = _shift(bn.move_median(x, window, min_count=self.min_periods))
+        dev = np.abs(x - med)
+        mad = _shift(bn.move_median(dev, window, min_count=self.min_periods))
+        scale = np.maximum(MAD_TO_SIGMA * mad, _scale_floor(med))
+        return np.nan_to_num(dev / scale, nan=0.0)
 
     def reset(self) -> None:
         self._values = TrailingWindow(self.window)
