@@ -19,7 +19,7 @@ from rhythm_pipelines.metrics.ingest import (
 from rhythm_pipelines.metrics.quality import range_violations, series_gaps
 
 INGESTION_GROUP = "ingestion"
-# hourly data is expected within the hour after it closes
+# an hour is normally ingested minutes after it closes: warn when the newest is 2 h old, fail at 3 h
 HOURLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=3), warn_window=timedelta(hours=2))
 _common = dict(
     partitions_def=hourly_partitions,
@@ -45,7 +45,7 @@ def _report_metadata(report: IngestReport, start: pd.Timestamp, end: pd.Timestam
         "quarantined_rows": dg.MetadataValue.int(len(report.quarantined)),
         "quarantine": md_table(quarantined),
         "by_source": md_table(report.by_source),
-        **{k: v for k, v in report.extra.items()},
+        **report.extra,
     }
 
 
