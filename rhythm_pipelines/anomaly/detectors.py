@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections import deque
 
 import bottleneck as bn
 import numpy as np
@@ -121,4 +122,64 @@ class IQRFence(Detector):
         return max(value - q3, q1 - value, 0.0) / iqr
 
 
-DETECTORS: dict[str, type[Detector]] = {d.name: d for d in (RobustZScore, IQRFence)}
+class LevelShift(Detector):
+    """A sustained shift: the mean of the last ``short`` points (this one included) against the trailing
+    median of the points before them, in units of the trailing MAD / √short (the spread of such a mean)."""
+
+    name = "level_shift"
+
+    def __init__(self, window: int = 1000, min_periods: int = 20, short: int = 12):
+        super().__init__(window, min_periods)
+        self.short = short
+
+    def get_params(self) -> dict:
+        return {**super().get_params(), "short": self.short}
+
+    def score_samples(self, values: np.ndarray | pd.Series) -> np.ndarray:
+        x = np.asarray(values, dtype="float64")
+        n = len(x)
+        if n <= self.min_periods + self.short:
+            return np.zeros(n)
+        window = min(self.window, n)
+        med = np.full(n, np.nan)
+        mad = np.full(n, np.nan)
+        base = bn.move_median(x, window, min_count=self.min_periods)  # ends at i: used by i + short
+        med[self.short :] = base[: n - self.short]
+        dev = np.abs(x - _shift(bn.move_median(x, window, min_count=self.min_periods)))
+        mad_all = bn.move_median(dev, window, min_count=self.min_periods)
+        mad[self.short :] = mad_all[: n - self.short]
+        mean = bn.move_mean(x, self.short, min_count=self.short)
+        scale = np.maximum(MAD_TO_SIGMA * mad / np.sqrt(self.short), _scale_floor(med))
+        return np.nan_to_num(np.abs(mean - med) / scale, nan=0.0)
+
+    def reset(self) -> None:
+        self._values = TrailingWindow(self.window)
+        self._devs = TrailingWindow(self.window)
+        self._recent: deque[float] = deque()
+        self._history: deque[tuple[float, float]] = deque()  # (median, mad) after each point, last `short`
+
+    def update(self, value: float) -> float:
+        if not hasattr(self, "_values"):
+            self.reset()
+        med = self._values.median() if len(self._values) >= self.min_periods else math.nan
+        self._devs.push(abs(value - med))
+        self._values.push(value)
+        self._history.append(
+            (
+                self._values.median() if len(self._values) >= self.min_periods else math.nan,
+                self._devs.median() if len(self._devs) >= self.min_periods else math.nan,
+            )
+        )
+        self._recent.append(value)
+        if len(self._recent) > self.short:
+            self._recent.popleft()
+        if len(self._history) <= self.short:
+            return 0.0
+        base_med, base_mad = self._history.popleft()  # the statistics just before the last `short` points
+        if len(self._recent) < self.short or math.isnan(base_med) or math.isnan(base_mad):
+            return 0.0
+        mean = sum(self._recent) / self.short
+        return abs(mean - base_med) / max(MAD_TO_SIGMA * base_mad / math.sqrt(self.short), _scale_floor(base_med))
+
+
+DETECTORS: dict[str, type[Detector]] = {d.name: d for d in (RobustZScore, IQRFence, LevelShift)}
