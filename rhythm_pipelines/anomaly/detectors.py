@@ -182,4 +182,36 @@ class LevelShift(Detector):
         return abs(mean - base_med) / max(MAD_TO_SIGMA * base_mad / math.sqrt(self.short), _scale_floor(base_med))
 
 
-DETECTORS: dict[str, type[Detector]] = {d.name: d for d in (RobustZScore, IQRFence, LevelShift)}
+class Ensemble(Detector):
+    """Fuses member scores by their maximum: all members score in units of the series' robust spread.
+
+    The default members are the point z-score and the level shift. On the shared NAB subset the IQR fence
+    added false alarms and no detections on top of these two, so it is left out by default.
+    """
+
+    name = "ensemble"
+
+    def __init__(self, window: int = 1000, min_periods: int = 20, members: tuple[str, ...] = ("zscore", "level_shift")):
+        super().__init__(window, min_periods)
+        self.members = members
+
+    def get_params(self) -> dict:
+        return {**super().get_params(), "members": self.members}
+
+    def _detectors(self) -> list[Detector]:
+        return [DETECTORS[m](window=self.window, min_periods=self.min_periods) for m in self.members]
+
+    def score_samples(self, values: np.ndarray | pd.Series) -> np.ndarray:
+        x = np.asarray(values, dtype="float64")
+        return np.max([d.score_samples(x) for d in self._detectors()], axis=0) if len(x) else np.zeros(0)
+
+    def reset(self) -> None:
+        self._live = self._detectors()
+
+    def update(self, value: float) -> float:
+        if not hasattr(self, "_live"):
+            self.reset()
+        return max(d.update(value) for d in self._live)
+
+
+DETECTORS: dict[str, type[Detector]] = {d.name: d for d in (RobustZScore, IQRFence, LevelShift, Ensemble)}

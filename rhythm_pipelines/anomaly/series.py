@@ -48,7 +48,7 @@ def read_series(path: Path, timestamp_col: str = "timestamp", value_col: str = "
     return pd.DataFrame({"timestamp": ts, "value": values.astype("float64"), "duplicate": ts.duplicated().to_numpy()})
 
 
-def detect(values: np.ndarray, method: str = "zscore") -> tuple[np.ndarray, np.ndarray]:
+def detect(values: np.ndarray, method: str = "ensemble") -> tuple[np.ndarray, np.ndarray]:
     """Causal scores and flags of one series with a detector and the trailing-record threshold."""
     try:
         detector = DETECTORS[method]()
@@ -58,7 +58,7 @@ def detect(values: np.ndarray, method: str = "zscore") -> tuple[np.ndarray, np.n
     return scores, TrailingMaxThreshold().flags(scores)
 
 
-def detect_frame(series: pd.DataFrame, method: str = "zscore") -> pd.DataFrame:
+def detect_frame(series: pd.DataFrame, method: str = "ensemble") -> pd.DataFrame:
     """One output row per input row, in input order; a repeated timestamp gets the first's score, no flag."""
     first = ~series["duplicate"].to_numpy()
     scores, flags = detect(series["value"].to_numpy()[first], method)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rhythm_pipelines.anomaly.detectors import DETECTORS, IQRFence, LevelShift, RobustZScore
+from rhythm_pipelines.anomaly.detectors import DETECTORS, Ensemble, IQRFence, LevelShift, RobustZScore
 from rhythm_pipelines.anomaly.rolling import TrailingWindow
 from rhythm_pipelines.anomaly.threshold import TrailingMaxThreshold
 
@@ -114,3 +114,13 @@ def test_level_shift_ignores_a_lone_spike():
     x = NOISE.copy()
     x[2000] += 20
     assert not flags_of(LevelShift(), x).any()
+
+
+def test_ensemble_takes_the_strongest_member_score():
+    x = NOISE.copy()
+    x[500] += 40  # a spike: the z-score's
+    x[2200:] += 5  # a small sustained shift, after the spike has left the threshold's memory: the level shift's
+    scores = Ensemble().score_samples(x)
+    np.testing.assert_array_equal(scores, np.maximum(RobustZScore().score_samples(x), LevelShift().score_samples(x)))
+    flagged = np.flatnonzero(TrailingMaxThreshold().flags(scores))
+    assert flagged[0] == 500 and any(2200 <= i <= 2212 for i in flagged)
