@@ -175,11 +175,26 @@ def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
         out = detect_frame(read_series(path), args.method)
         s = score_flags(out["timestamp"].dt.tz_localize(None), out["is_anomaly"].to_numpy(), windows[key])
         per_file[key], total = s.as_dict(), total + s
+    simulated = None
+    if args.sim_days > 0:
+        import pandas as pd
+
+        from rhythm_pipelines.anomaly.evaluate import score_simulation
+        from rhythm_pipelines.simulate import SimConfig, simulate
+
+        sim = simulate(SimConfig(days=args.sim_days, seed=args.sim_seed, start=pd.Timestamp("2026-03-02", tz="UTC")))
+        simulated = score_simulation(sim, args.method)[1]
     if args.json:
-        print(json.dumps({"method": args.method, "files": per_file, "aggregate": total.as_dict()}, indent=2))
+        report = {"method": args.method, "files": per_file, "aggregate": total.as_dict()}
+        if simulated is not None:
+            report["simulator"] = {"days": args.sim_days, "seed": args.sim_seed, **simulated.as_dict()}
+        print(json.dumps(report, indent=2))
         return 0
     print(f"{'file':58s} {'tp':>3s} {'fp':>3s} {'fn':>3s} {'prec':>6s} {'rec':>6s} {'f1':>6s}")
-    for key, s in {**per_file, "AGGREGATE": total.as_dict()}.items():
+    rows = {**per_file, "AGGREGATE": total.as_dict()}
+    if simulated is not None:
+        rows[f"SIMULATOR incidents ({args.sim_days:g} days, seed {args.sim_seed})"] = simulated.as_dict()
+    for key, s in rows.items():
         print(
             f"{key:58s} {s['tp']:3d} {s['fp']:3d} {s['fn']:3d} {s['precision']:6.3f} {s['recall']:6.3f} {s['f1']:6.3f}"
         )
@@ -233,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--windows", required=True)
     ev.add_argument("--method", default="ensemble", help="ensemble (default), zscore, iqr or level_shift")
     ev.add_argument("--json", action="store_true")
+    ev.add_argument("--sim-days", type=float, default=3.0, help="also score a simulated fleet's incidents (0: skip)")
+    ev.add_argument("--sim-seed", type=int, default=0)
     ev.set_defaults(func=cmd_anomalies_evaluate)
 
     d = sub.add_parser("demo-seed", help="seed the demo fleet for `make dev` (once)")

@@ -63,7 +63,7 @@ def score_flags(
     probation: int | None = None,
 ) -> Score:
     """Score one file's flags against its windows (see the module docstring)."""
-    ts = pd.to_datetime(pd.Series(timestamps)).to_numpy()
+    ts = _naive_utc(pd.DatetimeIndex(pd.to_datetime(pd.Series(timestamps)))).to_numpy()
     flagged = np.asarray(flags, dtype=bool).copy()
     n = len(flagged)
     skip = probation_rows(n) if probation is None else probation
@@ -71,7 +71,7 @@ def score_flags(
     inside = np.zeros(n, dtype=bool)
     tp = fn = 0
     for start, end in windows:
-        lo, hi = np.datetime64(pd.Timestamp(start)), np.datetime64(pd.Timestamp(end))
+        lo, hi = (np.datetime64(_naive_utc(pd.DatetimeIndex([pd.Timestamp(t)]))[0]) for t in (start, end))
         in_window = (ts >= lo) & (ts <= hi)
         inside |= in_window
         idx = np.flatnonzero(in_window)
@@ -84,6 +84,34 @@ def score_flags(
     outside = flagged & ~inside
     runs = int(outside[0]) + int(np.count_nonzero(outside[1:] & ~outside[:-1])) if n else 0
     return Score(tp, runs, fn)
+
+
+def _naive_utc(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    """Timestamps as naive UTC: NAB's are naive, the simulator's tz-aware; both compare the same way."""
+    return index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
+
+
+def score_simulation(sim, method: str = "ensemble") -> tuple[pd.DataFrame, Score]:
+    """Score every series of the metrics the simulator's incidents live on, windows = its incidents.
+
+    Host series come from the simulated metrics, channel series from the per-minute metrics of the
+    simulated calls (as ingestion derives them). Series with no incident count their false alarms too.
+    """
+    from rhythm_pipelines.anomaly.series import detect
+    from rhythm_pipelines.metrics.calls import channel_minute_metrics
+
+    incidents = sim.incidents
+    points = pd.concat([sim.metrics, channel_minute_metrics(sim.calls)], ignore_index=True)
+    points = points[points["metric"].isin(set(incidents["metric"]))]
+    rows, total = [], Score()
+    for (source, metric), g in points.groupby(["source", "metric"], sort=True):
+        g = g.sort_values("ts")
+        mine = incidents[(incidents["source"] == source) & (incidents["metric"] == metric)]
+        _, flags = detect(g["value"].to_numpy(), method)
+        s = score_flags(g["ts"], flags, list(zip(mine["start"], mine["end"], strict=True)))
+        total = total + s
+        rows.append({"source": source, "metric": metric, "incidents": len(mine), **s.as_dict()})
+    return pd.DataFrame(rows), total
 
 
 def load_windows(path: Path) -> dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]:

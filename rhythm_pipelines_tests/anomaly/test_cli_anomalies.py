@@ -88,10 +88,20 @@ def test_evaluate_on_a_labelled_directory(tmp_path):
         "set/missing.csv": [[frame["timestamp"][10], frame["timestamp"][20]]],
     }
     (tmp_path / "windows.json").write_text(json.dumps(windows))
-    res = run("evaluate", "--data-dir", tmp_path / "data", "--windows", tmp_path / "windows.json", "--json")
+    res = run(
+        "evaluate",
+        "--data-dir",
+        tmp_path / "data",
+        "--windows",
+        tmp_path / "windows.json",
+        "--json",
+        "--sim-days",
+        "0.5",
+    )
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert list(report["files"]) == ["set/a.csv"]
     assert report["aggregate"] == {"tp": 1, "fp": 0, "fn": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
-    table = run("evaluate", "--data-dir", tmp_path / "data", "--windows", tmp_path / "windows.json")
+    assert report["simulator"]["days"] == 0.5 and report["simulator"]["tp"] + report["simulator"]["fn"] >= 1
+    table = run("evaluate", "--data-dir", tmp_path / "data", "--windows", tmp_path / "windows.json", "--sim-days", "0")
     assert "AGGREGATE" in table.stdout and "1.000" in table.stdout
