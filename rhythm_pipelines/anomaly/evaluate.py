@@ -14,9 +14,13 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from rhythm_pipelines.simulate import Simulation
 
 
 def probation_rows(n: int) -> int:
@@ -91,7 +95,7 @@ def _naive_utc(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
     return index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
 
 
-def score_simulation(sim, method: str = "ensemble") -> tuple[pd.DataFrame, Score]:
+def score_simulation(sim: Simulation, method: str = "ensemble") -> tuple[pd.DataFrame, Score]:
     """Score every series of the metrics the simulator's incidents live on, windows = its incidents.
 
     Host series come from the simulated metrics, channel series from the per-minute metrics of the
