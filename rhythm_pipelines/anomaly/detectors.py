@@ -145,7 +145,7 @@ class LevelShift(Detector):
         mad = np.full(n, np.nan)
         base = bn.move_median(x, window, min_count=self.min_periods)  # ends at i: used by i + short
         med[self.short :] = base[: n - self.short]
-        dev = np.abs(x - _shift(bn.move_median(x, window, min_count=self.min_periods)))
+        dev = np.abs(x - _shift(base))  # each point against the median of the points before it
         mad_all = bn.move_median(dev, window, min_count=self.min_periods)
         mad[self.short :] = mad_all[: n - self.short]
         mean = bn.move_mean(x, self.short, min_count=self.short)
