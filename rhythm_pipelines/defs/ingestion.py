@@ -151,7 +151,10 @@ def _failure_text(entry: dg.EventLogEntry) -> str | None:
 
 def _run_dicts(instance: dg.DagsterInstance, start: pd.Timestamp, end: pd.Timestamp) -> list[dict]:
     records = instance.get_run_records(
-        filters=dg.RunsFilter(created_after=start.to_pydatetime(), created_before=end.to_pydatetime())
+        # created_after is exclusive: step back a microsecond so a run created exactly on the hour is in it
+        filters=dg.RunsFilter(
+            created_after=(start - pd.Timedelta("1us")).to_pydatetime(), created_before=end.to_pydatetime()
+        )
     )
     out = []
     for rec in records:

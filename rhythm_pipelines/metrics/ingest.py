@@ -95,18 +95,22 @@ def ingest_call_logs(store: MetricsStore, root: Path, start: pd.Timestamp, end: 
 
 
 def run_records_frame(runs: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """Dagster run records (plain dicts: run_id, job, status, start, end, failure, partition) as table rows."""
+    """Dagster run records (plain dicts: run_id, job, status, start, end, failure, partition, created) as rows."""
     rows = list(runs)
     cols = ["run_id", "job", "status", "start", "end", "failure", "partition", "created"]
     frame = pd.DataFrame(rows, columns=cols)
     for col in ("start", "end", "created"):
         frame[col] = pd.to_datetime(frame[col], utc=True)
-    frame["ts"] = frame["start"].fillna(frame["created"])
+    # a run belongs to the hour it was created in: the partition that reads it, and a time that never moves
+    frame["ts"] = frame["created"]
     return frame.drop(columns="created")
 
 
 def ingest_runs(store: MetricsStore, runs: pd.DataFrame) -> IngestReport:
-    """Write run records and per-job hourly ``run_count`` / ``run_failures`` / ``run_duration_s_max``."""
+    """Write run records and per-job ``run_count`` / ``run_failures`` / ``run_duration_s_max`` per creation hour.
+
+    Runs still in flight are stored as they are now; re-running the hour later updates them by run_id.
+    """
     report = IngestReport()
     if runs.empty:
         return report

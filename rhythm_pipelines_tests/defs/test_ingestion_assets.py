@@ -92,8 +92,10 @@ def test_run_history_records_failures(resources, instance):
     def flaky_job():
         boom()
 
-    assert not flaky_job.execute_in_process(instance=instance, raise_on_error=False).success
-    hour = pd.Timestamp.now(tz="UTC").floor("h")
+    failed_run = flaky_job.execute_in_process(instance=instance, raise_on_error=False)
+    assert not failed_run.success
+    created = pd.Timestamp(instance.get_run_record_by_id(failed_run.run_id).create_timestamp)
+    hour = (created.tz_localize("UTC") if created.tzinfo is None else created.tz_convert("UTC")).floor("h")
     run_history = next(a for a in ingestion_assets if a.key == dg.AssetKey("run_history"))
     result = dg.materialize(
         [run_history], partition_key=hour.strftime("%Y-%m-%d-%H:%M"), resources=resources, instance=instance
@@ -105,6 +107,13 @@ def test_run_history_records_failures(resources, instance):
     failed = runs[runs.job == "flaky_job"]
     assert failed["status"].tolist() == ["FAILURE"] and "disk on fire" in failed["failure"].iloc[0]
     assert failures.set_index("metric")["value"]["run_failures"] == 1
+    assert failed["ts"].iloc[0].floor("h") == hour  # filed under its creation hour, the partition that read it
+    other = hour - pd.Timedelta("1h")  # the hour before does not see it
+    assert dg.materialize(
+        [run_history], partition_key=other.strftime("%Y-%m-%d-%H:%M"), resources=resources, instance=instance
+    ).success
+    with resources["store"].open() as s:
+        assert s.read_metrics(other, other + pd.Timedelta("1h"), sources=["dagster:flaky_job"]).empty
 
 
 def test_the_same_partition_on_influxdb_gives_the_same_rows(influx_server, resources, instance, monkeypatch):
