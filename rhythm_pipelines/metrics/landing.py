@@ -14,15 +14,17 @@ path wrote.
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from rhythm_pipelines.metrics.schema import RowError, ValidationError, in_window, split_metrics
+from rhythm_pipelines.metrics.schema import RowError, ValidationError, in_window, parse_utc, split_metrics
 
 DATA_SUFFIXES = (".csv", ".jsonl")
 _HOUR_FILE = re.compile(r"(\d{4}-\d{2}-\d{2})[/\\](\d{2})\.jsonl$")
@@ -73,31 +75,21 @@ def data_files(root: Path, start: pd.Timestamp, end: pd.Timestamp) -> Iterator[P
     if not root.exists():
         return
     for path in sorted(p for p in root.rglob("*") if p.suffix in DATA_SUFFIXES and p.is_file()):
-        m = _HOUR_FILE.search(path.as_posix())
-        if m:
-            hour = pd.Timestamp(f"{m.group(1)} {m.group(2)}:00", tz="UTC")
-            if not (start <= hour < end):
-                continue
+        hour = _file_hour(path)
+        if hour is not None and not (start <= hour < end):
+            continue
         yield path
 
 
 def read_records(path: Path) -> tuple[pd.DataFrame, list[RowError]]:
     """A CSV or JSONL file as a frame of strings/values, plus rows that are not even parsable.
 
-    Rows are numbered as data rows from 1 (CSV header excluded; JSONL lines). The frame keeps that
-    number in a ``_row`` column.
+    Rows are numbered as a person finds them: JSONL by line, CSV by line after the header (line − 1),
+    blank lines counted. The frame keeps that number in a ``_row`` column.
     """
     origin = str(path)
     if path.suffix == ".csv":
-        try:
-            frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        except pd.errors.EmptyDataError:
-            return pd.DataFrame({"_row": []}), []
-        except pd.errors.ParserError as exc:
-            raise ValidationError(origin, None, None, f"not a readable CSV file: {exc}") from exc
-        frame.columns = [str(c).strip() for c in frame.columns]
-        frame["_row"] = range(1, len(frame) + 1)
-        return frame, []
+        return _read_csv(path)
     records, errors = [], []
     with open(path, encoding="utf-8") as fh:
         for i, line in enumerate(fh, start=1):
@@ -115,6 +107,30 @@ def read_records(path: Path) -> tuple[pd.DataFrame, list[RowError]]:
     return pd.DataFrame.from_records(records) if records else pd.DataFrame({"_row": []}), errors
 
 
+def _read_csv(path: Path) -> tuple[pd.DataFrame, list[RowError]]:
+    """CSV rows by the header's columns; a row with another number of fields is rejected, not fatal."""
+    origin, records, errors = str(path), [], []
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip() for h in next(reader, [])]
+            for fields in reader:
+                row = reader.line_num - 1
+                if not any(f.strip() for f in fields):
+                    continue
+                if len(fields) != len(header):
+                    reason = f"expected {len(header)} fields ({', '.join(header)}), got {len(fields)}"
+                    errors.append(RowError(origin, row, "<row>", reason, ",".join(fields)[:500]))
+                    continue
+                records.append([*fields, row])
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise ValidationError(origin, None, None, f"not a readable CSV file: {exc}") from exc
+    frame = pd.DataFrame(records, columns=[*header, "_row"])
+    values = frame.columns[:-1]
+    frame[values] = frame[values].mask(frame[values] == "")  # empty fields are missing values
+    return frame, errors
+
+
 def read_metric_file(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> tuple[pd.DataFrame, list[RowError]]:
     """Valid metric rows of one file within ``[start, end)`` and the file's bad rows.
 
@@ -127,9 +143,26 @@ def read_metric_file(path: Path, start: pd.Timestamp, end: pd.Timestamp) -> tupl
     if "timestamp" in raw.columns and "ts" not in raw.columns:
         raw = raw.rename(columns={"timestamp": "ts"})
     rows = raw["_row"].to_numpy()
+    stray: list[RowError] = []
+    hour = _file_hour(path)
+    if hour is not None:  # a file named for an hour holds that hour only: anything else is rejected
+        ts = parse_utc(raw["ts"].reset_index(drop=True))
+        out = (ts.notna() & ((ts < hour) | (ts >= hour + pd.Timedelta("1h")))).to_numpy()
+        reason = f"outside the hour the file is named for ({hour:%Y-%m-%d %H}:00)"
+        stray = [
+            RowError(str(path), int(rows[i]), "ts", reason, raw.iloc[i].drop("_row").to_json(), hour)
+            for i in np.flatnonzero(out)
+        ]
+        raw, rows = raw[~out], rows[~out]
     good, bad = _split_by_row(raw.drop(columns="_row"), str(path), rows)
+    bad += stray
     inside = (good["ts"] >= start) & (good["ts"] < end)
     return good[inside].reset_index(drop=True), errors + in_window(bad, start, end)
+
+
+def _file_hour(path: Path) -> pd.Timestamp | None:
+    m = _HOUR_FILE.search(path.as_posix())
+    return pd.Timestamp(f"{m.group(1)} {m.group(2)}:00", tz="UTC") if m else None
 
 
 def _split_by_row(frame: pd.DataFrame, origin: str, rows) -> tuple[pd.DataFrame, list[RowError]]:

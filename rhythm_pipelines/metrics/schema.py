@@ -64,7 +64,8 @@ def tags_to_json(tags: Any) -> str | None:
 
 
 def parse_utc(values: pd.Series | Iterable[Any]) -> pd.Series:
-    """Parse timestamps to tz-aware UTC (naive input is taken as UTC); unparsable become NaT."""
+    """Parse timestamps to tz-aware UTC (naive input is taken as UTC; numbers are epoch seconds);
+    unparsable become NaT."""
     s = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
     if pd.api.types.is_datetime64_any_dtype(s):
         out = s if getattr(s.dt, "tz", None) is not None else s.dt.tz_localize("UTC")
@@ -72,7 +73,14 @@ def parse_utc(values: pd.Series | Iterable[Any]) -> pd.Series:
     if pd.api.types.is_numeric_dtype(s):
         # numbers are epoch seconds
         return pd.to_datetime(s.astype("float64"), unit="s", utc=True, errors="coerce").dt.as_unit("ns")
-    return pd.to_datetime(s, utc=True, errors="coerce", format="mixed").dt.as_unit("ns")
+    # text, or a mix (JSONL): numbers (and numeric text) are epoch seconds, the rest date strings
+    seconds = pd.to_numeric(s, errors="coerce")
+    numeric = seconds.notna()
+    text = pd.to_datetime(s.where(~numeric), utc=True, errors="coerce", format="mixed").dt.as_unit("ns")
+    if not numeric.any():
+        return text
+    epoch = pd.to_datetime(seconds.where(numeric), unit="s", utc=True, errors="coerce").dt.as_unit("ns")
+    return text.where(~numeric, epoch)
 
 
 def to_epoch_ns(ts: pd.Series) -> np.ndarray:

@@ -99,3 +99,45 @@ def test_closed_hours():
     assert closed_hours((T0 + pd.Timedelta("2h59min")).timestamp(), now) == [T0 + pd.Timedelta("2h")]
     assert closed_hours((T0 + pd.Timedelta("10min")).timestamp(), now) == [T0 + pd.Timedelta(hours=h) for h in range(3)]
     assert closed_hours((T0 - pd.Timedelta(days=5)).timestamp(), now, limit=2) == [H1, H1 + pd.Timedelta("1h")]
+
+
+def test_csv_rows_with_the_wrong_number_of_fields_are_rejected_one_by_one(tmp_path):
+    f = tmp_path / "odd.csv"
+    f.write_text(
+        "ts,source,metric,value\n"
+        "2026-03-02T00:00:00Z,h,cpu_percent,1,EXTRA\n"  # row 1: one field too many
+        "2026-03-02T00:01:00Z,h,cpu_percent,2\n"
+        "\n"  # a blank line: skipped, but counted so row numbers match the file
+        "2026-03-02T00:02:00Z,h,cpu_percent\n"  # row 4: one field short
+        "2026-03-02T00:03:00Z,h,cpu_percent,n/a\n"  # row 5: bad value
+    )
+    good, bad = read_metric_file(f, T0, H1)
+    assert good["value"].tolist() == [2.0]
+    assert sorted((e.row, e.field) for e in bad) == [(1, "<row>"), (4, "<row>"), (5, "value")]
+    assert "expected 4 fields (ts, source, metric, value), got 5" in next(e.reason for e in bad if e.row == 1)
+
+
+def test_jsonl_timestamps_may_mix_epoch_seconds_and_strings(tmp_path):
+    f = tmp_path / "mixed.jsonl"
+    epoch = int((T0 + pd.Timedelta("5min")).timestamp())
+    f.write_text(
+        '{"ts": "2026-03-02T00:01:00Z", "source": "h", "metric": "m", "value": 1}\n'
+        f'{{"ts": {epoch}, "source": "h", "metric": "m", "value": 2}}\n'
+        f'{{"ts": {epoch + 0.5}, "source": "h", "metric": "m", "value": 3}}\n'
+    )
+    good, bad = read_metric_file(f, T0, H1)
+    assert not bad
+    assert good["ts"].tolist() == [T0 + pd.Timedelta("1min"), T0 + pd.Timedelta("5min"), T0 + pd.Timedelta("5min500ms")]
+
+
+def test_rows_outside_the_hour_a_file_is_named_for_are_quarantined_not_lost(tmp_path):
+    spool = tmp_path / "metrics" / "host" / "h" / "2026-03-02"
+    spool.mkdir(parents=True)
+    (spool / "00.jsonl").write_text(
+        '{"ts": "2026-03-02T00:10:00Z", "source": "h", "metric": "m", "value": 1}\n'
+        '{"ts": "2026-03-02T03:10:00Z", "source": "h", "metric": "m", "value": 2}\n'
+    )
+    good, bad = read_metric_file(spool / "00.jsonl", T0, H1)
+    assert good["value"].tolist() == [1.0]
+    assert [(e.row, e.field) for e in bad] == [(2, "ts")] and "outside the hour" in bad[0].reason
+    assert bad[0].ts == T0  # counted in the file's own hour
