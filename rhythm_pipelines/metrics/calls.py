@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rhythm_pipelines.metrics.landing import read_records
-from rhythm_pipelines.metrics.schema import RowError, ValidationError, in_window, parse_utc
+from rhythm_pipelines.metrics.schema import CONTROL_CHARS, RowError, ValidationError, in_window, parse_utc
 
 STATUSES = ("ok", "error", "timeout")
 REQUIRED = ("timestamp", "channel", "region", "latency_ms", "status")
@@ -56,6 +56,7 @@ def parse_calls(
     for col in ("channel", "region", "status"):
         text[col] = raw[col].astype(object).where(raw[col].notna(), "").astype(str).str.strip()
         flag(text[col] == "", col, "empty")
+        flag(text[col].str.contains(CONTROL_CHARS), col, "contains a control character")
     status = text["status"].str.lower()
     flag(~status.isin(STATUSES) & (status != ""), "status", f"must be one of {', '.join(STATUSES)}")
 

@@ -30,7 +30,30 @@ class InfluxError(RuntimeError):
 
 
 def _escape_tag(value: str) -> str:
-    return str(value).replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+    """Line-protocol escaping of a tag key/value (InfluxDB unescapes exactly these three)."""
+    return str(value).replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
+
+
+def _series_key_tags(key: str) -> dict[str, str]:
+    """The tags of a ``SHOW SERIES`` key (``measurement,k=v,k2=v2``), escapes undone.
+
+    A backslash escapes only ``,``, ``=`` and space, as in line protocol; any other backslash is literal.
+    """
+    parts, current, i = [], [], 0
+    while i < len(key):
+        ch = key[i]
+        if ch == "\\" and i + 1 < len(key) and key[i + 1] in ",= ":
+            current.append(key[i + 1])
+            i += 2
+            continue
+        if ch == ",":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append("\0" if ch == "=" else ch)  # an unescaped '=' separates key and value
+        i += 1
+    parts.append("".join(current))
+    return dict(part.partition("\0")[::2] for part in parts[1:])
 
 
 def _escape_field_str(value: str) -> str:
@@ -85,7 +108,8 @@ class InfluxMetricsStore(MetricsStore):
             + frame["value"].map(repr)
         )
         tags = frame["tags"] if "tags" in frame.columns else pd.Series([None] * len(frame))
-        tag_field = tags.map(lambda t: "" if t is None or t != t else ",tags=" + _escape_field_str(t))
+        # always write the tags field ("" for none): Influx merges fields, so a missing one would keep old tags
+        tag_field = tags.map(lambda t: ',tags=""' if t is None or t != t else ",tags=" + _escape_field_str(t))
         ts = pd.Series(to_epoch_ns(frame["ts"]).astype(str), index=frame.index)
         lines = (prefix + tag_field.to_numpy() + " " + ts).tolist()
         self._write_lines(lines)
@@ -197,7 +221,7 @@ class InfluxMetricsStore(MetricsStore):
                 "source": raw["source"].astype(object),
                 "metric": raw["metric"].astype(object),
                 "value": raw["value"].astype("float64"),
-                "tags": tags.astype(object).where(tags.notna(), None),
+                "tags": tags.astype(object).where(tags.notna() & (tags != ""), None),
             }
         )
         return out.sort_values(["source", "metric", "ts"], kind="stable", ignore_index=True)
@@ -206,8 +230,8 @@ class InfluxMetricsStore(MetricsStore):
         rows = []
         for s in self.query(f"SHOW SERIES FROM {_quote_ident(METRICS_MEASUREMENT)}"):
             for (key,) in s.get("values", []):
-                parts = dict(p.split("=", 1) for p in key.split(",")[1:])
-                rows.append((parts.get("source", ""), parts.get("metric", "")))
+                tags = _series_key_tags(key)
+                rows.append((tags.get("source", ""), tags.get("metric", "")))
         return pd.DataFrame(sorted(rows), columns=["source", "metric"])
 
     def read_table(

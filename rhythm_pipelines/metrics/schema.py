@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 METRIC_COLUMNS = ["ts", "source", "metric", "value", "tags"]
+CONTROL_CHARS = r"[\x00-\x1f\x7f]"  # never in an identifier: they would break line protocol and logs
 
 
 class ValidationError(ValueError):
@@ -142,6 +143,7 @@ def find_metric_errors(frame: pd.DataFrame, origin: str, first_row: int = 1) -> 
         col_values = frame[col].reset_index(drop=True)
         empty = col_values.isna() | (col_values.astype(str).str.strip() == "")
         flag(empty.to_numpy(), col, "empty")
+        flag(col_values.astype(str).str.contains(CONTROL_CHARS).to_numpy(), col, "contains a control character")
     raw_values = frame["value"].reset_index(drop=True)
     values = pd.to_numeric(raw_values, errors="coerce")
     flag(values.isna().to_numpy() & raw_values.notna().to_numpy(), "value", "not a number")

@@ -120,3 +120,35 @@ def test_quarantine_rows_with_unknown_time(store):
     store.write_table("quarantine", q)
     got = store.read_table("quarantine")
     assert len(got) == 1 and got["row"].iloc[0] == 4 and got["field"].iloc[0] == "timestamp"
+
+
+def test_awkward_names_round_trip(store):
+    names = ["web 01,eu=1", "C:\\\\host\\\\x", "ä-β@region"]
+    data = validate_metrics(
+        pd.DataFrame({"ts": T0, "source": names, "metric": ["lat ency,ms=1", "m", "m"], "value": [1.0, 2.0, 3.0]})
+    )
+    store.write_metrics(data)
+    got = store.read_metrics(T0, T0 + pd.Timedelta("1min"), sources=names)
+    assert sorted(got["source"]) == sorted(names)
+    assert sorted(map(tuple, store.list_series()[["source", "metric"]].to_numpy())) == sorted(
+        zip(names, ["lat ency,ms=1", "m", "m"], strict=True)
+    )
+
+
+def test_rewrite_without_tags_clears_them(store):
+    tagged = validate_metrics(
+        pd.DataFrame({"ts": [T0], "source": "h", "metric": "m", "value": [1.0], "tags": [{"a": 1}]})
+    )
+    store.write_metrics(tagged)
+    store.write_metrics(tagged.assign(tags=[None], value=[2.0]))
+    got = store.read_metrics(T0, T0 + pd.Timedelta("1min"))
+    assert got[["value", "tags"]].values.tolist() == [[2.0, None]]
+
+
+def test_control_characters_are_rejected_at_the_boundary():
+    import pytest
+
+    from rhythm_pipelines.metrics.schema import ValidationError
+
+    with pytest.raises(ValidationError, match="row 1, field 'source': contains a control character"):
+        validate_metrics(pd.DataFrame({"ts": [T0], "source": ["a\nb"], "metric": "m", "value": [1.0]}), "x.csv")
