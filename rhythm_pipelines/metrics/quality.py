@@ -7,6 +7,7 @@ import pandas as pd
 
 # metric-name rules, first match wins: (substring of the name, low, high)
 RANGES: list[tuple[str, float, float]] = [
+    ("proc_cpu_percent", 0.0, np.inf),  # a process's CPU counts every core: 400 % on four busy cores
     ("percent", 0.0, 100.0),
     ("error_rate", 0.0, 1.0),
     ("", 0.0, np.inf),  # everything else we collect is a count, size, rate, duration or latency
@@ -31,11 +32,17 @@ def range_violations(points: pd.DataFrame) -> pd.DataFrame:
 
 
 def series_gaps(points: pd.DataFrame, factor: float = 3.0, min_points: int = 5) -> pd.DataFrame:
-    """Series whose largest gap between consecutive points exceeds ``factor`` × their median step."""
+    """Series whose largest gap between consecutive points exceeds ``factor`` × their median step.
+
+    Per-process series (``host/proc/PID``) are left out: processes enter and leave the top-N as they
+    should. A series with no point at all in the window is not a gap here (freshness checks cover it).
+    """
     rows = []
-    for (source, metric), g in points.groupby(["source", "metric"], sort=True):
+    sampled = points[~points["source"].str.contains("/proc/", regex=False)]
+    for (source, metric), g in sampled.groupby(["source", "metric"], sort=True):
         if len(g) < min_points:
             continue
+        g = g.sort_values("ts")
         steps = np.diff(g["ts"].to_numpy(dtype="datetime64[ns]").astype("int64")) / 1e9
         median, largest = float(np.median(steps)), float(steps.max())
         if median > 0 and largest > factor * median:

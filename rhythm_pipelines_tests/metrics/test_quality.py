@@ -31,3 +31,12 @@ def test_gaps_over_three_median_steps():
     gaps = series_gaps(points)
     assert gaps[["source", "median_step_s", "largest_gap_s"]].values.tolist() == [["a", 10.0, 50.0]]
     assert gaps["gap_after"].iloc[0] == T0 + pd.Timedelta("90s")
+
+
+def test_process_series_are_not_held_to_host_ranges_or_gaps():
+    assert expected_range("proc_cpu_percent") == (0.0, float("inf"))
+    ts = list(pd.date_range(T0, periods=30, freq="10s"))
+    proc = pd.DataFrame({"ts": ts[:5] + ts[20:], "source": "h/proc/42", "metric": "proc_rss_bytes", "value": 1.0})
+    assert series_gaps(proc).empty
+    shuffled = pd.DataFrame({"ts": ts[::-1], "source": "h", "metric": "m", "value": 1.0})
+    assert series_gaps(shuffled).empty  # unsorted input is sorted first
