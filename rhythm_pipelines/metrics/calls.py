@@ -61,8 +61,8 @@ def parse_calls(
     flag(~status.isin(STATUSES) & (status != ""), "status", f"must be one of {', '.join(STATUSES)}")
 
     def number(col: str, required: bool, integer: bool) -> pd.Series:
-        if col not in raw.columns:
-            return pd.Series(np.zeros(n) if integer else np.full(n, np.nan))
+        if col not in raw.columns:  # not logged: unknown, not zero
+            return pd.Series(np.full(n, np.nan))
         given = raw[col].notna() & (raw[col].astype(str).str.strip() != "")
         values = pd.to_numeric(raw[col].where(given), errors="coerce")
         if required:
@@ -71,7 +71,6 @@ def parse_calls(
         flag(values < 0, col, "negative")
         if integer:
             flag(given & values.notna() & (values != values.round()), col, "not a whole number")
-            values = values.fillna(0)
         return values.astype("float64")
 
     latency = number("latency_ms", True, False)
@@ -103,8 +102,8 @@ def parse_calls(
             "region": text["region"][good].to_numpy(),
             "latency_ms": latency[good].to_numpy(),
             "status": status[good].to_numpy(),
-            "tokens_in": tokens_in[good].astype("int64").to_numpy(),
-            "tokens_out": tokens_out[good].astype("int64").to_numpy(),
+            "tokens_in": tokens_in[good].round().astype("Int64").to_numpy(),  # missing stays missing
+            "tokens_out": tokens_out[good].round().astype("Int64").to_numpy(),
             "cost_usd": cost[good].to_numpy(),
             "origin": origin,
         }
@@ -182,8 +181,8 @@ def channel_minute_metrics(calls: pd.DataFrame) -> pd.DataFrame:
             "latency_ms_p50": lat.quantile(0.5),
             "latency_ms_p95": lat.quantile(0.95),
             "latency_ms_max": lat.max(),
-            "tokens_in": g["tokens_in"].sum(),
-            "tokens_out": g["tokens_out"].sum(),
+            "tokens_in": g["tokens_in"].sum(min_count=1),
+            "tokens_out": g["tokens_out"].sum(min_count=1),
             "cost_usd": g["cost_usd"].sum(min_count=1),
         }
     )

@@ -63,7 +63,7 @@ class HostSampler:
 
         cpu = psutil.cpu_times()
         idle = cpu.idle + getattr(cpu, "iowait", 0.0)
-        total = sum(cpu)
+        total = sum(cpu) - getattr(cpu, "guest", 0.0) - getattr(cpu, "guest_nice", 0.0)  # Linux counts guest twice
         if dt and prev.get("cpu"):
             d_total = total - prev["cpu"][1]
             add("cpu_percent", 100.0 * (d_total - (idle - prev["cpu"][0])) / d_total if d_total > 0 else 0.0)

@@ -78,6 +78,7 @@ def ingest_call_logs(store: MetricsStore, root: Path, start: pd.Timestamp, end: 
     report = IngestReport()
     calls = _read_window(root, start, end, read_call_log, report)
     if not calls.empty:
+        duplicates = int(calls.duplicated("call_id", keep="last").sum())
         calls = calls.drop_duplicates("call_id", keep="last")
         store.write_table("channel_calls", calls)
         metrics = validate_metrics(channel_minute_metrics(calls), origin="<channel metrics>")
@@ -86,6 +87,7 @@ def ingest_call_logs(store: MetricsStore, root: Path, start: pd.Timestamp, end: 
         report.by_source = _count_by_source(metrics)
         report.data = metrics
         report.extra = {
+            "duplicate_calls": duplicates,  # the same call_id seen again (request_id repeated, or identical rows)
             "channels": int(calls["channel"].nunique()),
             "error_rate": float((calls["status"] != "ok").mean()),
             "cost_usd": float(np.nansum(calls["cost_usd"])),

@@ -141,3 +141,12 @@ def test_rows_outside_the_hour_a_file_is_named_for_are_quarantined_not_lost(tmp_
     assert good["value"].tolist() == [1.0]
     assert [(e.row, e.field) for e in bad] == [(2, "ts")] and "outside the hour" in bad[0].reason
     assert bad[0].ts == T0  # counted in the file's own hour
+
+
+def test_token_counts_not_logged_stay_unknown(tmp_path):
+    log = tmp_path / "api.csv"
+    log.write_text("timestamp,channel,region,latency_ms,status\n2026-03-02T00:00:01Z,search,eu,40,ok\n")
+    calls, bad = read_call_log(log)
+    assert not bad and calls["tokens_in"].isna().all() and calls["tokens_out"].isna().all()
+    metrics = channel_minute_metrics(calls)
+    assert "tokens_in" not in set(metrics["metric"]) and "calls" in set(metrics["metric"])

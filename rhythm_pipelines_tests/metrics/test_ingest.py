@@ -85,3 +85,15 @@ def test_rollups(sqlite_store):
     assert first["p95"] == np.percentile(values[:60], 95)
     again = build_rollups(sqlite_store, T0, T0 + pd.Timedelta("2h"))
     assert len(sqlite_store.read_table("rollups")) == len(again) == 2
+
+
+def test_repeated_request_ids_are_counted(sqlite_store, tmp_path):
+    (tmp_path / "calls").mkdir()
+    line = (
+        '{"timestamp": "2026-03-02T00:00:05Z", "channel": "c", "region": "r", "latency_ms": %d, '
+        '"status": "ok", "request_id": "req-9"}\n'
+    )
+    (tmp_path / "calls" / "a.jsonl").write_text(line % 10 + line % 12)
+    report = ingest_call_logs(sqlite_store, tmp_path / "calls", T0, H1)
+    assert report.rows == 1 and report.extra["duplicate_calls"] == 1
+    assert sqlite_store.read_table("channel_calls")["latency_ms"].tolist() == [12.0]  # the last one wins
