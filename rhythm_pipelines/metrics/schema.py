@@ -74,14 +74,16 @@ def parse_utc(values: pd.Series | Iterable[Any]) -> pd.Series:
     if pd.api.types.is_numeric_dtype(s):
         # numbers are epoch seconds
         return pd.to_datetime(s.astype("float64"), unit="s", utc=True, errors="coerce").dt.as_unit("ns")
-    # text, or a mix (JSONL): numbers (and numeric text) are epoch seconds, the rest date strings
-    seconds = pd.to_numeric(s, errors="coerce")
-    numeric = seconds.notna()
-    text = pd.to_datetime(s.where(~numeric), utc=True, errors="coerce", format="mixed").dt.as_unit("ns")
-    if not numeric.any():
-        return text
-    epoch = pd.to_datetime(seconds.where(numeric), unit="s", utc=True, errors="coerce").dt.as_unit("ns")
-    return text.where(~numeric, epoch)
+    # text, or a mix (JSONL): numbers are epoch seconds, strings dates ("mixed": ISO 8601's fast path would
+    # give naive strings the offset of their neighbours), and numeric strings that are no date epoch seconds
+    is_text = s.map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+    out = pd.to_datetime(s.where(is_text), utc=True, errors="coerce", format="mixed").dt.as_unit("ns")
+    as_seconds = ~is_text | (out.isna().to_numpy() & s.notna().to_numpy())
+    if as_seconds.any():
+        seconds = pd.to_numeric(s.where(as_seconds), errors="coerce")
+        epoch = pd.to_datetime(seconds, unit="s", utc=True, errors="coerce").dt.as_unit("ns")
+        out = out.where(~as_seconds, epoch)
+    return out
 
 
 def to_epoch_ns(ts: pd.Series) -> np.ndarray:
@@ -108,26 +110,44 @@ def validate_metrics(frame: pd.DataFrame, origin: str = "<frame>", first_row: in
     the line a person would open. Duplicate (source, metric, ts) keep the last value, as the store
     does on re-write.
     """
-    bad = find_metric_errors(frame, origin, first_row)
-    if bad:
-        raise bad[0].as_error()
-    return _normalise(frame)
+    clean, errors = split_metrics(frame, origin, first_row)
+    if errors:
+        raise errors[0].as_error()
+    return clean
 
 
 def split_metrics(
     frame: pd.DataFrame, origin: str = "<frame>", first_row: int = 1
 ) -> tuple[pd.DataFrame, list[RowError]]:
     """Split into (clean rows, rejected rows with reasons) instead of raising."""
-    errors = find_metric_errors(frame, origin, first_row)
-    if not errors:
-        return _normalise(frame), []
-    bad_idx = {e.row - first_row for e in errors}
-    keep = [i for i in range(len(frame)) if i not in bad_idx]
-    return _normalise(frame.iloc[keep]), errors
+    parsed, errors = _check(frame, origin, first_row)
+    keep = np.ones(len(frame), dtype=bool)
+    keep[[e.row - first_row for e in errors]] = False
+    out = pd.DataFrame({k: v[keep] for k, v in parsed.items()})
+    out["ts"] = out["ts"].dt.as_unit("ns")
+    return out.drop_duplicates(["source", "metric", "ts"], keep="last").reset_index(drop=True), errors
 
 
 def find_metric_errors(frame: pd.DataFrame, origin: str, first_row: int = 1) -> list[RowError]:
     """Every row-level problem of a metrics frame, one per bad row (the first field found)."""
+    return _check(frame, origin, first_row)[1]
+
+
+def _identifiers(col: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(stripped text, empty, has a control character) of an id column, computed once per distinct value."""
+    codes, uniq = pd.factorize(col.reset_index(drop=True))
+    u = pd.Series(uniq, dtype=object).astype(str).str.strip()
+    if not len(u):
+        return np.full(len(codes), "", dtype=object), np.ones(len(codes), bool), np.zeros(len(codes), bool)
+    missing, safe = codes < 0, np.maximum(codes, 0)
+    text = u.to_numpy(dtype=object)[safe]
+    empty = missing | (u == "").to_numpy()[safe]
+    control = ~missing & u.str.contains(CONTROL_CHARS).to_numpy()[safe]
+    return text, empty, control
+
+
+def _check(frame: pd.DataFrame, origin: str, first_row: int) -> tuple[dict[str, np.ndarray], list[RowError]]:
+    """Parse every column once; return the parsed columns and one error per bad row."""
     missing = [c for c in ("ts", "source", "metric", "value") if c not in frame.columns]
     if missing:
         raise ValidationError(origin, None, missing[0], f"missing required column(s): {', '.join(missing)}")
@@ -139,24 +159,26 @@ def find_metric_errors(frame: pd.DataFrame, origin: str, first_row: int = 1) -> 
 
     ts = parse_utc(frame["ts"].reset_index(drop=True))
     flag(ts.isna().to_numpy(), "ts", "not a parsable timestamp")
+    parsed: dict[str, Any] = {"ts": ts}
     for col in ("source", "metric"):
-        col_values = frame[col].reset_index(drop=True)
-        empty = col_values.isna() | (col_values.astype(str).str.strip() == "")
-        flag(empty.to_numpy(), col, "empty")
-        flag(col_values.astype(str).str.contains(CONTROL_CHARS).to_numpy(), col, "contains a control character")
+        text, empty, control = _identifiers(frame[col])
+        flag(empty, col, "empty")
+        flag(control, col, "contains a control character")
+        parsed[col] = text
     raw_values = frame["value"].reset_index(drop=True)
-    values = pd.to_numeric(raw_values, errors="coerce")
-    flag(values.isna().to_numpy() & raw_values.notna().to_numpy(), "value", "not a number")
+    values = pd.to_numeric(raw_values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    flag(np.isnan(values) & raw_values.notna().to_numpy(), "value", "not a number")
     flag(raw_values.isna().to_numpy(), "value", "empty")
-    flag(np.isinf(values.to_numpy(dtype="float64", na_value=np.nan)), "value", "not finite")
+    flag(np.isinf(values), "value", "not finite")
+    parsed["value"] = values
+    tags = np.full(len(frame), None, dtype=object)
     if "tags" in frame.columns:
         for i, t in enumerate(frame["tags"].tolist()):
-            if i in reasons:
-                continue
             try:
-                tags_to_json(t)
+                tags[i] = tags_to_json(t)
             except (ValueError, TypeError) as exc:
-                reasons[i] = ("tags", f"invalid tags: {exc}")
+                reasons.setdefault(i, ("tags", f"invalid tags: {exc}"))
+    parsed["tags"] = tags
     out = []
     records = frame.reset_index(drop=True)
     for i in sorted(reasons):
@@ -164,7 +186,7 @@ def find_metric_errors(frame: pd.DataFrame, origin: str, first_row: int = 1) -> 
         raw = json.dumps({k: _jsonable(v) for k, v in records.iloc[i].items()}, default=str)
         row_ts = None if pd.isna(ts.iloc[i]) else ts.iloc[i]
         out.append(RowError(origin, first_row + i, field, reason, raw, row_ts))
-    return out
+    return parsed, out
 
 
 def in_window(errors: list[RowError], start: pd.Timestamp, end: pd.Timestamp) -> list[RowError]:
@@ -192,19 +214,6 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, float) and math.isnan(v):
         return None
     return v
-
-
-def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame(
-        {
-            "ts": parse_utc(frame["ts"].reset_index(drop=True)),
-            "source": frame["source"].astype(str).str.strip().reset_index(drop=True),
-            "metric": frame["metric"].astype(str).str.strip().reset_index(drop=True),
-            "value": pd.to_numeric(frame["value"], errors="raise").astype("float64").reset_index(drop=True),
-            "tags": ([tags_to_json(t) for t in frame["tags"]] if "tags" in frame.columns else [None] * len(frame)),
-        }
-    )
-    return out.drop_duplicates(["source", "metric", "ts"], keep="last").reset_index(drop=True)
 
 
 def metrics_frame(rows: Iterable[tuple[Any, str, str, float, Any]]) -> pd.DataFrame:
