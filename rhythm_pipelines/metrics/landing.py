@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +28,7 @@ import pandas as pd
 from rhythm_pipelines.metrics.schema import RowError, ValidationError, in_window, parse_utc, split_metrics
 
 DATA_SUFFIXES = (".csv", ".jsonl")
+WRITING_GRACE_S = 60.0  # a JSONL file changed this recently may end in a line still being appended
 _HOUR_FILE = re.compile(r"(\d{4}-\d{2}-\d{2})[/\\](\d{2})\.jsonl$")
 
 
@@ -91,6 +93,7 @@ def read_records(path: Path) -> tuple[pd.DataFrame, list[RowError]]:
     if path.suffix == ".csv":
         return _read_csv(path)
     records, errors = [], []
+    being_written = time.time() - path.stat().st_mtime < WRITING_GRACE_S
     with open(path, encoding="utf-8") as fh:
         for i, line in enumerate(fh, start=1):
             if not line.strip():
@@ -100,6 +103,8 @@ def read_records(path: Path) -> tuple[pd.DataFrame, list[RowError]]:
                 if not isinstance(obj, dict):
                     raise ValueError("a line must be a JSON object")
             except ValueError as exc:
+                if being_written and not line.endswith("\n"):
+                    break  # a writer is still appending this last line: it is read on the next run
                 errors.append(RowError(origin, i, "<line>", f"invalid JSON: {exc}", line.strip()[:500]))
                 continue
             obj["_row"] = i

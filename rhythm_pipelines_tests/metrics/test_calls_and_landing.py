@@ -150,3 +150,16 @@ def test_token_counts_not_logged_stay_unknown(tmp_path):
     assert not bad and calls["tokens_in"].isna().all() and calls["tokens_out"].isna().all()
     metrics = channel_minute_metrics(calls)
     assert "tokens_in" not in set(metrics["metric"]) and "calls" in set(metrics["metric"])
+
+
+def test_a_line_still_being_appended_is_left_for_later_but_an_old_broken_one_is_quarantined(tmp_path):
+    import os
+
+    f = tmp_path / "live.jsonl"
+    f.write_text('{"ts": "2026-03-02T00:01:00Z", "source": "h", "metric": "m", "value": 1}\n{"ts": "2026-03-02T0')
+    good, bad = read_metric_file(f, T0, H1)
+    assert good["value"].tolist() == [1.0] and bad == []
+    old = f.stat().st_mtime - 3600
+    os.utime(f, (old, old))  # an hour later nobody is writing it: the broken tail is a real bad row
+    good, bad = read_metric_file(f, T0, H1)
+    assert [(e.row, e.field) for e in bad] == [(2, "<line>")]
