@@ -43,7 +43,7 @@ def _report_metadata(report: IngestReport, start: pd.Timestamp, end: pd.Timestam
         "rows_written": dg.MetadataValue.int(report.rows),
         "files_read": dg.MetadataValue.int(len(report.files)),
         "quarantined_rows": dg.MetadataValue.int(len(report.quarantined)),
-        "quarantined_without_time": dg.MetadataValue.int(sum(e.ts is None for e in report.quarantined)),
+        "quarantined_without_time": dg.MetadataValue.int(report.untimed_rejects),
         "quarantine": md_table(quarantined),
         "by_source": md_table(report.by_source),
         **report.extra,
@@ -122,10 +122,7 @@ def channel_calls(
     start, end = window(context)
     with store.open() as s:
         report = ingest_call_logs(s, landing.path / "calls", start, end)
-    # rows with no usable time show up in every window that reads their file: rate only this window's own
-    timed = sum(e.ts is not None for e in report.quarantined)
-    total = report.rows + timed
-    rate = timed / total if total else 0.0
+    rate = report.quarantine_rate
     # channel metrics exist only for minutes with calls, so gaps are expected here
     checks = [
         _range_check("channel_calls", report.data),

@@ -31,6 +31,17 @@ class IngestReport:
     data: pd.DataFrame = field(default_factory=pd.DataFrame)  # the metric points written
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def untimed_rejects(self) -> int:
+        """Rejected rows with no usable time: every window that reads their file reports them."""
+        return sum(e.ts is None for e in self.quarantined)
+
+    @property
+    def quarantine_rate(self) -> float:
+        """Share of this window's own rows that were rejected (untimed rejects left out)."""
+        timed = len(self.quarantined) - self.untimed_rejects
+        return timed / (self.rows + timed) if self.rows + timed else 0.0
+
 
 def _quarantine(store: MetricsStore, errors: list[RowError], kind: str) -> None:
     if errors:
