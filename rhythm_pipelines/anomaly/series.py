@@ -48,8 +48,13 @@ def read_series(path: Path, timestamp_col: str = "timestamp", value_col: str = "
     return pd.DataFrame({"timestamp": ts, "value": values.astype("float64"), "duplicate": ts.duplicated().to_numpy()})
 
 
-def detect(values: np.ndarray, method: str = "ensemble") -> tuple[np.ndarray, np.ndarray]:
-    """Causal scores and flags of one series with a detector and the trailing-record threshold."""
+def detect(
+    values: np.ndarray, method: str = "ensemble", timestamps: pd.DatetimeIndex | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Causal scores and flags of one series with a detector and the trailing-record threshold.
+
+    ``timestamps`` (one per value) let seasonal detectors find the time of day; others ignore them.
+    """
     try:
         detector = DETECTORS[method]()
     except KeyError:
