@@ -233,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--end", required=True)
     i.set_defaults(func=cmd_ingest)
 
+    from rhythm_pipelines.anomaly.detectors import DETECTORS
+
+    method_help = f"{', '.join(DETECTORS)}, or members joined by + (an ensemble of them); default ensemble"
     an = sub.add_parser("anomalies", help="anomaly detection on CSV series").add_subparsers(
         dest="action", required=True
     )
@@ -241,12 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("-o", "--output", required=True)
     det.add_argument("--timestamp-col", default="timestamp")
     det.add_argument("--value-col", default="value")
-    det.add_argument("--method", default="ensemble", help="ensemble (default), zscore, iqr or level_shift")
+    det.add_argument("--method", default="ensemble", help=method_help)
     det.set_defaults(func=cmd_anomalies_detect)
     ev = an.add_parser("evaluate", help="precision/recall/F1 against labelled windows (NAB format)")
     ev.add_argument("--data-dir", required=True)
     ev.add_argument("--windows", required=True)
-    ev.add_argument("--method", default="ensemble", help="ensemble (default), zscore, iqr or level_shift")
+    ev.add_argument("--method", default="ensemble", help=method_help)
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--sim-days", type=float, default=3.0, help="also score a simulated fleet's incidents (0: skip)")
     ev.add_argument("--sim-seed", type=int, default=0)

@@ -1,8 +1,9 @@
 """From flagged points to alert events: one alert per incident, not a flood.
 
-An event starts at a flagged point and lasts while the score stays at or above ``hold`` (the excursion
-is still unusual); events of one series closer than ``merge_gap`` are merged. Its severity comes from
-its peak score. The event id is stable (source, metric, kind, start), so re-running a window upserts.
+An event starts at a flagged point and lasts while the score stays at or above ``hold`` (scores are
+relative to the alert bar: at 0.5 the excursion is still half-way to the bar); events of one series
+closer than ``merge_gap`` are merged. Its severity comes from its peak score: 1.5× the bar is major,
+3× is critical. The event id is stable (source, metric, kind, start), so re-running a window upserts.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-SEVERITIES = ((20.0, "critical"), (10.0, "major"), (0.0, "minor"))  # by peak score
+SEVERITIES = ((3.0, "critical"), (1.5, "major"), (0.0, "minor"))  # by peak score, in multiples of the bar
 MERGE_GAP = pd.Timedelta("30min")
 
 
@@ -43,7 +44,7 @@ def assemble_events(
     flags: np.ndarray,
     source: str,
     metric: str,
-    hold: float = 3.0,
+    hold: float = 0.5,
     merge_gap: pd.Timedelta = MERGE_GAP,
 ) -> list[AlertEvent]:
     ts = pd.DatetimeIndex(timestamps)

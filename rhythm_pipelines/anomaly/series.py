@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rhythm_pipelines.anomaly.detectors import DETECTORS
-from rhythm_pipelines.anomaly.threshold import TrailingMaxThreshold
+from rhythm_pipelines.anomaly.detectors import DETECTORS, make_detector
+from rhythm_pipelines.anomaly.threshold import RecordThreshold
 from rhythm_pipelines.metrics.schema import ValidationError
 
 METHODS = tuple(DETECTORS)
@@ -51,22 +51,32 @@ def read_series(path: Path, timestamp_col: str = "timestamp", value_col: str = "
 def detect(
     values: np.ndarray, method: str = "ensemble", timestamps: pd.DatetimeIndex | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Causal scores and flags of one series with a detector and the trailing-record threshold.
+    """Causal scores and flags of one series: a detector's channels through the record threshold.
 
-    ``timestamps`` (one per value) let seasonal detectors find the time of day; others ignore them.
+    Scores are relative to the alert bar (above 1 = past it). ``timestamps`` (one per value) let the
+    seasonal detector find the time of day; the others ignore them.
     """
-    try:
-        detector = DETECTORS[method]()
-    except KeyError:
-        raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}") from None
-    scores = detector.score_samples(values)
-    return scores, TrailingMaxThreshold().flags(scores)
+    detector = make_detector(method)
+    threshold = RecordThreshold()
+    scores = threshold.scores(*detector.deviations(np.asarray(values, dtype="float64"), timestamps), detector.spans)
+    return scores, threshold.flags(scores)
+
+
+def detect_streaming(
+    values: np.ndarray, method: str = "ensemble", timestamps: pd.DatetimeIndex | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The same as ``detect``, one point at a time through ``update`` (what a live feed does)."""
+    detector, threshold = make_detector(method), RecordThreshold()
+    stamps = [None] * len(values) if timestamps is None else list(pd.DatetimeIndex(timestamps))
+    spans = detector.spans
+    out = [threshold.update(*detector.update(float(v), t), spans) for v, t in zip(values, stamps, strict=True)]
+    return np.array([s for s, _ in out], dtype="float64"), np.array([f for _, f in out], dtype=bool)
 
 
 def detect_frame(series: pd.DataFrame, method: str = "ensemble") -> pd.DataFrame:
     """One output row per input row, in input order; a repeated timestamp gets the first's score, no flag."""
     first = ~series["duplicate"].to_numpy()
-    scores, flags = detect(series["value"].to_numpy()[first], method)
+    scores, flags = detect(series["value"].to_numpy()[first], method, pd.DatetimeIndex(series["timestamp"][first]))
     position = np.cumsum(first) - 1  # each row's index among the first occurrences
     return pd.DataFrame(
         {

@@ -1,59 +1,110 @@
-"""Data-driven thresholds: a point is flagged when its score beats the series' own recent record.
+"""Data-driven thresholds: a point is flagged when it beats the series' own record, by a margin.
 
-``TrailingMaxThreshold`` flags a point when its score exceeds both an absolute ``floor`` and ``factor`` ×
-the largest score of the trailing ``memory`` points (the 100th percentile of the trailing scores), and
-at most once per ``refractory`` points. Nothing comes from labels: every series sets its own bar from
-its own past, so one configuration serves all series and is causal like the scores.
+``RecordThreshold`` looks at every channel of a detector (``base.Channels``) and flags a point when, on
+some channel, both hold:
+
+- its deviation exceeds ``factor`` × the largest deviation of that channel over ``memory`` points before
+  it (the series' own recent record, in the series' units: a scale-free bar). A channel whose feature
+  spans several points (a mean of 12, a rise over 120) takes its record from before that span, so a
+  slow excursion does not raise its own bar as it grows;
+- its z is at least ``zmin`` (it is far out in robust spreads, so a record in plain noise is not enough).
+
+Its score is ``min(deviation / bar, z / zmin)`` on the best channel: above 1 means past the bar. Flags
+then keep one point per ``refractory`` points and none in the first ``warmup``. Nothing comes from
+labels: every series sets its own bar from its own past, and the rule is causal like the channels.
 """
 
 from __future__ import annotations
 
 from collections import deque
 
+import bottleneck as bn
 import numpy as np
-import pandas as pd
+
+from rhythm_pipelines.anomaly.base import lag
 
 
-class TrailingMaxThreshold:
+class RecordThreshold:
     def __init__(
-        self, memory: int = 1500, factor: float = 1.15, floor: float = 5.0, refractory: int = 50, warmup: int = 100
+        self,
+        memory: int = 1500,
+        factor: float = 1.1,
+        zmin: float = 6.0,
+        refractory: int = 50,
+        warmup: int = 100,
     ):
-        self.memory, self.factor, self.floor = memory, factor, floor
+        self.memory, self.factor, self.zmin = memory, factor, zmin
         self.refractory, self.warmup = refractory, warmup
 
+    def __repr__(self) -> str:
+        return (
+            f"RecordThreshold(memory={self.memory}, factor={self.factor}, zmin={self.zmin}, "
+            f"refractory={self.refractory}, warmup={self.warmup})"
+        )
+
+    def _score(self, dev: np.ndarray, z: np.ndarray, record: np.ndarray) -> np.ndarray:
+        bar = self.factor * record
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.where(bar > 0, dev / np.where(bar > 0, bar, 1.0), np.where(dev > 0, np.inf, 0.0))
+        return np.minimum(ratio, z / self.zmin)
+
+    def scores(self, dev: np.ndarray, z: np.ndarray, spans: tuple[int, ...] | None = None) -> np.ndarray:
+        """Batch: the score of every point, from channels of shape (channels, n) (or (n,)) whose features
+        span ``spans`` points (1 each by default)."""
+        dev, z = np.atleast_2d(dev), np.atleast_2d(z)
+        n = dev.shape[1]
+        if n == 0:
+            return np.zeros(0)
+        spans = spans or (1,) * len(dev)
+        record = np.vstack(
+            [
+                np.nan_to_num(lag(bn.move_max(d, min(self.memory, n), min_count=1), span), nan=0.0)
+                for d, span in zip(dev, spans, strict=True)
+            ]
+        )
+        return self._score(dev, z, record).max(axis=0)
+
     def flags(self, scores: np.ndarray) -> np.ndarray:
-        """Batch: the flags of a whole score series."""
+        """Batch: scores above 1, at most one per ``refractory`` points, none in the warm-up."""
         scores = np.asarray(scores, dtype="float64")
-        past_max = pd.Series(scores).rolling(self.memory, min_periods=1).max().shift(1).fillna(0.0).to_numpy()
-        bar = np.maximum(self.floor, self.factor * past_max)
-        candidates = np.flatnonzero(scores > bar)
         out = np.zeros(len(scores), dtype=bool)
         last = -(10**18)
-        for i in candidates[candidates >= self.warmup]:
-            if i - last > self.refractory:
+        for i in np.flatnonzero(scores > 1.0):
+            if i >= self.warmup and i - last > self.refractory:
                 out[i] = True
                 last = i
         return out
 
     def reset(self) -> None:
-        self._recent: deque[tuple[int, float]] = deque()  # (index, score), scores decreasing: sliding max
+        self._records: list[deque[tuple[int, float]]] = []  # per channel: (index, dev), decreasing devs
+        self._pending: list[deque[tuple[int, float]]] = []  # per channel: devs not yet old enough to count
         self._i, self._last = 0, -(10**18)
 
-    def update(self, score: float) -> bool:
-        """Streaming: the flag of the next score."""
-        if not hasattr(self, "_recent"):
+    def update(self, dev: np.ndarray, z: np.ndarray, spans: tuple[int, ...] | None = None) -> tuple[float, bool]:
+        """Streaming: the next point's score and flag from its channels (shape (channels,))."""
+        if not hasattr(self, "_records"):
             self.reset()
+        dev, z = np.atleast_1d(dev), np.atleast_1d(z)
+        spans = spans or (1,) * len(dev)
+        while len(self._records) < len(dev):
+            self._records.append(deque())
+            self._pending.append(deque())
         i = self._i
-        while self._recent and self._recent[0][0] <= i - self.memory - 1:
-            self._recent.popleft()
-        past_max = self._recent[0][1] if self._recent else 0.0
-        flag = bool(
-            score > max(self.floor, self.factor * past_max) and i >= self.warmup and i - self._last > self.refractory
-        )
+        record = np.zeros(len(dev))
+        for c, (window, pending) in enumerate(zip(self._records, self._pending, strict=True)):
+            while pending and pending[0][0] <= i - spans[c]:  # old enough: it joins the record window
+                j, d = pending.popleft()
+                while window and window[-1][1] <= d:
+                    window.pop()
+                window.append((j, d))
+            while window and window[0][0] <= i - spans[c] - self.memory:
+                window.popleft()
+            record[c] = window[0][1] if window else 0.0
+        score = float(self._score(dev, z, record).max())
+        flag = score > 1.0 and i >= self.warmup and i - self._last > self.refractory
         if flag:
             self._last = i
-        while self._recent and self._recent[-1][1] <= score:
-            self._recent.pop()
-        self._recent.append((i, score))
+        for c, pending in enumerate(self._pending):
+            pending.append((i, float(dev[c])))
         self._i += 1
-        return flag
+        return score, flag

@@ -3,124 +3,179 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from rhythm_pipelines.anomaly.detectors import DETECTORS, Ensemble, IQRFence, LevelShift, RobustZScore
-from rhythm_pipelines.anomaly.rolling import TrailingWindow
-from rhythm_pipelines.anomaly.threshold import TrailingMaxThreshold
+from rhythm_pipelines.anomaly.detectors import DETECTORS, Ensemble, make_detector
+from rhythm_pipelines.anomaly.rolling import RunningMean, TrailingWindow, trailing_quantile
+from rhythm_pipelines.anomaly.series import detect, detect_streaming
+from rhythm_pipelines.anomaly.threshold import RecordThreshold
+from rhythm_pipelines.anomaly.trend import mann_kendall
 
 RNG = np.random.default_rng(42)
 NOISE = RNG.normal(50, 2, 3000)
+STAMPS = pd.date_range("2026-03-01", periods=6000, freq="5min", tz="UTC")
+FAST = sorted(set(DETECTORS) - {"iforest"})  # the forest is tested on its own, it is slow to refit
 
 
-def flags_of(detector, values):
-    return TrailingMaxThreshold().flags(detector.score_samples(values))
+def flagged(method, values):
+    return np.flatnonzero(detect(values, method, STAMPS[: len(values)])[1]).tolist()
 
 
-@pytest.mark.parametrize("detector", [RobustZScore(), IQRFence()], ids=lambda d: d.name)
-def test_a_spike_is_flagged_at_the_spike(detector):
+@pytest.mark.parametrize("method", ["ensemble", "zscore", "iqr", "jump"])
+def test_a_spike_is_flagged_at_the_spike_and_nowhere_else(method):
     x = NOISE.copy()
     x[2000] += 40
-    flags = flags_of(detector, x)
-    assert flags[2000] and np.flatnonzero(flags).tolist() == [2000]
+    assert flagged(method, x) == [2000]
 
 
-@pytest.mark.parametrize("detector", [RobustZScore(), IQRFence()], ids=lambda d: d.name)
-def test_a_level_shift_is_flagged_where_it_starts(detector):
+@pytest.mark.parametrize("method", ["ensemble", "zscore", "iqr", "jump", "level_shift"])
+def test_a_level_shift_is_flagged_where_it_starts(method):
     x = NOISE.copy()
     x[2000:] += 25
-    flagged = np.flatnonzero(flags_of(detector, x))
-    assert len(flagged) >= 1 and 2000 <= flagged[0] <= 2005
+    found = flagged(method, x)
+    assert found and 2000 <= found[0] <= 2012
 
 
-@pytest.mark.parametrize("detector", [RobustZScore(), IQRFence()], ids=lambda d: d.name)
-def test_a_seasonal_series_without_anomaly_raises_nothing(detector):
-    t = np.arange(6 * 288)  # six days of 5-minute points
-    x = 50 + 20 * np.sin(2 * np.pi * t / 288) + RNG.normal(0, 1, len(t))
-    assert not flags_of(detector, x).any()
-
-
-@pytest.mark.parametrize("name", sorted(DETECTORS))
-def test_future_points_never_change_past_verdicts(name):
+def test_level_shift_sees_a_small_sustained_shift_that_no_point_reveals():
     x = NOISE.copy()
-    x[1500] += 30
-    x[2500:] -= 20
-    full_scores = DETECTORS[name]().score_samples(x)
-    full_flags = TrailingMaxThreshold().flags(full_scores)
-    for k in (300, 1501, 2200, 2600):
-        part = DETECTORS[name]().score_samples(x[:k])
-        np.testing.assert_array_equal(part, full_scores[:k])
-        np.testing.assert_array_equal(TrailingMaxThreshold().flags(part), full_flags[:k])
-
-
-@pytest.mark.parametrize("name", sorted(DETECTORS))
-def test_streaming_gives_the_batch_answers(name):
-    x = NOISE.copy()
-    x[[700, 1800]] += [25, -30]
-    x[2500:] += 15
-    batch_det, stream_det = DETECTORS[name](window=200), DETECTORS[name](window=200)
-    batch = batch_det.score_samples(x)
-    stream = np.array([stream_det.update(v) for v in x])
-    np.testing.assert_allclose(stream, batch, rtol=1e-9, atol=1e-12)
-    th = TrailingMaxThreshold(memory=300)
-    batch_flags = th.flags(batch)
-    th.reset()
-    assert [th.update(s) for s in stream] == batch_flags.tolist()
-    assert batch_flags.any()
-
-
-@pytest.mark.parametrize("name", sorted(DETECTORS))
-@pytest.mark.parametrize("n", [0, 1, 15, 20, 21, 45])
-def test_short_series_batch_equals_streaming(name, n):
-    x = NOISE[:n].copy()
-    if n > 42:  # the z-score needs min_periods values for the median, then min_periods deviations
-        x[42] += 50
-    stream_det = DETECTORS[name]()
-    batch = DETECTORS[name]().score_samples(x)
-    np.testing.assert_allclose([stream_det.update(v) for v in x], batch, rtol=1e-9, atol=1e-12)
-    if n > 42 and name in ("zscore", "iqr"):  # point detectors see a lone spike
-        assert batch[42] > 10
-
-
-def test_trailing_window_median_and_quantiles_match_numpy():
-    w = TrailingWindow(5)
-    seen = []
-    for v in [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, np.nan, 6.0]:
-        w.push(v)
-        seen.append(v)
-        last = [u for u in seen[-5:] if not np.isnan(u)]
-        assert w.median() == np.median(last)
-        assert w.quantile(0.25) == pytest.approx(np.quantile(last, 0.25), abs=0)
-    assert len(w) == 4
-
-
-def test_threshold_is_relative_to_the_series_own_record():
-    scores = np.zeros(1000)
-    scores[[200, 210, 400, 600]] = [10.0, 20.0, 10.0, 12.0]
-    th = TrailingMaxThreshold(memory=300, factor=1.15, floor=5.0, refractory=5, warmup=100)
-    # 200 beats the floor; 210 beats 1.15 x 10; 400 is under 1.15 x 20 (210 is within the memory);
-    # 600 beats the floor again once 210 has left the memory and 400's 10 x 1.15 < 12
-    assert np.flatnonzero(th.flags(scores)).tolist() == [200, 210, 600]
-
-
-def test_level_shift_sees_a_small_sustained_shift_soon_after_it_starts():
-    x = NOISE.copy()
-    x[2000:] += 5  # 2.5 sigma
-    flagged = np.flatnonzero(flags_of(LevelShift(), x))
-    assert len(flagged) == 1 and 2000 <= flagged[0] <= 2012
+    x[2000:] += 5  # 2.5 sigma: no single point is unusual
+    assert flagged("zscore", x) == []
+    found = flagged("level_shift", x)
+    assert len(found) == 1 and 2000 <= found[0] <= 2012
 
 
 def test_level_shift_ignores_a_lone_spike():
     x = NOISE.copy()
     x[2000] += 20
-    assert not flags_of(LevelShift(), x).any()
+    assert flagged("level_shift", x) == []
 
 
-def test_ensemble_takes_the_strongest_member_score():
+def test_a_slow_leak_is_found_by_the_trend_test_and_mann_kendall():
+    x = NOISE.copy()
+    x[2000:2400] += np.linspace(0, 40, 400)  # rises 0.1 per step, then stays
+    x[2400:] += 40
+    found = flagged("trend", x)
+    assert found and 2000 <= found[0] <= 2200
+    mk = mann_kendall(x[2100:2300])
+    assert mk.increasing and mk.p_value < 1e-6 and mk.slope == pytest.approx(0.1, rel=0.2)
+    flat = mann_kendall(NOISE[:200])
+    assert flat.p_value > 0.01 and abs(flat.slope) < 0.02
+
+
+@pytest.mark.parametrize("method", ["ensemble", "zscore", "iqr", "jump", "level_shift", "seasonal", "trend"])
+def test_a_seasonal_series_without_anomaly_raises_nothing(method):
+    t = np.arange(6 * 288)  # six days of 5-minute points
+    x = 50 + 20 * np.sin(2 * np.pi * t / 288) + RNG.normal(0, 1, len(t))
+    assert flagged(method, x) == []
+
+
+def test_the_seasonal_detector_sees_a_value_unusual_for_its_hour():
+    t = np.arange(8 * 288)
+    x = 50 + 20 * np.sin(2 * np.pi * t / 288) + RNG.normal(0, 1, len(t))
+    i = 7 * 288 + 72  # the daily peak (70) ...
+    x[i : i + 6] = 30  # ... reads like the trough for half an hour: normal values, wrong hour
+    found = flagged("seasonal", x)
+    assert found and i <= found[0] <= i + 5
+    assert not any(i - 200 < j < i for j in flagged("zscore", x))
+
+
+def test_the_seasonal_detector_needs_timestamps():
+    with pytest.raises(ValueError, match="timestamps"):
+        make_detector("seasonal").deviations(NOISE)
+
+
+def test_the_isolation_forest_sees_an_odd_shape_and_batch_equals_streaming():
+    x = NOISE[:1600].copy()
+    x[1300:1306] += [15, -15, 15, -15, 15, -15]  # a burst of oscillation: an odd shape
+    det = make_detector("iforest")
+    batch_dev, batch_z = det.deviations(x)
+    live = make_detector("iforest")
+    stream = np.array([live.update(v)[1][0] for v in x])
+    np.testing.assert_allclose(stream, batch_z[0], rtol=1e-9, atol=1e-12)
+    scores = RecordThreshold().scores(batch_dev, batch_z)
+    assert 1300 <= int(np.argmax(scores)) <= 1306 and scores.max() > 1
+
+
+@pytest.mark.parametrize("method", FAST)
+def test_future_points_never_change_past_verdicts(method):
+    x = NOISE.copy()
+    x[1500] += 30
+    x[2500:] -= 20
+    full_scores, full_flags = detect(x, method, STAMPS[:3000])
+    for k in (300, 1501, 2200, 2600):
+        part_scores, part_flags = detect(x[:k], method, STAMPS[:k])
+        np.testing.assert_array_equal(part_scores, full_scores[:k])
+        np.testing.assert_array_equal(part_flags, full_flags[:k])
+
+
+@pytest.mark.parametrize("method", [*FAST, "zscore+iqr+seasonal+trend"])
+def test_streaming_gives_the_batch_answers(method):
+    x = NOISE.copy()
+    x[[700, 1800]] += [25, -30]
+    x[2500:] += 15
+    batch_scores, batch_flags = detect(x, method, STAMPS[:3000])
+    stream_scores, stream_flags = detect_streaming(x, method, STAMPS[:3000])
+    np.testing.assert_allclose(stream_scores, batch_scores, rtol=1e-9, atol=1e-12)
+    assert stream_flags.tolist() == batch_flags.tolist()
+    assert batch_flags.any()
+
+
+@pytest.mark.parametrize("method", FAST)
+@pytest.mark.parametrize("n", [0, 1, 11, 12, 20, 21, 45])
+def test_short_series_batch_equals_streaming(method, n):
+    x = NOISE[:n].copy()
+    dev_b, z_b = make_detector(method).deviations(x, STAMPS[:n])
+    live = make_detector(method)
+    pairs = [live.update(v, t) for v, t in zip(x, STAMPS[:n], strict=True)]
+    dev_s = np.array([p[0] for p in pairs]).T.reshape(dev_b.shape)
+    z_s = np.array([p[1] for p in pairs]).T.reshape(z_b.shape)
+    np.testing.assert_allclose(dev_s, dev_b, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(z_s, z_b, rtol=1e-9, atol=1e-12)
+
+
+def test_trailing_window_and_running_mean_match_numpy():
+    w, m = TrailingWindow(5), RunningMean(5)
+    seen = []
+    for v in [3.0, 1.0, 4.0, 1.0, 5.0, 9.0, 2.0, np.nan, 6.0]:
+        w.push(v)
+        m.push(v)
+        seen.append(v)
+        last = [u for u in seen[-5:] if not np.isnan(u)]
+        assert w.median() == np.median(last)
+        assert w.quantile(0.25) == pytest.approx(np.quantile(last, 0.25), abs=0)
+        assert m.mean() == pytest.approx(np.mean(last), rel=1e-12)
+    assert len(w) == 4 and m.count == 4
+
+
+@pytest.mark.parametrize("window,q", [(1000, 0.25), (1000, 0.75), (7, 0.5), (10_000, 0.9)])
+def test_fast_trailing_quantile_equals_pandas(window, q):
+    x = RNG.normal(size=3000)
+    w, least = min(window, 3000), min(window, 20)
+    expected = pd.Series(x).rolling(w, min_periods=least).quantile(q).to_numpy()
+    np.testing.assert_array_equal(trailing_quantile(x, window, q, least), expected)
+
+
+def test_threshold_needs_a_record_and_a_large_z():
+    dev = np.zeros(1000)
+    dev[[200, 210, 400, 600, 700]] = [10.0, 20.0, 21.0, 12.0, 30.0]
+    z = np.full(1000, 10.0)
+    z[700] = 3.0  # a record, but within 3 robust spreads: not an anomaly
+    th = RecordThreshold(memory=300, factor=1.1, zmin=6, refractory=5, warmup=100)
+    # 200: first record; 210 beats 1.1 x 10; 400 does not beat 1.1 x 20 (210 is within the memory);
+    # 600 beats 1.1 x 10 once 210 has left the memory (400's 21 has not: 12 < 23.1, so no)
+    scores = th.scores(dev, z)
+    assert np.flatnonzero(th.flags(scores)).tolist() == [200, 210]
+    assert scores[210] == pytest.approx(min(20 / 11, 10 / 6)) and scores[700] == pytest.approx(0.5)
+
+
+def test_ensemble_flags_what_any_member_flags():
     x = NOISE.copy()
     x[500] += 40  # a spike: the z-score's
-    x[2200:] += 5  # a small sustained shift, after the spike has left the threshold's memory: the level shift's
-    scores = Ensemble().score_samples(x)
-    np.testing.assert_array_equal(scores, np.maximum(RobustZScore().score_samples(x), LevelShift().score_samples(x)))
-    flagged = np.flatnonzero(TrailingMaxThreshold().flags(scores))
-    assert flagged[0] == 500 and any(2200 <= i <= 2212 for i in flagged)
+    x[2200:] += 5  # a small sustained shift: the level shift's
+    dev, z = Ensemble().deviations(x)
+    assert dev.shape == (4, 3000)
+    found = flagged("ensemble", x)
+    assert found[0] == 500 and any(2200 <= i <= 2212 for i in found)
+    with pytest.raises(ValueError, match="unknown ensemble members"):
+        Ensemble(members=("zscore", "nope"))

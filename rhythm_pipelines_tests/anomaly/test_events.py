@@ -13,15 +13,16 @@ TS = pd.date_range("2026-03-02", periods=20, freq="5min", tz="UTC")
 
 def test_one_event_per_excursion_merged_across_short_gaps():
     scores = np.zeros(20)
-    scores[[3, 4, 5]] = [8, 12, 4]
-    scores[8], scores[15] = 6, 25
+    scores[[3, 4, 5, 6]] = [1.2, 2.0, 0.6, 0.4]  # in multiples of the alert bar
+    scores[8], scores[15] = 1.1, 4.0
     flags = np.zeros(20, dtype=bool)
     flags[[3, 4, 8, 15]] = True
     events = assemble_events(TS, scores, flags, "db-01", "cpu_percent")
-    # 3..5 is one excursion (4 is inside it); 8 is 15 min later: merged; 15 is 35 min after 8: a new event
+    # 3..5 is one excursion (4 is inside it, 6 is under the hold); 8 is 15 min later: merged;
+    # 15 is 35 min after 8: a new event
     assert [(e.start, e.end, e.peak, e.score, e.severity) for e in events] == [
-        (TS[3], TS[8], TS[4], 12.0, "major"),
-        (TS[15], TS[15], TS[15], 25.0, "critical"),
+        (TS[3], TS[8], TS[4], 2.0, "major"),
+        (TS[15], TS[15], TS[15], 4.0, "critical"),
     ]
     assert events[0].event_id == "db-01|cpu_percent|anomaly|2026-03-02T00:15:00+00:00"
     frame = events_frame(events)
