@@ -18,7 +18,7 @@ import pandas as pd
 from rhythm_pipelines.metrics.calls import channel_minute_metrics, read_call_log
 from rhythm_pipelines.metrics.landing import data_files, read_metric_file
 from rhythm_pipelines.metrics.rollups import hourly_rollups
-from rhythm_pipelines.metrics.schema import RowError, quarantine_frame, validate_metrics
+from rhythm_pipelines.metrics.schema import SCORE_PREFIX, RowError, quarantine_frame, validate_metrics
 from rhythm_pipelines.metrics.store import MetricsStore
 
 
@@ -157,8 +157,12 @@ def ingest_runs(store: MetricsStore, runs: pd.DataFrame) -> IngestReport:
 
 
 def build_rollups(store: MetricsStore, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
-    """Hourly rollups of everything in the store for the window, written to the ``rollups`` table."""
-    rollups = hourly_rollups(store.read_metrics(start, end))
+    """Hourly rollups of every measured series in the store for the window, written to the ``rollups`` table.
+
+    Derived series (anomaly scores) are left out, so rollups do not depend on whether scoring ran first.
+    """
+    points = store.read_metrics(start, end)
+    rollups = hourly_rollups(points[~points["metric"].str.startswith(SCORE_PREFIX)])
     if not rollups.empty:
         store.write_table("rollups", rollups)
     return rollups

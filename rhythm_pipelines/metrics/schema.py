@@ -18,6 +18,13 @@ import pandas as pd
 
 METRIC_COLUMNS = ["ts", "source", "metric", "value", "tags"]
 CONTROL_CHARS = r"[\x00-\x1f\x7f]"  # never in an identifier: they would break line protocol and logs
+# derived series: the anomaly score of metric M of a source is stored as metric "anomaly_score:M" of that source
+SCORE_PREFIX = "anomaly_score:"
+
+
+def is_derived(metric: str) -> bool:
+    """A series computed from other series (an anomaly score), not a measurement."""
+    return metric.startswith(SCORE_PREFIX)
 
 
 class ValidationError(ValueError):
