@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Iterable
 
 import dagster as dg
+import numpy as np
 import pandas as pd
 
 
@@ -19,13 +21,28 @@ def md_table(frame: pd.DataFrame, max_rows: int = 25) -> dg.MarkdownMetadataValu
     return dg.MetadataValue.md(text)
 
 
-def plot_series(points: pd.DataFrame, metric: str, title: str, max_series: int = 8) -> dg.MarkdownMetadataValue:
-    """A line per source of one metric, as an inline PNG."""
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _png(fig, title: str) -> dg.MarkdownMetadataValue:
+    plt = _pyplot()
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})")
+
+
+def plot_series(points: pd.DataFrame, metric: str, title: str, max_series: int = 8) -> dg.MarkdownMetadataValue:
+    """A line per source of one metric, as an inline PNG."""
+    plt = _pyplot()
     data = points[points["metric"] == metric]
     fig, ax = plt.subplots(figsize=(8, 3), dpi=90)
     for source, g in list(data.groupby("source"))[:max_series]:
@@ -34,9 +51,28 @@ def plot_series(points: pd.DataFrame, metric: str, title: str, max_series: int =
     ax.set_ylabel(metric)
     if not data.empty:
         ax.legend(fontsize=7, loc="upper left", ncol=2)
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()})")
+    return _png(fig, title)
+
+
+def plot_flags(
+    ts: pd.Series | pd.DatetimeIndex,
+    values: np.ndarray,
+    flags: np.ndarray,
+    title: str,
+    windows: Iterable[tuple[pd.Timestamp, pd.Timestamp]] = (),
+    ylabel: str = "value",
+) -> dg.MarkdownMetadataValue:
+    """One series with its flagged points marked and labelled windows shaded, as an inline PNG."""
+    plt = _pyplot()
+    ts = pd.DatetimeIndex(ts)
+    values, flags = np.asarray(values, dtype="float64"), np.asarray(flags, dtype=bool)
+    fig, ax = plt.subplots(figsize=(8, 3), dpi=90)
+    ax.plot(ts, values, linewidth=1, color="tab:blue", label=ylabel)
+    for i, (a, b) in enumerate(windows):
+        ax.axvspan(a, b, color="tab:orange", alpha=0.25, label="labelled window" if i == 0 else None)
+    if flags.any():
+        ax.scatter(ts[flags], values[flags], color="tab:red", marker="v", s=40, zorder=3, label="alert")
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, loc="upper left")
+    return _png(fig, title)

@@ -1,0 +1,307 @@
+"""Anomaly detection: scores and alert events per hour (after ingestion), and the detectors' scorecard."""
+
+import os
+from collections.abc import Iterator
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+from pydantic import Field
+
+from rhythm_pipelines.anomaly import pipeline
+from rhythm_pipelines.anomaly.events import AlertEvent
+from rhythm_pipelines.anomaly.series import METHODS
+from rhythm_pipelines.defs.ingestion import channel_calls, raw_metrics, window
+from rhythm_pipelines.defs.metadata import md_table, plot_flags
+from rhythm_pipelines.defs.partitions import hourly_partitions
+from rhythm_pipelines.defs.resources import MetricsStoreResource
+
+ANOMALY_GROUP = "anomaly"
+SIM_START = pd.Timestamp("2026-03-02", tz="UTC")  # a fixed start: the scorecard's simulator is deterministic
+
+
+class AnomalyConfig(dg.Config):
+    method: str = Field(default="ensemble", description=f"Detector: one of {', '.join(METHODS)}, or a+b+...")
+    history_hours: float = Field(
+        default=pipeline.DEFAULT_HISTORY / pd.Timedelta("1h"),
+        description="Hours read before the window so the detectors' trailing windows are warm (seasonal: 168+).",
+    )
+    min_points: int = Field(default=pipeline.MIN_POINTS, description="Series with fewer points are skipped.")
+    include_processes: bool = Field(default=True, description="Score per-process sources (host/proc/...).")
+    max_flags_per_series_hour: float = Field(default=1.0, description="alert_rate check: flagged points ceiling.")
+    max_events_per_series_hour: float = Field(default=0.25, description="alert_rate check: events ceiling.")
+
+
+def _summary(series: pd.DataFrame) -> pd.DataFrame:
+    """Per-series counts over all chunks of a range."""
+    if series.empty:
+        return pd.DataFrame(columns=pipeline.SERIES_COLUMNS)
+    g = series.groupby(["source", "metric"], sort=True)
+    return g.agg(
+        points=("points", "sum"),
+        history_points=("history_points", "max"),
+        flagged=("flagged", "sum"),
+        events=("events", "sum"),
+        max_score=("max_score", "max"),
+    ).reset_index()
+
+
+def _by_metric(series: pd.DataFrame) -> pd.DataFrame:
+    if series.empty:
+        return series
+    g = series.groupby("metric", sort=True)
+    out = g.agg(
+        series=("source", "size"),
+        points=("points", "sum"),
+        flagged=("flagged", "sum"),
+        events=("events", "sum"),
+        max_score=("max_score", "max"),
+    )
+    return out.reset_index().sort_values(["events", "max_score"], ascending=False, kind="stable")
+
+
+def _events_table(events: list[AlertEvent]) -> pd.DataFrame:
+    return pd.DataFrame(
+        [(e.source, e.metric, e.start, e.end, e.severity, e.score) for e in events],
+        columns=["source", "metric", "start", "end", "severity", "score"],
+    ).sort_values(["start", "source", "metric"], kind="stable")
+
+
+@dg.multi_asset(
+    name="anomaly_detection",
+    specs=[
+        dg.AssetSpec(
+            "anomaly_scores",
+            deps=[raw_metrics, channel_calls],
+            description="Causal anomaly score of every point of every scored series, stored as derived series "
+            "'anomaly_score:<metric>' of the same source (1 = the alert bar; flagged points tagged).",
+            group_name=ANOMALY_GROUP,
+            kinds={"python", "sqlite"},
+        ),
+        dg.AssetSpec(
+            "anomaly_events",
+            deps=["anomaly_scores"],
+            description="Alert events (one per excursion) that start in the hour(s), upserted by stable id "
+            "into the store's events table; events still open from earlier hours get their new end.",
+            group_name=ANOMALY_GROUP,
+            kinds={"python", "sqlite"},
+        ),
+    ],
+    check_specs=[
+        dg.AssetCheckSpec(
+            "finite_scores", asset="anomaly_scores", description="Every scored point has a finite score."
+        ),
+        dg.AssetCheckSpec(
+            "alert_rate",
+            asset="anomaly_events",
+            description="Flagged points and events per scored series per hour stay under their ceilings "
+            "(above them the detector has gone noisy).",
+        ),
+    ],
+    partitions_def=hourly_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+)
+def anomaly_detection(
+    context: dg.AssetExecutionContext, config: AnomalyConfig, store: MetricsStoreResource
+) -> Iterator[dg.MaterializeResult]:
+    """Score the hour(s) with history before them, a day of a range at a time; store scores and events."""
+    start, end = window(context)
+    history = pd.Timedelta(hours=config.history_hours)
+    summaries, events, continued, skipped = [], [], [], []
+    points_written = events_written = 0
+    nonfinite = []
+    top: tuple[tuple, pd.DataFrame] | None = None  # ((events, max score), the window's points of that series)
+    with store.open() as s:
+        for a, b in pipeline.windows(start, end):
+            result = pipeline.score_window(s, a, b, config.method, history, config.min_points, config.include_processes)
+            written = pipeline.save_window(s, result)
+            points_written += written[0]
+            events_written += written[1]
+            summaries.append(result.series)
+            events += result.events
+            continued += result.continued
+            skipped.append(result.skipped)
+            bad = result.scores[~np.isfinite(result.scores["score"].to_numpy(dtype="float64"))]
+            nonfinite.append(bad)
+            if not result.series.empty:
+                best = result.series.sort_values(["events", "max_score"], ascending=False, kind="stable").iloc[0]
+                rank = (int(best["events"]), float(np.nan_to_num(best["max_score"], nan=-1.0)))
+                if top is None or rank > top[0]:
+                    sc = result.scores
+                    top = (rank, sc[(sc["source"] == best["source"]) & (sc["metric"] == best["metric"])])
+    series = _summary(pd.concat(summaries, ignore_index=True))
+    continued = [e for e in continued if e.start < start]  # a range's own events continue across its days
+    skipped_frame = pd.concat(skipped, ignore_index=True).drop_duplicates(["source", "metric"], keep="last")
+    bad = pd.concat(nonfinite, ignore_index=True)
+    hours = (end - start) / pd.Timedelta("1h")
+    context.log.info(
+        f"anomaly {start}..{end} ({config.method}): {len(series)} series, {int(series['flagged'].sum())} flags, "
+        f"{len(events)} new events, {len(continued)} continued"
+    )
+
+    yield dg.MaterializeResult(
+        asset_key="anomaly_scores",
+        metadata={
+            "window": f"{start.isoformat()} … {end.isoformat()}",
+            "method": config.method,
+            "history_hours": config.history_hours,
+            "series_scored": dg.MetadataValue.int(len(series)),
+            "points_scored": dg.MetadataValue.int(int(series["points"].sum())),
+            "points_written": dg.MetadataValue.int(points_written),
+            "flagged_points": dg.MetadataValue.int(int(series["flagged"].sum())),
+            "series_skipped": dg.MetadataValue.int(len(skipped_frame)),
+            "by_metric": md_table(_by_metric(series)),
+            "skipped": md_table(skipped_frame, 15),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                asset_key="anomaly_scores",
+                check_name="finite_scores",
+                passed=bad.empty,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={"nonfinite": len(bad), "examples": md_table(bad, 10)},
+            )
+        ],
+    )
+
+    rates = pipeline.alert_rates(series, hours)
+    noisy = (
+        series.assign(
+            flags_per_hour=series["flagged"] / hours,
+            events_per_hour=series["events"] / hours,
+        )
+        .sort_values(["events", "flagged"], ascending=False, kind="stable")
+        .query("flagged > 0")[["source", "metric", "flags_per_hour", "events_per_hour"]]
+    )
+    events_meta = {
+        "events": dg.MetadataValue.int(len(events)),
+        "continued_events": dg.MetadataValue.int(len(continued)),
+        "rows_upserted": dg.MetadataValue.int(events_written),
+        "by_severity": md_table(
+            pd.Series([e.severity for e in events], dtype=object).value_counts().rename_axis("severity").reset_index()
+        ),
+        "table": md_table(_events_table(events), 30),
+        "continued": md_table(_events_table(continued), 10),
+    }
+    if top is not None and not top[1].empty:
+        pts = top[1]
+        src, met = pts["source"].iloc[0], pts["metric"].iloc[0]
+        events_meta["most_anomalous"] = plot_flags(
+            pts["ts"],
+            pts["value"].to_numpy(),
+            pts["flagged"].to_numpy(dtype=bool),
+            f"{src} {met}: {int(pts['flagged'].sum())} flagged, max score {pts['score'].max():.3g}",
+            ylabel=met,
+        )
+    yield dg.MaterializeResult(
+        asset_key="anomaly_events",
+        metadata=events_meta,
+        check_results=[
+            dg.AssetCheckResult(
+                asset_key="anomaly_events",
+                check_name="alert_rate",
+                passed=rates["flags_per_series_hour"] <= config.max_flags_per_series_hour
+                and rates["events_per_series_hour"] <= config.max_events_per_series_hour,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    **rates,
+                    "max_flags_per_series_hour": config.max_flags_per_series_hour,
+                    "max_events_per_series_hour": config.max_events_per_series_hour,
+                    "noisiest": md_table(noisy, 10),
+                },
+            )
+        ],
+    )
+
+
+class ScorecardConfig(dg.Config):
+    sim_days: float = Field(default=3.0, description="Days of simulated fleet (fixed start, labelled incidents).")
+    sim_seed: int = 7
+    methods: list[str] = Field(default=[], description="Detectors to score (empty: every method).")
+    nab_dir: str = Field(default="", description="NAB-format data directory (default: $RHYTHM_NAB_DIR; unset: skip).")
+    nab_windows: str = Field(
+        default="",
+        description="Labelled windows JSON (default: $RHYTHM_NAB_WINDOWS, else ../labels/combined_windows.json).",
+    )
+
+
+@dg.asset(
+    group_name=ANOMALY_GROUP,
+    kinds={"python"},
+    check_specs=[
+        dg.AssetCheckSpec("every_method_scored", asset="detector_scorecard", description="No detector raised."),
+    ],
+)
+def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfig) -> dg.MaterializeResult:
+    """Window precision, recall and F1 of every detector on a simulated fleet, and on NAB when configured."""
+    from rhythm_pipelines.anomaly.evaluate import score_simulation
+    from rhythm_pipelines.simulate import SimConfig, simulate
+
+    methods = list(config.methods) or list(METHODS)
+    sim = simulate(SimConfig(days=config.sim_days, seed=config.sim_seed, start=SIM_START))
+    sim_name = f"simulator ({config.sim_days:g} d, seed {config.sim_seed})"
+    rows, errors = [], []
+
+    def run(dataset: str, method: str, fn) -> None:
+        try:
+            _, score = fn(method)
+        except Exception as exc:  # one broken detector must not hide the others' scores
+            context.log.warning(f"{method} on {dataset}: {exc!r}")
+            errors.append({"dataset": dataset, "method": method, "error": f"{type(exc).__name__}: {exc}"[:300]})
+            return
+        rows.append({"dataset": dataset, "method": method, **score.as_dict()})
+
+    for method in methods:
+        run(sim_name, method, lambda m: score_simulation(sim, m))
+
+    nab_dir = config.nab_dir or os.environ.get("RHYTHM_NAB_DIR", "")
+    if nab_dir:
+        data, windows_path = pipeline.nab_paths(nab_dir, config.nab_windows or os.environ.get("RHYTHM_NAB_WINDOWS"))
+        for method in methods:
+            run("NAB", method, lambda m, d=data, w=windows_path: pipeline.evaluate_nab(d, w, m))
+        nab_note = f"{data} (windows {windows_path})"
+    else:
+        nab_note = "skipped: set RHYTHM_NAB_DIR (and RHYTHM_NAB_WINDOWS) or the nab_dir config to score NAB"
+
+    table = pd.DataFrame(rows, columns=["dataset", "method", "tp", "fp", "fn", "precision", "recall", "f1"])
+    table = table.sort_values(["dataset", "f1"], ascending=[True, False], kind="stable")
+    metadata = {
+        "scorecard": md_table(table, 50),
+        "nab": nab_note,
+        "simulated_incidents": dg.MetadataValue.int(len(sim.incidents)),
+        "errors": md_table(pd.DataFrame(errors, columns=["dataset", "method", "error"])),
+    }
+    for r in rows:  # numeric entries, so the UI plots each F1 across materializations
+        key = "nab" if r["dataset"] == "NAB" else "sim"
+        metadata[f"f1_{key}_{r['method']}"] = dg.MetadataValue.float(float(r["f1"]))
+    scored = [r["method"] for r in rows if r["dataset"] == sim_name]
+    if scored:
+        shown = "ensemble" if "ensemble" in scored else scored[0]
+        frame, labelled, source, metric = pipeline.simulation_example(sim, shown)
+        metadata["example"] = plot_flags(
+            frame["ts"],
+            frame["value"].to_numpy(),
+            frame["flagged"].to_numpy(dtype=bool),
+            f"{source} {metric} ({shown}): incidents shaded, alerts marked",
+            windows=labelled,
+            ylabel=metric,
+        )
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="every_method_scored",
+                passed=not errors,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"failed": ", ".join(f"{e['method']} on {e['dataset']}" for e in errors) or "none"},
+            )
+        ],
+    )
+
+
+anomaly_assets = [anomaly_detection, detector_scorecard]
+anomaly_job = dg.define_asset_job(
+    "anomaly_job",
+    selection=dg.AssetSelection.assets(anomaly_detection),
+    description="Anomaly scores and events of the hour(s) alone: re-score history with another method or config.",
+)
