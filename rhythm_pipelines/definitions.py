@@ -2,14 +2,16 @@
 
 import dagster as dg
 
-from rhythm_pipelines.defs.ingestion import hourly_ingestion_job, ingestion_assets, ingestion_checks
+from rhythm_pipelines.defs.anomaly import anomaly_assets
+from rhythm_pipelines.defs.ingestion import ingestion_assets, ingestion_checks
+from rhythm_pipelines.defs.jobs import anomaly_job, hourly_ingestion_job
 from rhythm_pipelines.defs.resources import landing_from_env, store_from_env
 from rhythm_pipelines.defs.sensors import host_sampler
 
 defs = dg.Definitions(
-    assets=ingestion_assets,
+    assets=[*ingestion_assets, *anomaly_assets],
     asset_checks=ingestion_checks,
-    jobs=[hourly_ingestion_job],
+    jobs=[hourly_ingestion_job, anomaly_job],
     sensors=[host_sampler],
     resources={"store": store_from_env(), "landing": landing_from_env()},
 )

@@ -240,8 +240,3 @@ def host_samples_fresh(store: MetricsStoreResource) -> dg.AssetCheckResult:
 
 ingestion_assets = [raw_metrics, channel_calls, run_history, hourly_rollups]
 ingestion_checks = [host_samples_fresh]
-hourly_ingestion_job = dg.define_asset_job(
-    "hourly_ingestion_job",
-    selection=dg.AssetSelection.groups(INGESTION_GROUP),
-    description="Raw ingestion and rollups of one hour (the host sampler launches it as each hour closes).",
-)

@@ -5,7 +5,7 @@ import os
 
 import dagster as dg
 
-from rhythm_pipelines.defs.ingestion import hourly_ingestion_job
+from rhythm_pipelines.defs.jobs import hourly_ingestion_job
 from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource, sampler_host
 from rhythm_pipelines.metrics.host import HostSampler, points_frame
 from rhythm_pipelines.metrics.landing import append_spool, closed_hours

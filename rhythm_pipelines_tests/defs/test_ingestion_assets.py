@@ -27,7 +27,8 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[tuple[str, str], bool]:
 def test_definitions_load():
     job = defs.resolve_job_def("hourly_ingestion_job")
     keys = {k.to_user_string() for k in job.asset_layer.executable_asset_keys}
-    assert keys == {"raw_metrics", "channel_calls", "run_history", "hourly_rollups"}
+    # ingestion, then anomaly detection of the same hour (see test_anomaly_assets)
+    assert keys == {"raw_metrics", "channel_calls", "run_history", "hourly_rollups", "anomaly_scores", "anomaly_events"}
     assert defs.resolve_sensor_def("host_sampler").minimum_interval_seconds == 10
 
 
