@@ -140,7 +140,7 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
         "-m",
         "rhythm_pipelines.definitions",
         "--select",
-        "raw_metrics,channel_calls,hourly_rollups",
+        "raw_metrics,channel_calls,hourly_rollups,anomaly_scores,anomaly_events",
         "--partition-range",
         f"{first.strftime(HOURLY_FMT)}...{last.strftime(HOURLY_FMT)}",
     ]
