@@ -111,7 +111,7 @@ def score_simulation(sim: Simulation, method: str = "ensemble") -> tuple[pd.Data
     for (source, metric), g in points.groupby(["source", "metric"], sort=True):
         g = g.sort_values("ts")
         mine = incidents[(incidents["source"] == source) & (incidents["metric"] == metric)]
-        _, flags = detect(g["value"].to_numpy(), method)
+        _, flags = detect(g["value"].to_numpy(), method, pd.DatetimeIndex(g["ts"]))
         s = score_flags(g["ts"], flags, list(zip(mine["start"], mine["end"], strict=True)))
         total = total + s
         rows.append({"source": source, "metric": metric, "incidents": len(mine), **s.as_dict()})
