@@ -163,18 +163,10 @@ def cmd_anomalies_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
-    from rhythm_pipelines.anomaly.evaluate import Score, labelled_files, load_windows, score_flags
-    from rhythm_pipelines.anomaly.series import detect_frame, read_series
+    from rhythm_pipelines.anomaly.evaluate import evaluate_nab
 
-    windows = load_windows(Path(args.windows))
-    files = labelled_files(Path(args.data_dir), windows)
-    if not files:
-        raise ValueError(f"no CSV under {args.data_dir} is a key of {args.windows}")
-    per_file, total = {}, Score()
-    for key, path in files:
-        out = detect_frame(read_series(path), args.method)
-        s = score_flags(out["timestamp"].dt.tz_localize(None), out["is_anomaly"].to_numpy(), windows[key])
-        per_file[key], total = s.as_dict(), total + s
+    files, total = evaluate_nab(args.data_dir, args.windows, args.method)
+    per_file = files.drop(columns="windows").set_index("file").to_dict("index")
     simulated = None
     if args.sim_days > 0:
         import pandas as pd

@@ -95,17 +95,22 @@ def _naive_utc(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
     return index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
 
 
+def simulation_points(sim: Simulation) -> pd.DataFrame:
+    """The simulator's host metrics and the per-minute channel metrics ingestion derives from its calls."""
+    from rhythm_pipelines.metrics.calls import channel_minute_metrics
+
+    return pd.concat([sim.metrics, channel_minute_metrics(sim.calls)], ignore_index=True)
+
+
 def score_simulation(sim: Simulation, method: str = "ensemble") -> tuple[pd.DataFrame, Score]:
     """Score every series of the metrics the simulator's incidents live on, windows = its incidents.
 
-    Host series come from the simulated metrics, channel series from the per-minute metrics of the
-    simulated calls (as ingestion derives them). Series with no incident count their false alarms too.
+    Series with no incident count their false alarms too.
     """
     from rhythm_pipelines.anomaly.series import detect
-    from rhythm_pipelines.metrics.calls import channel_minute_metrics
 
     incidents = sim.incidents
-    points = pd.concat([sim.metrics, channel_minute_metrics(sim.calls)], ignore_index=True)
+    points = simulation_points(sim)
     points = points[points["metric"].isin(set(incidents["metric"]))]
     rows, total = [], Score()
     for (source, metric), g in points.groupby(["source", "metric"], sort=True):
@@ -116,6 +121,23 @@ def score_simulation(sim: Simulation, method: str = "ensemble") -> tuple[pd.Data
         total = total + s
         rows.append({"source": source, "metric": metric, "incidents": len(mine), **s.as_dict()})
     return pd.DataFrame(rows), total
+
+
+def simulation_example(sim: Simulation, method: str = "ensemble") -> tuple[pd.DataFrame, list[tuple], str, str]:
+    """The simulated series with the most incidents, scored: (ts/value/score/flagged frame, its incident
+    windows, source, metric) for a picture of what the detector sees."""
+    from rhythm_pipelines.anomaly.series import detect
+
+    counts = sim.incidents.groupby(["source", "metric"]).size().sort_values(ascending=False, kind="stable")
+    source, metric = counts.index[0]
+    points = simulation_points(sim)
+    g = points[(points["source"] == source) & (points["metric"] == metric)].sort_values("ts")
+    ts = pd.DatetimeIndex(g["ts"])
+    values = g["value"].to_numpy(dtype="float64")
+    scores, flags = detect(values, method, timestamps=ts)
+    mine = sim.incidents[(sim.incidents["source"] == source) & (sim.incidents["metric"] == metric)]
+    frame = pd.DataFrame({"ts": ts, "value": values, "score": scores, "flagged": flags})
+    return frame, list(zip(mine["start"], mine["end"], strict=True)), source, metric
 
 
 def load_windows(path: Path) -> dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]]:
@@ -132,3 +154,28 @@ def labelled_files(data_dir: Path, windows: dict) -> list[tuple[str, Path]]:
         if key in windows:
             found.append((key, path))
     return found
+
+
+def nab_paths(data_dir: str | Path, windows_path: str | Path | None = None) -> tuple[Path, Path]:
+    """The data directory and its windows file (default: NAB's ``../labels/combined_windows.json``)."""
+    data = Path(data_dir)
+    return data, Path(windows_path) if windows_path else data.parent / "labels" / "combined_windows.json"
+
+
+def evaluate_nab(
+    data_dir: str | Path, windows_path: str | Path, method: str = "ensemble"
+) -> tuple[pd.DataFrame, Score]:
+    """Window P/R/F1 of ``method`` on every labelled CSV of a NAB-format directory: (per file, total)."""
+    from rhythm_pipelines.anomaly.series import detect_frame, read_series
+
+    windows_by_file = load_windows(Path(windows_path))
+    files = labelled_files(Path(data_dir), windows_by_file)
+    if not files:
+        raise ValueError(f"no CSV under {data_dir} is a key of {windows_path}")
+    rows, total = [], Score()
+    for key, path in files:
+        out = detect_frame(read_series(path), method)
+        s = score_flags(out["timestamp"].dt.tz_localize(None), out["is_anomaly"].to_numpy(), windows_by_file[key])
+        total = total + s
+        rows.append({"file": key, "windows": len(windows_by_file[key]), **s.as_dict()})
+    return pd.DataFrame(rows), total

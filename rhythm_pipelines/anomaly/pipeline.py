@@ -22,20 +22,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from rhythm_pipelines.anomaly.evaluate import Score, labelled_files, load_windows, score_flags
 from rhythm_pipelines.anomaly.events import AlertEvent, assemble_events, events_frame
 from rhythm_pipelines.anomaly.series import detect
 from rhythm_pipelines.metrics.schema import SCORE_PREFIX, is_derived, tags_to_json
 from rhythm_pipelines.metrics.store import MetricsStore, utc
-
-if TYPE_CHECKING:
-    from rhythm_pipelines.simulate import Simulation
 
 DEFAULT_HISTORY = pd.Timedelta("48h")
 MIN_POINTS = 100
@@ -245,48 +239,3 @@ def alert_rates(series: pd.DataFrame, hours: float) -> dict[str, float]:
         "flags_per_series_hour": float(series["flagged"].sum()) / (n * hours),
         "events_per_series_hour": float(series["events"].sum()) / (n * hours),
     }
-
-
-# -- evaluation on a NAB-format directory (the scorecard; the CLI's `anomalies evaluate` does the same) ------
-
-
-def nab_paths(data_dir: str | Path, windows_path: str | Path | None = None) -> tuple[Path, Path]:
-    """The data directory and its windows file (default: NAB's ``../labels/combined_windows.json``)."""
-    data = Path(data_dir)
-    return data, Path(windows_path) if windows_path else data.parent / "labels" / "combined_windows.json"
-
-
-def evaluate_nab(
-    data_dir: str | Path, windows_path: str | Path, method: str = "ensemble"
-) -> tuple[pd.DataFrame, Score]:
-    """Window P/R/F1 of ``method`` on every labelled CSV of a NAB-format directory: (per file, total)."""
-    from rhythm_pipelines.anomaly.series import detect_frame, read_series
-
-    windows_by_file = load_windows(Path(windows_path))
-    files = labelled_files(Path(data_dir), windows_by_file)
-    if not files:
-        raise ValueError(f"no CSV under {data_dir} is a key of {windows_path}")
-    rows, total = [], Score()
-    for key, path in files:
-        out = detect_frame(read_series(path), method)
-        s = score_flags(out["timestamp"].dt.tz_localize(None), out["is_anomaly"].to_numpy(), windows_by_file[key])
-        total = total + s
-        rows.append({"file": key, "windows": len(windows_by_file[key]), **s.as_dict()})
-    return pd.DataFrame(rows), total
-
-
-def simulation_example(sim: Simulation, method: str = "ensemble") -> tuple[pd.DataFrame, list[tuple], str, str]:
-    """The simulated series with the most incidents, scored: (ts/value/score/flagged frame, its incident
-    windows, source, metric) for a picture of what the detector sees."""
-    from rhythm_pipelines.metrics.calls import channel_minute_metrics
-
-    counts = sim.incidents.groupby(["source", "metric"]).size().sort_values(ascending=False, kind="stable")
-    source, metric = counts.index[0]
-    points = pd.concat([sim.metrics, channel_minute_metrics(sim.calls)], ignore_index=True)
-    g = points[(points["source"] == source) & (points["metric"] == metric)].sort_values("ts")
-    ts = pd.DatetimeIndex(g["ts"])
-    values = g["value"].to_numpy(dtype="float64")
-    scores, flags = detect(values, method, timestamps=ts)
-    mine = sim.incidents[(sim.incidents["source"] == source) & (sim.incidents["metric"] == metric)]
-    frame = pd.DataFrame({"ts": ts, "value": values, "score": scores, "flagged": flags})
-    return frame, list(zip(mine["start"], mine["end"], strict=True)), source, metric

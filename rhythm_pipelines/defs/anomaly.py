@@ -4,12 +4,11 @@ import os
 from collections.abc import Iterator
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from rhythm_pipelines.anomaly import pipeline
-from rhythm_pipelines.anomaly.events import AlertEvent
+from rhythm_pipelines.anomaly.range_report import events_table, score_range
 from rhythm_pipelines.anomaly.series import METHODS
 from rhythm_pipelines.defs.ingestion import channel_calls, raw_metrics, window
 from rhythm_pipelines.defs.metadata import md_table, plot_flags
@@ -30,41 +29,6 @@ class AnomalyConfig(dg.Config):
     include_processes: bool = Field(default=True, description="Score per-process sources (host/proc/...).")
     max_flags_per_series_hour: float = Field(default=1.0, description="alert_rate check: flagged points ceiling.")
     max_events_per_series_hour: float = Field(default=0.25, description="alert_rate check: events ceiling.")
-
-
-def _summary(series: pd.DataFrame) -> pd.DataFrame:
-    """Per-series counts over all chunks of a range."""
-    if series.empty:
-        return pd.DataFrame(columns=pipeline.SERIES_COLUMNS)
-    g = series.groupby(["source", "metric"], sort=True)
-    return g.agg(
-        points=("points", "sum"),
-        history_points=("history_points", "max"),
-        flagged=("flagged", "sum"),
-        events=("events", "sum"),
-        max_score=("max_score", "max"),
-    ).reset_index()
-
-
-def _by_metric(series: pd.DataFrame) -> pd.DataFrame:
-    if series.empty:
-        return series
-    g = series.groupby("metric", sort=True)
-    out = g.agg(
-        series=("source", "size"),
-        points=("points", "sum"),
-        flagged=("flagged", "sum"),
-        events=("events", "sum"),
-        max_score=("max_score", "max"),
-    )
-    return out.reset_index().sort_values(["events", "max_score"], ascending=False, kind="stable")
-
-
-def _events_table(events: list[AlertEvent]) -> pd.DataFrame:
-    return pd.DataFrame(
-        [(e.source, e.metric, e.start, e.end, e.severity, e.score) for e in events],
-        columns=["source", "metric", "start", "end", "severity", "score"],
-    ).sort_values(["start", "source", "metric"], kind="stable")
 
 
 @dg.multi_asset(
@@ -106,37 +70,21 @@ def anomaly_detection(
 ) -> Iterator[dg.MaterializeResult]:
     """Score the hour(s) with history before them, a day of a range at a time; store scores and events."""
     start, end = window(context)
-    history = pd.Timedelta(hours=config.history_hours)
-    summaries, events, continued, skipped = [], [], [], []
-    points_written = events_written = 0
-    nonfinite = []
-    top: tuple[tuple, pd.DataFrame] | None = None  # ((events, max score), the window's points of that series)
     with store.open() as s:
-        for a, b in pipeline.windows(start, end):
-            result = pipeline.score_window(s, a, b, config.method, history, config.min_points, config.include_processes)
-            written = pipeline.save_window(s, result)
-            points_written += written[0]
-            events_written += written[1]
-            summaries.append(result.series)
-            events += result.events
-            continued += result.continued
-            skipped.append(result.skipped)
-            bad = result.scores[~np.isfinite(result.scores["score"].to_numpy(dtype="float64"))]
-            nonfinite.append(bad)
-            if not result.series.empty:
-                best = result.series.sort_values(["events", "max_score"], ascending=False, kind="stable").iloc[0]
-                rank = (int(best["events"]), float(np.nan_to_num(best["max_score"], nan=-1.0)))
-                if top is None or rank > top[0]:
-                    sc = result.scores
-                    top = (rank, sc[(sc["source"] == best["source"]) & (sc["metric"] == best["metric"])])
-    series = _summary(pd.concat(summaries, ignore_index=True))
-    continued = [e for e in continued if e.start < start]  # a range's own events continue across its days
-    skipped_frame = pd.concat(skipped, ignore_index=True).drop_duplicates(["source", "metric"], keep="last")
-    bad = pd.concat(nonfinite, ignore_index=True)
-    hours = (end - start) / pd.Timedelta("1h")
+        report = score_range(
+            s,
+            start,
+            end,
+            config.method,
+            pd.Timedelta(hours=config.history_hours),
+            config.min_points,
+            config.include_processes,
+            progress=context.log.info,
+        )
+    series = report.series
     context.log.info(
-        f"anomaly {start}..{end} ({config.method}): {len(series)} series, {int(series['flagged'].sum())} flags, "
-        f"{len(events)} new events, {len(continued)} continued"
+        f"anomaly {start}..{end} ({config.method}): {len(series)} series, {report.flagged} flags, "
+        f"{len(report.events)} new events, {len(report.continued)} continued"
     )
 
     yield dg.MaterializeResult(
@@ -147,52 +95,37 @@ def anomaly_detection(
             "history_hours": config.history_hours,
             "series_scored": dg.MetadataValue.int(len(series)),
             "points_scored": dg.MetadataValue.int(int(series["points"].sum())),
-            "points_written": dg.MetadataValue.int(points_written),
-            "flagged_points": dg.MetadataValue.int(int(series["flagged"].sum())),
-            "series_skipped": dg.MetadataValue.int(len(skipped_frame)),
-            "by_metric": md_table(_by_metric(series)),
-            "skipped": md_table(skipped_frame, 15),
+            "points_written": dg.MetadataValue.int(report.points_written),
+            "flagged_points": dg.MetadataValue.int(report.flagged),
+            "series_skipped": dg.MetadataValue.int(len(report.skipped)),
+            "by_metric": md_table(report.by_metric()),
+            "skipped": md_table(report.skipped, 15),
         },
         check_results=[
             dg.AssetCheckResult(
                 asset_key="anomaly_scores",
                 check_name="finite_scores",
-                passed=bad.empty,
+                passed=report.nonfinite.empty,
                 severity=dg.AssetCheckSeverity.ERROR,
-                metadata={"nonfinite": len(bad), "examples": md_table(bad, 10)},
+                metadata={"nonfinite": len(report.nonfinite), "examples": md_table(report.nonfinite, 10)},
             )
         ],
     )
 
-    rates = pipeline.alert_rates(series, hours)
-    noisy = (
-        series.assign(
-            flags_per_hour=series["flagged"] / hours,
-            events_per_hour=series["events"] / hours,
-        )
-        .sort_values(["events", "flagged"], ascending=False, kind="stable")
-        .query("flagged > 0")[["source", "metric", "flags_per_hour", "events_per_hour"]]
-    )
+    rates = report.rates()
     events_meta = {
-        "events": dg.MetadataValue.int(len(events)),
-        "continued_events": dg.MetadataValue.int(len(continued)),
-        "rows_upserted": dg.MetadataValue.int(events_written),
-        "by_severity": md_table(
-            pd.Series([e.severity for e in events], dtype=object).value_counts().rename_axis("severity").reset_index()
-        ),
-        "table": md_table(_events_table(events), 30),
-        "continued": md_table(_events_table(continued), 10),
+        "events": dg.MetadataValue.int(len(report.events)),
+        "continued_events": dg.MetadataValue.int(len(report.continued)),
+        "rows_upserted": dg.MetadataValue.int(report.events_written),
+        "by_severity": md_table(report.severity_counts()),
+        "table": md_table(events_table(report.events), 30),
+        "continued": md_table(events_table(report.continued), 10),
     }
-    if top is not None and not top[1].empty:
-        pts = top[1]
-        src, met = pts["source"].iloc[0], pts["metric"].iloc[0]
-        events_meta["most_anomalous"] = plot_flags(
-            pts["ts"],
-            pts["value"].to_numpy(),
-            pts["flagged"].to_numpy(dtype=bool),
-            f"{src} {met}: {int(pts['flagged'].sum())} flagged, max score {pts['score'].max():.3g}",
-            ylabel=met,
-        )
+    if not report.top.empty:
+        top = report.top
+        src, met = top["source"].iloc[0], top["metric"].iloc[0]
+        title = f"{src} {met}: {int(top['flagged'].sum())} flagged, max score {top['score'].max():.3g}"
+        events_meta["most_anomalous"] = plot_flags(top, title, ylabel=met)
     yield dg.MaterializeResult(
         asset_key="anomaly_events",
         metadata=events_meta,
@@ -207,7 +140,7 @@ def anomaly_detection(
                     **rates,
                     "max_flags_per_series_hour": config.max_flags_per_series_hour,
                     "max_events_per_series_hour": config.max_events_per_series_hour,
-                    "noisiest": md_table(noisy, 10),
+                    "noisiest": md_table(report.noisiest(), 10),
                 },
             )
         ],
@@ -234,7 +167,7 @@ class ScorecardConfig(dg.Config):
 )
 def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfig) -> dg.MaterializeResult:
     """Window precision, recall and F1 of every detector on a simulated fleet, and on NAB when configured."""
-    from rhythm_pipelines.anomaly.evaluate import score_simulation
+    from rhythm_pipelines.anomaly.evaluate import evaluate_nab, nab_paths, score_simulation, simulation_example
     from rhythm_pipelines.simulate import SimConfig, simulate
 
     methods = list(config.methods) or list(METHODS)
@@ -256,9 +189,9 @@ def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfi
 
     nab_dir = config.nab_dir or os.environ.get("RHYTHM_NAB_DIR", "")
     if nab_dir:
-        data, windows_path = pipeline.nab_paths(nab_dir, config.nab_windows or os.environ.get("RHYTHM_NAB_WINDOWS"))
+        data, windows_path = nab_paths(nab_dir, config.nab_windows or os.environ.get("RHYTHM_NAB_WINDOWS"))
         for method in methods:
-            run("NAB", method, lambda m, d=data, w=windows_path: pipeline.evaluate_nab(d, w, m))
+            run("NAB", method, lambda m, d=data, w=windows_path: evaluate_nab(d, w, m))
         nab_note = f"{data} (windows {windows_path})"
     else:
         nab_note = "skipped: set RHYTHM_NAB_DIR (and RHYTHM_NAB_WINDOWS) or the nab_dir config to score NAB"
@@ -277,11 +210,9 @@ def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfi
     scored = [r["method"] for r in rows if r["dataset"] == sim_name]
     if scored:
         shown = "ensemble" if "ensemble" in scored else scored[0]
-        frame, labelled, source, metric = pipeline.simulation_example(sim, shown)
+        frame, labelled, source, metric = simulation_example(sim, shown)
         metadata["example"] = plot_flags(
-            frame["ts"],
-            frame["value"].to_numpy(),
-            frame["flagged"].to_numpy(dtype=bool),
+            frame,
             f"{source} {metric} ({shown}): incidents shaded, alerts marked",
             windows=labelled,
             ylabel=metric,

@@ -7,7 +7,6 @@ import io
 from collections.abc import Iterable
 
 import dagster as dg
-import numpy as np
 import pandas as pd
 
 
@@ -55,17 +54,16 @@ def plot_series(points: pd.DataFrame, metric: str, title: str, max_series: int =
 
 
 def plot_flags(
-    ts: pd.Series | pd.DatetimeIndex,
-    values: np.ndarray,
-    flags: np.ndarray,
+    frame: pd.DataFrame,
     title: str,
     windows: Iterable[tuple[pd.Timestamp, pd.Timestamp]] = (),
     ylabel: str = "value",
 ) -> dg.MarkdownMetadataValue:
-    """One series with its flagged points marked and labelled windows shaded, as an inline PNG."""
+    """One series (``frame`` columns ts, value, flagged) with its flagged points marked and labelled windows
+    shaded, as an inline PNG."""
     plt = _pyplot()
-    ts = pd.DatetimeIndex(ts)
-    values, flags = np.asarray(values, dtype="float64"), np.asarray(flags, dtype=bool)
+    ts = pd.DatetimeIndex(frame["ts"])
+    values, flags = frame["value"].to_numpy(dtype="float64"), frame["flagged"].to_numpy(dtype=bool)
     fig, ax = plt.subplots(figsize=(8, 3), dpi=90)
     ax.plot(ts, values, linewidth=1, color="tab:blue", label=ylabel)
     for i, (a, b) in enumerate(windows):
