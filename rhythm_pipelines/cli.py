@@ -193,6 +193,89 @@ def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_root() -> str:
+    return os.environ.get("RHYTHM_MODEL_REGISTRY", str(_home() / "models"))
+
+
+def cmd_forecast_backtest(args: argparse.Namespace) -> int:
+    from rhythm_pipelines.anomaly.series import read_series
+    from rhythm_pipelines.forecasting.backtest import backtest
+    from rhythm_pipelines.forecasting.models import DEFAULT_MODELS, step_name
+
+    series = read_series(Path(args.input), args.timestamp_col, args.value_col)
+    series = series[~series["duplicate"]]  # documented rule: a repeated timestamp keeps its first value
+    models = tuple(m.strip() for m in args.models.split(",")) if args.models else DEFAULT_MODELS
+    result = backtest(series["timestamp"], series["value"].to_numpy(), args.horizon, args.test_fraction, models)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2))
+        return 0
+    print(
+        f"{args.input}: {result.train_points} training points, {result.origins} origins, horizon {result.horizon} "
+        f"x {step_name(result.step)}; selected {result.model}"
+        + (f" ({' + '.join(result.members)})" if result.members else "")
+    )
+    print(f"{'':16s} {'MAE':>12s} {'MAPE':>8s} {'MASE':>8s}")
+    for name, m in result.metrics.items():
+        print(f"{name:16s} {m['mae']:12.5g} {m['mape']:8.2%} {m['mase']:8.3f}")
+    print(
+        f"skill vs naive {result.skill():+.1%}; fit with selection {result.fit_s:.2f} s; "
+        f"predict p50 {result.predict_ms['p50']:.2f} ms, p99 {result.predict_ms['p99']:.2f} ms; "
+        f"guard served naive at {result.fallback_share:.1%} of origins"
+    )
+    return 0
+
+
+def cmd_forecast_train(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from rhythm_pipelines.forecasting.data import read_series
+    from rhythm_pipelines.forecasting.models import DEFAULT_MODELS
+    from rhythm_pipelines.forecasting.registry import ModelRegistry
+    from rhythm_pipelines.forecasting.serving import horizon_steps, train_series
+    from rhythm_pipelines.metrics.store import open_store
+
+    end = pd.Timestamp(args.end, tz="UTC") if args.end else pd.Timestamp.now(tz="UTC")
+    with open_store(args.store) as store:
+        y = read_series(store, args.source, args.metric, end - pd.Timedelta(args.window), end, args.step)
+    if y.empty:
+        raise ValueError(f"no points of {args.source} {args.metric} in {args.store} before {end}")
+    h = horizon_steps(args.horizon, pd.Timedelta(args.step))
+    models = tuple(m.strip() for m in args.models.split(",")) if args.models else DEFAULT_MODELS
+    trained = train_series(y.index, y.to_numpy(), h, models, args.source, args.metric)
+    mv = ModelRegistry(args.registry).save(args.source, args.metric, trained.model, trained.meta)
+    print(
+        f"{args.source} {args.metric}: {trained.meta['model']} on {len(y)} points "
+        f"({trained.meta['train_start']} .. {trained.meta['train_end']}), version {mv.version} in {args.registry}"
+    )
+    return 0
+
+
+def cmd_forecast_predict(args: argparse.Namespace) -> int:
+    from rhythm_pipelines.forecasting.registry import ModelRegistry
+    from rhythm_pipelines.forecasting.serving import Forecaster
+
+    forecaster = Forecaster(ModelRegistry(args.registry))
+    try:
+        forecaster.load(args.source, args.metric)
+    except LookupError as exc:
+        raise ValueError(str(exc)) from None
+    frame = forecaster.predict(args.source, args.metric, args.horizon)
+    info = forecaster.info(args.source, args.metric)
+    if args.json:
+        out = {
+            "source": args.source,
+            "metric": args.metric,
+            "model": info["model"],
+            "version": info["version"],
+            "forecast": frame.assign(ds=frame["ds"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_dict("records"),
+        }
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"{args.source} {args.metric}: {info['model']} (version {info['version']}, trained to {info['train_end']})")
+    print(frame.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rhythm", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -246,6 +329,37 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--sim-days", type=float, default=3.0, help="also score a simulated fleet's incidents (0: skip)")
     ev.add_argument("--sim-seed", type=int, default=0)
     ev.set_defaults(func=cmd_anomalies_evaluate)
+
+    fc = sub.add_parser("forecast", help="forecasting: backtest a CSV series, train and predict from the registry")
+    fa = fc.add_subparsers(dest="action", required=True)
+    models_help = "comma-separated zoo models (default: naive,seasonal_naive,ets,theta,arima,mstl + their ensemble)"
+    bt = fa.add_parser("backtest", help="walk-forward backtest of a CSV series against Naive and SeasonalNaive")
+    bt.add_argument("input")
+    bt.add_argument("--timestamp-col", default="timestamp")
+    bt.add_argument("--value-col", default="value")
+    bt.add_argument("--horizon", type=int, default=12, help="steps ahead (default 12: an hour of 5-minute steps)")
+    bt.add_argument("--test-fraction", type=float, default=0.2)
+    bt.add_argument("--models", default="", help=models_help)
+    bt.add_argument("--json", action="store_true")
+    bt.set_defaults(func=cmd_forecast_backtest)
+    tr = fa.add_parser("train", help="select, fit and register a model of one stored series")
+    tr.add_argument("--source", required=True)
+    tr.add_argument("--metric", required=True)
+    tr.add_argument("--store", default=_default_store())
+    tr.add_argument("--registry", default=_registry_root(), help="a directory or s3://bucket/prefix")
+    tr.add_argument("--window", default="7D", help="training window before --end (default 7D)")
+    tr.add_argument("--end", default=None, help="UTC end of the window (default: now)")
+    tr.add_argument("--step", default="5min", help="the regular grid the series is averaged onto")
+    tr.add_argument("--horizon", default="1h", help="a duration (1h, 15min) or a number of steps")
+    tr.add_argument("--models", default="", help=models_help)
+    tr.set_defaults(func=cmd_forecast_train)
+    pr = fa.add_parser("predict", help="forecast a registered series from its latest model")
+    pr.add_argument("--source", required=True)
+    pr.add_argument("--metric", required=True)
+    pr.add_argument("--horizon", default="1h", help="a duration (1h, 15min) or a number of steps")
+    pr.add_argument("--registry", default=_registry_root(), help="a directory or s3://bucket/prefix")
+    pr.add_argument("--json", action="store_true")
+    pr.set_defaults(func=cmd_forecast_predict)
 
     d = sub.add_parser("demo-seed", help="seed the demo fleet for `make dev` (once)")
     d.add_argument("--days", type=float, default=3.0)

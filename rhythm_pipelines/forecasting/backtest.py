@@ -1,0 +1,136 @@
+"""Walk-forward backtest of one series: select and fit on the training part, then forecast from every origin
+of the test part using only the data up to that origin (state updates, no refits).
+
+Reported over all origins and steps: MAE, MAPE and MASE of the selected model, of Naive (the last value)
+and of SeasonalNaive (the value a day before; Naive without a daily season), plus the selection's fit time
+and the per-forecast latency (a state update with the new point, then the forecast) at p50 and p99.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from rhythm_pipelines.forecasting.models import (
+    DEFAULT_MODELS,
+    GuardedModel,
+    infer_step,
+    naive_forecast,
+    season_lengths,
+    seasonal_naive_forecast,
+    step_name,
+)
+from rhythm_pipelines.forecasting.selection import Selection, actuals, mae, mape, mase_scale, select_model
+
+MIN_TRAIN = 50
+
+
+@dataclass
+class Backtest:
+    model: str
+    members: list[str]
+    metrics: dict[str, dict[str, float]]  # model / naive / seasonal_naive -> mae, mape, mase
+    fit_s: float
+    predict_ms: dict[str, float]  # p50, p99
+    train_points: int
+    origins: int
+    horizon: int
+    step: pd.Timedelta
+    selection: Selection
+    fallback_share: float = 0.0  # share of origins where the guard served Naive
+    predictions: np.ndarray | None = None  # (origins, horizon): the model's forecast at each origin
+
+    def as_dict(self) -> dict:
+        """The CLI's JSON contract, plus context (members, points, origins, horizon, step, CV scores)."""
+        cv = self.selection.scores.replace({np.nan: None}).to_dict("records")
+        return {
+            "model": self.model,
+            "metrics": self.metrics,
+            "fit_s": round(self.fit_s, 4),
+            "predict_ms": {k: round(v, 4) for k, v in self.predict_ms.items()},
+            "members": self.members,
+            "train_points": self.train_points,
+            "origins": self.origins,
+            "horizon": self.horizon,
+            "step": step_name(self.step),
+            "seasons": self.selection.seasons,
+            "fallback_share": round(self.fallback_share, 4),
+            "cv": cv,
+        }
+
+    def skill(self, baseline: str = "naive") -> float:
+        """1 − MAE(model) / MAE(baseline): the share of the baseline's error removed."""
+        base = self.metrics[baseline]["mae"]
+        return 1.0 - self.metrics["model"]["mae"] / base if base > 0 else 0.0
+
+
+def _metrics(truth: np.ndarray, pred: np.ndarray, scale: float) -> dict[str, float]:
+    err = mae(truth, pred)
+    return {"mae": err, "mape": mape(truth, pred), "mase": err / scale}
+
+
+def backtest(
+    ts: pd.Series | pd.DatetimeIndex,
+    y: np.ndarray,
+    horizon: int = 12,
+    test_fraction: float = 0.2,
+    models: Sequence[str] = DEFAULT_MODELS,
+) -> Backtest:
+    """Walk-forward backtest of ``y`` (timestamps ``ts``) over its last ``test_fraction`` (see module doc)."""
+    y = np.asarray(y, dtype="float64")
+    n = len(y)
+    if not 0 < test_fraction < 1:
+        raise ValueError(f"the test fraction must be between 0 and 1, got {test_fraction}")
+    if horizon < 1:
+        raise ValueError(f"the horizon must be at least 1, got {horizon}")
+    n_train = n - int(np.floor(n * test_fraction))
+    if n_train < max(MIN_TRAIN, 2 * horizon + 2) or n - n_train < horizon:
+        raise ValueError(
+            f"{n} points are too few for a horizon of {horizon} with a test fraction of {test_fraction}: "
+            f"need at least {max(MIN_TRAIN, 2 * horizon + 2)} training points and {horizon} test points"
+        )
+    step = infer_step(ts)
+    seasons = season_lengths(step, n_train)
+    t0 = time.perf_counter()
+    sel = select_model(y[:n_train], seasons, horizon, models)
+    fit_s = time.perf_counter() - t0
+
+    at = range(n_train, n - horizon + 1)
+    truth = actuals(y, at, horizon)
+    pred = np.empty_like(truth)
+    lat = np.empty(len(at))
+    model = GuardedModel(sel.model, horizon).start(y[:n_train])
+    fallbacks = 0
+    for i, o in enumerate(at):
+        t = time.perf_counter()
+        if o > n_train:
+            model.update(y[o - 1 : o])
+        pred[i] = model.forecast().mean
+        lat[i] = time.perf_counter() - t
+        fallbacks += model.fallback
+    m = seasons[0] if seasons else 1
+    naive = np.vstack([naive_forecast(y[:o], horizon) for o in at])
+    snaive = np.vstack([seasonal_naive_forecast(y[:o], horizon, m) for o in at])
+    scale = mase_scale(y[:n_train])
+    return Backtest(
+        model=sel.name,
+        members=sel.members,
+        metrics={
+            "model": _metrics(truth, pred, scale),
+            "naive": _metrics(truth, naive, scale),
+            "seasonal_naive": _metrics(truth, snaive, scale),
+        },
+        fit_s=fit_s,
+        predict_ms={"p50": float(np.percentile(lat, 50) * 1e3), "p99": float(np.percentile(lat, 99) * 1e3)},
+        train_points=n_train,
+        origins=len(at),
+        horizon=horizon,
+        step=step,
+        selection=sel,
+        fallback_share=fallbacks / len(at),
+        predictions=pred,
+    )

@@ -1,0 +1,167 @@
+"""A versioned model registry: fitted models with their metadata, on a local directory or S3.
+
+Layout under the root (a directory, or ``s3://bucket/prefix``)::
+
+    <source>/<metric>/v000001/model.pkl   the pickled model (a GuardedModel, SeriesModel or EnsembleModel)
+    <source>/<metric>/v000001/meta.json   series, model, members, train window, CV scores, library versions
+
+Versions count up per series and are never overwritten; ``latest`` is the highest. Names are
+percent-encoded into path segments, so any source or metric name is safe.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from importlib.metadata import version as _version
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+VERSION_RE = re.compile(r"^v(\d{6})$")
+
+
+def library_versions() -> dict[str, str]:
+    out = {}
+    for lib in ("statsforecast", "numpy", "pandas", "rhythm_pipelines"):
+        try:
+            out[lib] = _version(lib)
+        except Exception:  # not installed as a distribution (e.g. a source checkout)
+            out[lib] = "unknown"
+    return out
+
+
+class Storage(ABC):
+    @abstractmethod
+    def put(self, key: str, data: bytes) -> None: ...
+
+    @abstractmethod
+    def get(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def children(self, prefix: str) -> list[str]:
+        """The names one level below ``prefix`` (a 'directory' key ending in /)."""
+
+
+class LocalStorage(Storage):
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # atomic: a reader never sees half a model
+
+    def get(self, key: str) -> bytes:
+        return (self.root / key).read_bytes()
+
+    def children(self, prefix: str) -> list[str]:
+        d = self.root / prefix
+        return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+
+
+class S3Storage(Storage):
+    def __init__(self, bucket: str, prefix: str = "", client: Any = None):
+        import boto3
+
+        self.bucket, self.prefix = bucket, prefix.strip("/")
+        self.client = client or boto3.client("s3")
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def children(self, prefix: str) -> list[str]:
+        full = self._key(prefix)
+        names = set()
+        for page in self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=full, Delimiter="/"
+        ):
+            for p in page.get("CommonPrefixes", []):
+                names.add(p["Prefix"][len(full) :].strip("/"))
+            for o in page.get("Contents", []):
+                names.add(o["Key"][len(full) :])
+        return sorted(names)
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    source: str
+    metric: str
+    version: int
+    meta: dict
+
+
+class ModelRegistry:
+    def __init__(self, root: str | Path, s3_client: Any = None):
+        root = str(root)
+        if root.startswith("s3://"):
+            bucket, _, prefix = root[len("s3://") :].partition("/")
+            self.storage: Storage = S3Storage(bucket, prefix, s3_client)
+        else:
+            self.storage = LocalStorage(root)
+        self.root = root
+
+    @staticmethod
+    def _series(source: str, metric: str) -> str:
+        return f"{quote(source, safe='')}/{quote(metric, safe='')}/"
+
+    def versions(self, source: str, metric: str) -> list[int]:
+        names = self.storage.children(self._series(source, metric))
+        return sorted(int(m.group(1)) for n in names if (m := VERSION_RE.match(n)))
+
+    def series(self) -> list[tuple[str, str]]:
+        """Every (source, metric) with at least one version."""
+        out = []
+        for s in self.storage.children(""):
+            for m in self.storage.children(f"{s}/"):
+                out.append((unquote(s), unquote(m)))
+        return out
+
+    def save(self, source: str, metric: str, model: Any, meta: dict) -> ModelVersion:
+        """Store a new version (the model first, then its metadata: a version is complete once meta exists)."""
+        existing = self.versions(source, metric)
+        version = (existing[-1] + 1) if existing else 1
+        meta = {**meta, "source": source, "metric": metric, "version": version, "libraries": library_versions()}
+        base = f"{self._series(source, metric)}v{version:06d}/"
+        self.storage.put(base + "model.pkl", pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
+        self.storage.put(base + "meta.json", json.dumps(meta, indent=2, default=str).encode())
+        return ModelVersion(source, metric, version, meta)
+
+    def _complete(self, source: str, metric: str) -> list[int]:
+        return [
+            v
+            for v in self.versions(source, metric)
+            if "meta.json" in self.storage.children(f"{self._series(source, metric)}v{v:06d}/")
+        ]
+
+    def meta(self, source: str, metric: str, version: int | None = None) -> ModelVersion:
+        version = self._resolve(source, metric, version)
+        raw = self.storage.get(f"{self._series(source, metric)}v{version:06d}/meta.json")
+        return ModelVersion(source, metric, version, json.loads(raw))
+
+    def load(self, source: str, metric: str, version: int | None = None) -> tuple[Any, ModelVersion]:
+        """The model and its metadata (the latest complete version by default)."""
+        mv = self.meta(source, metric, version)
+        model = pickle.loads(self.storage.get(f"{self._series(source, metric)}v{mv.version:06d}/model.pkl"))
+        return model, mv
+
+    def _resolve(self, source: str, metric: str, version: int | None) -> int:
+        complete = self._complete(source, metric)
+        if not complete:
+            raise LookupError(f"no model in the registry {self.root} for source {source!r}, metric {metric!r}")
+        if version is None:
+            return complete[-1]
+        if version not in complete:
+            raise LookupError(f"no version {version} of {source!r} {metric!r} in {self.root} (have {complete})")
+        return version
