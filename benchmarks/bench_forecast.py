@@ -1,0 +1,202 @@
+"""Forecasting speed and accuracy.
+
+1. Fit with selection for a fleet: ``--series`` synthetic series x one week of 5-minute points (daily
+   cycle, AR noise, varied levels), every series through ``select_model`` in a process pool of ``--jobs``.
+2. Serving latency of ``Forecaster``: ``predict`` of a loaded model (p50/p99), and ``update`` with one new
+   point + ``predict`` (p50/p99).
+3. NAB side by side (``--nab-dir``, default ../shared/nab/data/realAWSCloudwatch): the walk-forward backtest
+   of each file at 1 h (12 steps), against Naive, and against Prophet when it is installed
+   (``pip install -e '.[bench]'``). Prophet cannot follow new points without a refit: it is refitted once a
+   day of the test part (the backtest contract's limit) and forecasts each origin from its latest fit.
+
+Usage: python benchmarks/bench_forecast.py [--series 1000] [--jobs 2] [--nab-dir DIR] [--skip-nab]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rhythm_pipelines.forecasting.backtest import backtest  # noqa: E402
+from rhythm_pipelines.forecasting.models import season_lengths  # noqa: E402
+from rhythm_pipelines.forecasting.registry import ModelRegistry  # noqa: E402
+from rhythm_pipelines.forecasting.selection import actuals, mae  # noqa: E402
+from rhythm_pipelines.forecasting.serving import Forecaster, train_series  # noqa: E402
+
+STEP = pd.Timedelta("5min")
+WEEK = 2016
+H = 12
+
+
+def fleet_series(i: int, n: int = WEEK) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    t = np.arange(n)
+    level, amp = rng.uniform(10, 80), rng.uniform(0, 25)
+    noise = np.zeros(n)
+    e = rng.normal(0, rng.uniform(0.5, 4), n)
+    for k in range(1, n):
+        noise[k] = 0.7 * noise[k - 1] + e[k]
+    return level + amp * np.sin(2 * np.pi * (t + rng.integers(0, 288)) / 288) + noise
+
+
+def _select(i: int) -> tuple[str, float]:
+    from rhythm_pipelines.forecasting.selection import select_model
+
+    y = fleet_series(i)
+    t = time.perf_counter()
+    sel = select_model(y, season_lengths(STEP, len(y)), H)
+    return sel.name, time.perf_counter() - t
+
+
+def bench_fleet(series: int, jobs: int) -> None:
+    print(f"== fit with selection: {series} series x {WEEK} points (one week of 5-minute steps), {jobs} processes")
+    t = time.perf_counter()
+    with ProcessPoolExecutor(jobs) as pool:
+        results = list(pool.map(_select, range(series), chunksize=max(1, series // (jobs * 8))))
+    wall = time.perf_counter() - t
+    chosen = pd.Series([r[0] for r in results]).value_counts()
+    per = [r[1] for r in results]
+    print(
+        f"wall {wall:.1f} s ({wall / series * 1000:.0f} ms per series; "
+        f"per-series CPU p50 {statistics.median(per):.2f} s)"
+    )
+    print(f"projected for 1000 series: {wall / series * 1000:.0f} s")
+    print("chosen:", ", ".join(f"{k} {v}" for k, v in chosen.items()))
+
+
+def bench_serving(tmp: Path) -> None:
+    print("== serving: Forecaster.predict from a loaded model (1 h = 12 steps, 80/95 % intervals)")
+    registry = ModelRegistry(tmp)
+    for name, models in (("arima", ("arima",)), ("ets", ("ets",)), ("mstl", ("mstl",)), ("theta", ("theta",))):
+        y = fleet_series(7)
+        ts = pd.date_range("2026-03-02", periods=len(y), freq=STEP, tz="UTC")
+        trained = train_series(ts, y, H, models)
+        registry.save("bench", name, trained.model, trained.meta)
+        f = Forecaster(registry)
+        f.load("bench", name)
+        lat = []
+        for _ in range(2000):
+            t = time.perf_counter()
+            f.predict("bench", name, H)
+            lat.append(time.perf_counter() - t)
+        upd = []
+        nxt = fleet_series(8, 500)
+        for k in range(500):
+            t = time.perf_counter()
+            f.update("bench", name, [ts[-1] + (k + 1) * STEP], nxt[k : k + 1])
+            f.predict("bench", name, H)
+            upd.append(time.perf_counter() - t)
+        q = lambda v, p: np.percentile(v, p) * 1000  # noqa: E731
+        print(
+            f"{name:6s} predict p50 {q(lat, 50):.3f} ms p99 {q(lat, 99):.3f} ms | "
+            f"update + predict p50 {q(upd, 50):.2f} ms p99 {q(upd, 99):.2f} ms"
+        )
+
+
+def prophet_backtest(ts: pd.Series, y: np.ndarray, n_train: int) -> tuple[np.ndarray, float]:
+    """Prophet refitted once a day of the test part; each origin's 12 steps come from the latest fit."""
+    import logging
+
+    from prophet import Prophet
+
+    logging.getLogger("cmdstanpy").setLevel(logging.WARNING)
+    at = range(n_train, len(y) - H + 1)
+    pred = np.empty((len(at), H))
+    day = int(pd.Timedelta("1D") / STEP)
+    fit_s = 0.0
+    frame = pd.DataFrame({"ds": pd.DatetimeIndex(ts).tz_localize(None), "y": y})
+    for start in range(n_train, len(y) - H + 1, day):
+        t = time.perf_counter()
+        m = Prophet(daily_seasonality=True, weekly_seasonality=True, yearly_seasonality=False)
+        m.fit(frame.iloc[:start])
+        fit_s += time.perf_counter() - t
+        fut = m.predict(frame.iloc[start : min(len(y), start + day + H)][["ds"]])["yhat"].to_numpy()
+        for o in range(start, min(start + day, len(y) - H + 1)):
+            pred[o - n_train] = fut[o - start : o - start + H]
+    return pred, fit_s
+
+
+def bench_nab(nab_dir: Path) -> None:
+    files = sorted(nab_dir.glob("*.csv"))
+    try:
+        import prophet  # noqa: F401
+
+        have_prophet = True
+    except ImportError:
+        have_prophet = False
+        print("prophet is not installed (pip install -e '.[bench]'): the Prophet columns are left out")
+    print(f"== NAB {nab_dir} at 1 h (12 steps), walk-forward over the last 20 %")
+    rows = []
+    for path in files:
+        df = pd.read_csv(path)
+        ts = pd.to_datetime(df["timestamp"])
+        y = df["value"].to_numpy(dtype="float64")
+        t = time.perf_counter()
+        r = backtest(ts, y, H, 0.2)
+        row = {
+            "file": path.name[:34],
+            "model": r.model,
+            "mae": r.metrics["model"]["mae"],
+            "naive": r.metrics["naive"]["mae"],
+            "skill": r.skill(),
+            "fit_s": r.fit_s,
+            "total_s": time.perf_counter() - t,
+        }
+        if have_prophet:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                pred, fit_s = prophet_backtest(ts, y, r.train_points)
+            truth = actuals(y, range(r.train_points, len(y) - H + 1), H)
+            row["prophet"] = mae(truth, pred)
+            row["prophet_skill"] = 1 - row["prophet"] / row["naive"]
+            row["prophet_fit_s"] = fit_s
+        rows.append(row)
+        print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()), flush=True)
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(
+        f"mean skill vs naive {table['skill'].mean():+.3f} (worst {table['skill'].min():+.3f}); "
+        f"mean fit with selection {table['fit_s'].mean():.2f} s per series"
+    )
+    if have_prophet:
+        print(
+            f"prophet: mean skill {table['prophet_skill'].mean():+.3f} (worst {table['prophet_skill'].min():+.3f}); "
+            f"mean fit {table['prophet_fit_s'].mean():.2f} s per series (all daily refits)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--series", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    default_nab = Path(__file__).resolve().parents[2] / "shared" / "nab" / "data" / "realAWSCloudwatch"
+    parser.add_argument("--nab-dir", type=Path, default=default_nab)
+    parser.add_argument("--skip-nab", action="store_true")
+    parser.add_argument("--skip-fleet", action="store_true")
+    args = parser.parse_args()
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        bench_serving(Path(tmp))
+    if not args.skip_fleet:
+        bench_fleet(args.series, args.jobs)
+    if not args.skip_nab:
+        if args.nab_dir.is_dir():
+            bench_nab(args.nab_dir)
+        else:
+            print(f"no NAB directory at {args.nab_dir}: pass --nab-dir")
+
+
+if __name__ == "__main__":
+    main()
