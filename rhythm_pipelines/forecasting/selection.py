@@ -92,8 +92,8 @@ def select_model(
 ) -> Selection:
     """Choose and fit the best model of ``models`` (plus their ensemble) for series ``y`` (see module doc).
 
-    The CV span is the last ``cv_span`` points (default: a day of steps, at most a quarter of the series,
-    at least ``h``) with ``cv_windows`` origins spread over it.
+    The CV span is the last ``cv_span`` points (default: the daily season, or 24 horizons without one; at
+    most a quarter of the series, at least ``h``) with ``cv_windows`` origins spread evenly over it.
     """
     y = np.asarray(y, dtype="float64")
     n = len(y)
