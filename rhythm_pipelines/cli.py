@@ -228,7 +228,7 @@ def cmd_forecast_backtest(args: argparse.Namespace) -> int:
 def cmd_forecast_train(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    from rhythm_pipelines.forecasting.data import read_series
+    from rhythm_pipelines.forecasting.data import stored_series
     from rhythm_pipelines.forecasting.models import DEFAULT_MODELS
     from rhythm_pipelines.forecasting.registry import ModelRegistry
     from rhythm_pipelines.forecasting.serving import horizon_steps, train_series
@@ -236,7 +236,7 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
 
     end = pd.Timestamp(args.end, tz="UTC") if args.end else pd.Timestamp.now(tz="UTC")
     with open_store(args.store) as store:
-        y = read_series(store, args.source, args.metric, end - pd.Timedelta(args.window), end, args.step)
+        y = stored_series(store, args.source, args.metric, end - pd.Timedelta(args.window), end, args.step)
     if y.empty:
         raise ValueError(f"no points of {args.source} {args.metric} in {args.store} before {end}")
     h = horizon_steps(args.horizon, pd.Timedelta(args.step))

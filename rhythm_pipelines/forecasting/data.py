@@ -29,7 +29,7 @@ def regularize(ts: pd.Series | pd.DatetimeIndex, values: np.ndarray, step: pd.Ti
     return grid.dropna()
 
 
-def read_series(store: MetricsStore, source: str, metric: str, start, end, step: pd.Timedelta | str) -> pd.Series:
+def stored_series(store: MetricsStore, source: str, metric: str, start, end, step: pd.Timedelta | str) -> pd.Series:
     """One stored series over ``[start, end)`` on the regular grid."""
     points = store.read_metrics(utc(start), utc(end), sources=[source], metrics=[metric])
     return regularize(points["ts"], points["value"].to_numpy(), step)

@@ -138,12 +138,8 @@ class ModelRegistry:
         self.storage.put(base + "meta.json", json.dumps(meta, indent=2, default=str).encode())
         return ModelVersion(source, metric, version, meta)
 
-    def _complete(self, source: str, metric: str) -> list[int]:
-        return [
-            v
-            for v in self.versions(source, metric)
-            if "meta.json" in self.storage.children(f"{self._series(source, metric)}v{v:06d}/")
-        ]
+    def _is_complete(self, source: str, metric: str, version: int) -> bool:
+        return "meta.json" in self.storage.children(f"{self._series(source, metric)}v{version:06d}/")
 
     def meta(self, source: str, metric: str, version: int | None = None) -> ModelVersion:
         version = self._resolve(source, metric, version)
@@ -157,11 +153,16 @@ class ModelRegistry:
         return model, mv
 
     def _resolve(self, source: str, metric: str, version: int | None) -> int:
-        complete = self._complete(source, metric)
-        if not complete:
-            raise LookupError(f"no model in the registry {self.root} for source {source!r}, metric {metric!r}")
+        """The requested version, or the newest complete one (listing versions from the newest down)."""
+        versions = self.versions(source, metric)
         if version is None:
-            return complete[-1]
-        if version not in complete:
+            for v in reversed(versions):
+                if self._is_complete(source, metric, v):
+                    return v
+            raise LookupError(f"no model in the registry {self.root} for source {source!r}, metric {metric!r}")
+        if version not in versions or not self._is_complete(source, metric, version):
+            complete = [v for v in versions if self._is_complete(source, metric, v)]
+            if not complete:
+                raise LookupError(f"no model in the registry {self.root} for source {source!r}, metric {metric!r}")
             raise LookupError(f"no version {version} of {source!r} {metric!r} in {self.root} (have {complete})")
         return version
