@@ -24,8 +24,10 @@ from pandas.tseries.frequencies import to_offset
 
 MAX_SHORT_SEASON = 24  # ETS/ARIMA/Theta in statsforecast: seasons above this are impractical (or refused)
 LEVELS = (80, 95)
-DEFAULT_MODELS = ("naive", "seasonal_naive", "ets", "theta", "arima", "mstl")
+DEFAULT_MODELS = ("naive", "median", "seasonal_naive", "ets", "theta", "arima", "mstl")
 MAX_HISTORY = 4032  # points a model keeps to follow new observations (two weeks of 5-minute steps)
+FIT_WINDOW = 864  # ETS/ARIMA/Theta estimate their parameters on at most this many latest points (3 days of 5 min)
+LOCAL_MODELS = ("ets", "theta", "arima")
 
 
 def season_lengths(step: pd.Timedelta, n: int) -> list[int]:
@@ -61,18 +63,32 @@ def _short(seasons: Sequence[int]) -> int:
     return seasons[0] if seasons and seasons[0] <= MAX_SHORT_SEASON else 1
 
 
+def _stl_jumps(period: int, s_window: int) -> dict[str, int]:
+    """STL's loess jumps at a tenth of each window, as R's ``stl`` does by default (statsmodels uses 1): the
+    smooths are evaluated every ``jump`` points and interpolated, ~3x faster at a daily season of 288."""
+    trend = 1.5 * period / (1 - 1.5 / s_window)
+    return {"trend_jump": math.ceil(trend / 10), "low_pass_jump": math.ceil((period + 1) / 10)}
+
+
 def make_model(name: str, seasons: Sequence[int]):
-    """A fresh statsforecast model of the zoo by name."""
+    """A fresh statsforecast model of the zoo by name (ARIMA with R's approximation for long series)."""
     from statsforecast.models import MSTL, AutoARIMA, AutoETS, AutoTheta, Naive, SeasonalNaive
+
+    from rhythm_pipelines.forecasting.robust import AutoMedian
 
     m = _short(seasons)
     factories: dict[str, Callable] = {
         "naive": Naive,
+        "median": AutoMedian,
         "seasonal_naive": lambda: SeasonalNaive(season_length=seasons[0] if seasons else 1),
         "ets": lambda: AutoETS(season_length=m),
         "theta": lambda: AutoTheta(season_length=m),
-        "arima": lambda: AutoARIMA(season_length=m),
-        "mstl": lambda: MSTL(season_length=list(seasons), trend_forecaster=AutoETS(model="ZZN")),
+        "arima": lambda: AutoARIMA(season_length=m, approximation=True),
+        "mstl": lambda: MSTL(
+            season_length=list(seasons),
+            trend_forecaster=AutoETS(model="ZZN"),
+            stl_kwargs=_stl_jumps(min(seasons), 11) if seasons else {},
+        ),
     }
     if name not in factories:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(factories)}")
@@ -110,10 +126,11 @@ class SeriesModel:
         self.fitted_n = 0
 
     def fit(self, y: np.ndarray) -> SeriesModel:
+        """Estimate on ``y`` (ETS/ARIMA/Theta on its last ``FIT_WINDOW`` points); the state ends at its end."""
         y = np.asarray(y, dtype="float64")
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")
-            self.model.fit(y)
+            self.model.fit(y[-FIT_WINDOW:] if self.name in LOCAL_MODELS else y)
         self.y = y[-self.max_history :].copy()
         self.n_seen = self.fitted_n = len(y)
         if self.name == "mstl":
@@ -209,16 +226,35 @@ class GuardedModel:
     pending on it (the model's value for that step against the last value known when it was issued). If,
     over the last ``window`` points, the model's summed error is above Naive's, Naive is served (with the
     model's intervals moved onto it) until the model wins again. This catches a fitted model that no longer
-    fits (a regime change; a mean it reverts to that is gone) within a point or two, between refits.
-    Forecasts are issued at every new point ``update`` sees.
+    fits (a mean it reverts to that is gone) between refits. Forecasts are issued at every point ``update``
+    sees.
+
+    A level shift needs a faster answer: there every pending forecast, the model's and Naive's alike, was
+    issued before the shift, so the summed errors move together while the model's lead from before the
+    shift still counts. The *shock* rule looks at the freshest forecast only: when the model's one-step
+    error is over ``shock_ratio`` times Naive's and over ``shock_scale`` times the typical one-step move,
+    the series has left the model behind; the record is cleared and Naive is served until ``min_count``
+    new points have been scored.
     """
 
-    def __init__(self, model, h: int, window: int = 36, min_count: int = 12, levels: Sequence[int] = LEVELS):
+    def __init__(
+        self,
+        model,
+        h: int,
+        window: int = 36,
+        min_count: int = 12,
+        levels: Sequence[int] = LEVELS,
+        shock_ratio: float = 3.0,
+        shock_scale: float = 4.0,
+    ):
         self.model, self.h, self.window, self.min_count = model, h, window, min_count
         self.levels = tuple(levels)
+        self.shock_ratio, self.shock_scale = shock_ratio, shock_scale
         self.name = model.name
         self._pending: deque[tuple[int, np.ndarray, float]] = deque()  # (origin, model mean, last value)
         self._errors: deque[tuple[float, float]] = deque(maxlen=window)  # per point: (model, naive) |err| sums
+        self._moves: deque[float] = deque(maxlen=window)  # |one-step changes|: the typical move
+        self._shocked = False
         self._n = 0
         self._last = math.nan
         self._cache: Forecast | None = None
@@ -227,13 +263,14 @@ class GuardedModel:
     def fallback(self) -> bool:
         """True while Naive is being served instead of the model."""
         if len(self._errors) < self.min_count:
-            return False
+            return self._shocked
         model_err, naive_err = np.sum(self._errors, axis=0)
         return bool(model_err > naive_err)
 
     def start(self, y: np.ndarray) -> GuardedModel:
         """Begin watching after the fit on ``y``."""
         self._n, self._last = len(y), float(y[-1])
+        self._moves.extend(np.abs(np.diff(np.asarray(y[-self.window - 1 :], dtype="float64"))))
         self._issue()
         return self
 
@@ -241,8 +278,16 @@ class GuardedModel:
         self._cache = self.model.forecast(self.h, self.levels)
         self._pending.append((self._n, self._cache.mean, self._last))
 
+    def _shock(self, v: float) -> bool:
+        fresh, naive = abs(v - self._pending[-1][1][0]), abs(v - self._last)
+        typical = float(np.mean(self._moves)) if self._moves else 0.0
+        return fresh > self.shock_ratio * naive and fresh > self.shock_scale * typical
+
     def update(self, values: np.ndarray) -> GuardedModel:
         for v in np.asarray(values, dtype="float64"):
+            if self._pending and self._shock(v):
+                self._errors.clear()
+                self._shocked = True
             self.model.update(np.array([v]))
             while self._pending and self._pending[0][0] + self.h <= self._n:
                 self._pending.popleft()
@@ -251,6 +296,9 @@ class GuardedModel:
                 err_model += abs(v - mean[self._n - origin])
                 err_naive += abs(v - last)
             self._errors.append((err_model, err_naive))
+            if len(self._errors) >= self.min_count:
+                self._shocked = False
+            self._moves.append(abs(v - self._last))
             self._n += 1
             self._last = float(v)
             self._issue()

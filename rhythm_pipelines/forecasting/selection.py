@@ -4,7 +4,8 @@ For one series: every zoo model is fitted on the history before the CV span, the
 by point (state updates, no refit) and forecasts ``h`` steps at origins spread over it. The model with the
 lowest MAE over all origins and steps wins (ties: MASE, then the simpler model, in zoo order); the
 "ensemble" candidate is the mean of the best ``ensemble_size`` models' CV forecasts. The winner (every
-member, for the ensemble) is then refitted on the whole history.
+member, for the ensemble) is the CV model itself, followed to the end of the history: its CV score is the
+score of the model served, and no second fit is paid (``refit=True`` re-estimates on the whole history).
 
 MASE divides by the in-sample MAE of the one-step naive forecast on the training data, so a MASE of 1 is
 as wrong, per step, as yesterday's-value forecasting one step ahead.
@@ -79,6 +80,7 @@ class Selection:
     seasons: list[int]
     cv_origins: int
     members: list[str] = field(default_factory=list)
+    fit_points: int = 0  # the history the parameters were estimated on (before the CV span; all of it on refit)
 
 
 def select_model(
@@ -89,6 +91,7 @@ def select_model(
     cv_windows: int = 12,
     cv_span: int | None = None,
     ensemble_size: int = 3,
+    refit: bool = False,
 ) -> Selection:
     """Choose and fit the best model of ``models`` (plus their ensemble) for series ``y`` (see module doc).
 
@@ -108,12 +111,13 @@ def select_model(
     at = origins(known, n, h, cv_windows)
     truth = actuals(y, at, h)
     scale = mase_scale(y[:known])
-    rows, preds = [], {}
+    rows, preds, fitted = [], {}, {}
     for name in names:
         t0 = time.perf_counter()
         try:
             model = SeriesModel(name, seasons).fit(y[:known])
             preds[name] = rolling_forecasts(model, y, known, at, h)
+            fitted[name] = model
         except Exception as exc:  # a model that cannot fit this series is left out, with the reason
             rows.append({"model": name, "mae": np.nan, "mase": np.nan, "fit_s": np.nan, "error": repr(exc)[:200]})
             continue
@@ -131,9 +135,14 @@ def select_model(
         if err < ranked[0]["mae"]:
             ranked.insert(0, rows[-1])
     best = ranked[0]["model"]
-    if best == ENSEMBLE:
-        model = EnsembleModel([SeriesModel(m, seasons).fit(y) for m in members])
+    chosen = members if best == ENSEMBLE else [best]
+    if refit:
+        parts = [SeriesModel(m, seasons).fit(y) for m in chosen]
     else:
-        model, members = SeriesModel(best, seasons).fit(y), []
+        parts = [fitted[m].update(y[at[-1] :]) for m in chosen]  # the CV models stopped at the last origin
+    if best == ENSEMBLE:
+        model = EnsembleModel(parts)
+    else:
+        model, members = parts[0], []
     scores = pd.DataFrame(rows, columns=["model", "mae", "mase", "fit_s", "error"])
-    return Selection(model, best, scores, n, seasons, len(at), members)
+    return Selection(model, best, scores, n, seasons, len(at), members, n if refit else known)

@@ -78,6 +78,7 @@ def train_series(
         "train_start": ts[0].isoformat(),
         "train_end": ts[-1].isoformat(),
         "train_points": len(y),
+        "fit_points": sel.fit_points,
         "last_ts": ts[-1].isoformat(),
         "fit_s": round(fit_s, 4),
         "cv_origins": sel.cv_origins,

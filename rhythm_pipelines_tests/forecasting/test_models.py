@@ -60,7 +60,7 @@ def test_a_mean_reverting_series_beats_naive_and_records_every_candidate():
     sel = select_model(y, season_lengths(STEP, len(y)), h=12)
     scores = sel.scores.set_index("model")
     # under two days of 5-minute points there is no daily season: no seasonal candidates
-    assert set(scores.index) == {"naive", "ets", "theta", "arima", "ensemble"} and sel.cv_origins == 12
+    assert set(scores.index) == {"naive", "median", "ets", "theta", "arima", "ensemble"} and sel.cv_origins == 12
     assert sel.name != "naive"
     # out of sample, the fitted model followed forward beats the last value clearly (theory: MAE x 0.71)
     at = range(560, 1400 - 12, 6)
@@ -106,3 +106,39 @@ def test_the_guard_serves_naive_soon_after_the_model_stops_fitting():
     assert (fc.lo[80] < 500).all() and (fc.hi[80] > 500).all()
     with pytest.raises(ValueError, match="unknown model"):
         SeriesModel("prophet", [])
+
+
+def test_a_level_shift_trips_the_shock_rule_before_the_window_rule():
+    rng = np.random.default_rng(2)
+    y = 10 + rng.normal(0, 1, 760)  # white noise: the median (window 48) beats the last value by far
+
+    def guard(**kw) -> GuardedModel:
+        g = GuardedModel(SeriesModel("median", []).fit(y[:700]), h=12, **kw).start(y[:700])
+        return g.update(y[700:])  # the model builds a lead over Naive
+
+    fast, slow = guard(), guard(shock_ratio=1e12)  # slow: the window rule alone
+    assert fast.model.model.window == 48 and not fast.fallback
+    shifted = 16 + rng.normal(0, 1, 6)  # the level jumps by 6 sigma and stays; the median lags ~24 points
+    fast.update(shifted[:2]), slow.update(shifted[:2])
+    assert fast.fallback and not slow.fallback  # the model's lead still hides the shift from the window
+    np.testing.assert_allclose(fast.forecast().mean, shifted[1])
+    fast.update(shifted[2:]), slow.update(shifted[2:])
+    assert fast.fallback
+
+
+def test_the_median_model_wins_on_an_intermittent_series():
+    rng = np.random.default_rng(4)
+    n = 1200
+    y = np.where(rng.random(n) < 0.1, rng.exponential(50, n), 0.0) + rng.normal(0, 0.2, n).clip(0)
+    sel = select_model(y[:900], [], h=12)
+    scores = sel.scores.set_index("model")["mae"]
+    assert scores["median"] < scores["naive"] and scores["median"] < 0.6 * scores[["ets", "theta", "arima"]].min()
+    assert sel.name == "median" or "median" in sel.members
+    model = SeriesModel("median", []).fit(y[:900])
+    assert model.model.window in (3, 6, 12, 24, 48)
+    inside = []
+    for o in range(900, n - 12, 12):  # the quantile intervals cover about their level out of sample
+        fc = model.forecast(12, levels=[80])
+        inside.append(((y[o : o + 12] >= fc.lo[80]) & (y[o : o + 12] <= fc.hi[80])).mean())
+        model.update(y[o : o + 12])
+    assert 0.7 <= np.mean(inside) <= 0.95
