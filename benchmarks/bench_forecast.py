@@ -1,7 +1,8 @@
 """Forecasting speed and accuracy.
 
 1. Fit with selection for a fleet: ``--series`` synthetic series x one week of 5-minute points (daily
-   cycle, AR noise, varied levels), every series through ``select_model`` in a process pool of ``--jobs``.
+   cycle, AR noise, varied levels) in statsforecast's long shape, through ``train_fleet`` on ``--jobs``
+   processes.
 2. Serving latency of ``Forecaster``: ``predict`` of a loaded model (p50/p99), and ``update`` with one new
    point + ``predict`` (p50/p99).
 3. NAB side by side (``--nab-dir``, default ../shared/nab/data/realAWSCloudwatch): the walk-forward backtest
@@ -20,7 +21,6 @@ import statistics
 import sys
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rhythm_pipelines.forecasting.backtest import backtest  # noqa: E402
-from rhythm_pipelines.forecasting.models import season_lengths  # noqa: E402
+from rhythm_pipelines.forecasting.fleet import train_fleet  # noqa: E402
 from rhythm_pipelines.forecasting.registry import ModelRegistry  # noqa: E402
 from rhythm_pipelines.forecasting.selection import actuals, mae  # noqa: E402
 from rhythm_pipelines.forecasting.serving import Forecaster, train_series  # noqa: E402
@@ -50,26 +50,25 @@ def fleet_series(i: int, n: int = WEEK) -> np.ndarray:
     return level + amp * np.sin(2 * np.pi * (t + rng.integers(0, 288)) / 288) + noise
 
 
-def _select(i: int) -> tuple[str, float]:
-    from rhythm_pipelines.forecasting.selection import select_model
-
-    y = fleet_series(i)
-    t = time.perf_counter()
-    sel = select_model(y, season_lengths(STEP, len(y)), H)
-    return sel.name, time.perf_counter() - t
+def fleet_frame(series: int) -> pd.DataFrame:
+    """The fleet in statsforecast's long shape."""
+    ds = pd.date_range("2026-03-02", periods=WEEK, freq=STEP, tz="UTC")
+    return pd.concat(
+        [pd.DataFrame({"unique_id": f"s{i:05d}", "ds": ds, "y": fleet_series(i)}) for i in range(series)],
+        ignore_index=True,
+    )
 
 
 def bench_fleet(series: int, jobs: int) -> None:
     print(f"== fit with selection: {series} series x {WEEK} points (one week of 5-minute steps), {jobs} processes")
-    t = time.perf_counter()
-    with ProcessPoolExecutor(jobs) as pool:
-        results = list(pool.map(_select, range(series), chunksize=max(1, series // (jobs * 8))))
-    wall = time.perf_counter() - t
-    chosen = pd.Series([r[0] for r in results]).value_counts()
-    per = [r[1] for r in results]
+    frame = fleet_frame(series)
+    res = train_fleet(frame, H, n_jobs=jobs)
+    wall = res.wall_s
+    chosen = pd.Series([t.meta["model"] for t in res.trained.values()]).value_counts()
+    per = [t.meta["fit_s"] for t in res.trained.values()]
     print(
         f"wall {wall:.1f} s ({wall / series * 1000:.0f} ms per series; "
-        f"per-series CPU p50 {statistics.median(per):.2f} s)"
+        f"per-series CPU p50 {statistics.median(per):.2f} s); {len(res.errors)} series failed"
     )
     print(f"projected for 1000 series: {wall / series * 1000:.0f} s")
     print("chosen:", ", ".join(f"{k} {v}" for k, v in chosen.items()))

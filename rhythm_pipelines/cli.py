@@ -194,7 +194,9 @@ def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
 
 
 def _registry_root() -> str:
-    return os.environ.get("RHYTHM_MODEL_REGISTRY", str(_home() / "models"))
+    from rhythm_pipelines.forecasting.registry import default_root
+
+    return default_root()
 
 
 def cmd_forecast_backtest(args: argparse.Namespace) -> int:

@@ -3,15 +3,23 @@
 import dagster as dg
 
 from rhythm_pipelines.defs.anomaly import anomaly_assets
+from rhythm_pipelines.defs.forecasting import (
+    forecast_training_job,
+    forecast_training_schedule,
+    forecasting_assets,
+    live_forecasts_job,
+    live_forecasts_schedule,
+)
 from rhythm_pipelines.defs.ingestion import ingestion_assets, ingestion_checks
 from rhythm_pipelines.defs.jobs import anomaly_job, hourly_ingestion_job
-from rhythm_pipelines.defs.resources import landing_from_env, store_from_env
+from rhythm_pipelines.defs.resources import landing_from_env, registry_from_env, store_from_env
 from rhythm_pipelines.defs.sensors import host_sampler
 
 defs = dg.Definitions(
-    assets=[*ingestion_assets, *anomaly_assets],
+    assets=[*ingestion_assets, *anomaly_assets, *forecasting_assets],
     asset_checks=ingestion_checks,
-    jobs=[hourly_ingestion_job, anomaly_job],
+    jobs=[hourly_ingestion_job, anomaly_job, forecast_training_job, live_forecasts_job],
+    schedules=[forecast_training_schedule, live_forecasts_schedule],
     sensors=[host_sampler],
-    resources={"store": store_from_env(), "landing": landing_from_env()},
+    resources={"store": store_from_env(), "landing": landing_from_env(), "model_registry": registry_from_env()},
 )

@@ -74,3 +74,26 @@ def plot_flags(
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, loc="upper left")
     return _png(fig, title)
+
+
+def plot_forecast(
+    actual: pd.Series,
+    forecasts: dict[str, pd.Series],
+    title: str,
+    band: tuple[pd.Series, pd.Series] | None = None,
+    band_label: str = "80% interval",
+    ylabel: str = "value",
+) -> dg.MarkdownMetadataValue:
+    """Actual values (a time-indexed series), forecast lines and an interval band, as an inline PNG."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 3), dpi=90)
+    ax.plot(actual.index, actual.to_numpy(), linewidth=1, color="black", label="actual")
+    if band is not None:
+        lo, hi = band
+        ax.fill_between(lo.index, lo.to_numpy(), hi.to_numpy(), color="tab:blue", alpha=0.2, label=band_label)
+    for (label, line), color in zip(forecasts.items(), ("tab:blue", "tab:orange", "tab:green"), strict=False):
+        ax.plot(line.index, line.to_numpy(), linewidth=1, color=color, label=label)
+    ax.set_title(title, fontsize=10)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7, loc="upper left")
+    return _png(fig, title)

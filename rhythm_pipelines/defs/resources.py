@@ -6,10 +6,14 @@ import os
 import socket
 from abc import abstractmethod
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from rhythm_pipelines.metrics.store import MetricsStore
+
+if TYPE_CHECKING:
+    from rhythm_pipelines.forecasting.registry import ModelRegistry
 
 
 def rhythm_home() -> Path:
@@ -82,3 +86,20 @@ def store_from_env() -> MetricsStoreResource:
 
 def landing_from_env() -> LandingZone:
     return LandingZone(root=os.environ.get("RHYTHM_LANDING_DIR", str(rhythm_home() / "landing")))
+
+
+class ModelRegistryResource(dg.ConfigurableResource):
+    """The versioned model registry (a local directory, or S3 through boto3's default credentials)."""
+
+    root: str
+
+    def open(self) -> ModelRegistry:
+        from rhythm_pipelines.forecasting.registry import ModelRegistry
+
+        return ModelRegistry(self.root)
+
+
+def registry_from_env() -> ModelRegistryResource:
+    from rhythm_pipelines.forecasting.registry import default_root
+
+    return ModelRegistryResource(root=default_root())

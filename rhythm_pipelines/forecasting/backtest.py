@@ -15,16 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from rhythm_pipelines.forecasting.models import (
-    DEFAULT_MODELS,
-    GuardedModel,
-    infer_step,
-    naive_forecast,
-    season_lengths,
-    seasonal_naive_forecast,
-    step_name,
-)
-from rhythm_pipelines.forecasting.selection import Selection, actuals, mae, mape, mase_scale, select_model
+from rhythm_pipelines.forecasting.accuracy import baselines, metrics, walk_forward
+from rhythm_pipelines.forecasting.models import DEFAULT_MODELS, GuardedModel, infer_step, season_lengths, step_name
+from rhythm_pipelines.forecasting.selection import Selection, actuals, mase_scale, select_model
 
 MIN_TRAIN = 50
 
@@ -68,11 +61,6 @@ class Backtest:
         return 1.0 - self.metrics["model"]["mae"] / base if base > 0 else 0.0
 
 
-def _metrics(truth: np.ndarray, pred: np.ndarray, scale: float) -> dict[str, float]:
-    err = mae(truth, pred)
-    return {"mae": err, "mape": mape(truth, pred), "mase": err / scale}
-
-
 def backtest(
     ts: pd.Series | pd.DatetimeIndex,
     y: np.ndarray,
@@ -99,38 +87,27 @@ def backtest(
     sel = select_model(y[:n_train], seasons, horizon, models)
     fit_s = time.perf_counter() - t0
 
-    at = range(n_train, n - horizon + 1)
-    truth = actuals(y, at, horizon)
-    pred = np.empty_like(truth)
-    lat = np.empty(len(at))
     model = GuardedModel(sel.model, horizon).start(y[:n_train])
-    fallbacks = 0
-    for i, o in enumerate(at):
-        t = time.perf_counter()
-        if o > n_train:
-            model.update(y[o - 1 : o])
-        pred[i] = model.forecast().mean
-        lat[i] = time.perf_counter() - t
-        fallbacks += model.fallback
-    m = seasons[0] if seasons else 1
-    naive = np.vstack([naive_forecast(y[:o], horizon) for o in at])
-    snaive = np.vstack([seasonal_naive_forecast(y[:o], horizon, m) for o in at])
+    wf = walk_forward(model, y, n_train, horizon)
+    truth = actuals(y, wf.origins, horizon)
+    naive, snaive = baselines(y, wf.origins, horizon, seasons[0] if seasons else 1)
     scale = mase_scale(y[:n_train])
+    lat = wf.latency_s
     return Backtest(
         model=sel.name,
         members=sel.members,
         metrics={
-            "model": _metrics(truth, pred, scale),
-            "naive": _metrics(truth, naive, scale),
-            "seasonal_naive": _metrics(truth, snaive, scale),
+            "model": metrics(truth, wf.predictions, scale),
+            "naive": metrics(truth, naive, scale),
+            "seasonal_naive": metrics(truth, snaive, scale),
         },
         fit_s=fit_s,
         predict_ms={"p50": float(np.percentile(lat, 50) * 1e3), "p99": float(np.percentile(lat, 99) * 1e3)},
         train_points=n_train,
-        origins=len(at),
+        origins=len(wf.origins),
         horizon=horizon,
         step=step,
         selection=sel,
-        fallback_share=fallbacks / len(at),
-        predictions=pred,
+        fallback_share=wf.fallbacks / len(wf.origins),
+        predictions=wf.predictions,
     )

@@ -26,7 +26,7 @@ MAX_SHORT_SEASON = 24  # ETS/ARIMA/Theta in statsforecast: seasons above this ar
 LEVELS = (80, 95)
 DEFAULT_MODELS = ("naive", "median", "seasonal_naive", "ets", "theta", "arima", "mstl")
 MAX_HISTORY = 4032  # points a model keeps to follow new observations (two weeks of 5-minute steps)
-FIT_WINDOW = 864  # ETS/ARIMA/Theta estimate their parameters on at most this many latest points (3 days of 5 min)
+FIT_WINDOW = 576  # ETS/ARIMA/Theta estimate their parameters on at most this many latest points (2 days of 5 min)
 LOCAL_MODELS = ("ets", "theta", "arima")
 
 
@@ -86,7 +86,7 @@ def make_model(name: str, seasons: Sequence[int]):
         "arima": lambda: AutoARIMA(season_length=m, approximation=True),
         "mstl": lambda: MSTL(
             season_length=list(seasons),
-            trend_forecaster=AutoETS(model="ZZN"),
+            trend_forecaster=AutoETS(model="AZN"),
             stl_kwargs=_stl_jumps(min(seasons), 11) if seasons else {},
         ),
     }

@@ -105,11 +105,19 @@ class Forecaster:
         return self._loaded[(source, metric)]
 
     def update(self, source: str, metric: str, ts: pd.Series | pd.DatetimeIndex, values: np.ndarray) -> int:
-        """Follow the points after the model's last one (earlier ones are ignored); returns how many it took."""
+        """Follow the points after the model's last one (earlier ones are ignored); returns how many it took.
+
+        The new points must continue the model's grid: the first one step after its last point."""
         model, mv, last = self._get(source, metric)
         ts = pd.DatetimeIndex(pd.to_datetime(ts, utc=True))
         new = np.asarray(ts > last)
         if new.any():
+            step = parse_step(mv.meta["step"])
+            if ts[new][0] != last + step:
+                raise ValueError(
+                    f"{source} {metric}: the points resume at {ts[new][0]}, not one step ({step}) after the "
+                    f"model's last point {last}; retrain the model over the gap"
+                )
             model.update(np.asarray(values, dtype="float64")[new])
             self._loaded[(source, metric)] = (model, mv, ts[new][-1])
         return int(new.sum())

@@ -119,6 +119,24 @@ TABLES: dict[str, TableSpec] = {
             },
             key=("event_id",),
         ),
+        TableSpec(  # forecasts served by the forecast assets: ts is the time forecast, issued when it was made
+            "forecasts",
+            {
+                "ts": "ts",
+                "issued": "ts",
+                "source": "str",
+                "metric": "str",
+                "horizon": "str",
+                "model": "str",
+                "version": "int",
+                "mean": "float",
+                "lo_80": "float",
+                "hi_80": "float",
+                "lo_95": "float",
+                "hi_95": "float",
+            },
+            key=("source", "metric", "issued", "ts"),
+        ),
     )
 }
 

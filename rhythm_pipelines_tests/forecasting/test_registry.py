@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import boto3
 import numpy as np
 import pandas as pd
@@ -38,13 +40,29 @@ def _round_trip(registry: ModelRegistry) -> None:
         registry.load(SOURCE, METRIC, version=7)
     with pytest.raises(LookupError, match="no model"):
         registry.load(SOURCE, "cpu_percent")
+    # tags: a partition's model is found by its tag; "current" only moves to a model trained on newer data
+    assert registry.promote(SOURCE, METRIC, 2) and registry.tagged(SOURCE, METRIC, "current") == 2
+    older = {**first.meta, "train_end": "2026-01-01T00:00:00+00:00"}
+    v3 = registry.save(SOURCE, METRIC, first.model, older, tags=["partition-2025-12-31"])
+    assert not registry.promote(SOURCE, METRIC, v3.version)
+    assert registry.load(SOURCE, METRIC)[1].version == 2  # the served model stays the newer one
+    assert registry.load(SOURCE, METRIC, tag="partition-2025-12-31")[1].version == 3
+    with pytest.raises(LookupError, match="no model tagged"):
+        registry.load(SOURCE, METRIC, tag="partition-2020-01-01")
+    with pytest.raises(ValueError, match="a tag is"):
+        registry.tag(SOURCE, METRIC, "../escape", 2)
 
 
 def test_local_registry_round_trip(tmp_path):
     _round_trip(ModelRegistry(tmp_path / "models"))
     # a version whose metadata never landed (a crash mid-save) is not served
-    (tmp_path / "models" / "gpt-4o%40us-east-1" / "latency_ms%2Fp95" / "v000003").mkdir()
-    assert ModelRegistry(tmp_path / "models").meta(SOURCE, METRIC).version == 2
+    series = tmp_path / "models" / "gpt-4o%40us-east-1" / "latency_ms%2Fp95"
+    (series / "v000004").mkdir()
+    registry = ModelRegistry(tmp_path / "models")
+    with pytest.raises(LookupError, match="no version 4"):
+        registry.meta(SOURCE, METRIC, version=4)
+    shutil.rmtree(series / "tags")  # untagged: the newest complete version is served
+    assert registry.meta(SOURCE, METRIC).version == 3
 
 
 @mock_aws

@@ -1,0 +1,307 @@
+"""Forecasting: walk-forward daily training into the model registry, how each day's models forecast the next
+day, and live 15 min / 1 h forecasts of channel latency and host CPU and memory load."""
+
+from collections.abc import Iterator
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from rhythm_pipelines.defs.ingestion import channel_calls, raw_metrics, window
+from rhythm_pipelines.defs.metadata import md_table, plot_forecast
+from rhythm_pipelines.defs.partitions import daily_partitions
+from rhythm_pipelines.defs.resources import MetricsStoreResource, ModelRegistryResource
+from rhythm_pipelines.forecasting.day_report import score_day
+from rhythm_pipelines.forecasting.live import forecast_now, horizon_label
+from rhythm_pipelines.forecasting.models import DEFAULT_MODELS
+from rhythm_pipelines.forecasting.serving import DEFAULT_HORIZONS, horizon_steps
+from rhythm_pipelines.forecasting.targets import TARGETS, ForecastTarget, target
+from rhythm_pipelines.forecasting.training import train_window
+
+FORECAST_GROUP = "forecasting"
+DAY = pd.Timedelta("1D")
+
+
+def partition_tag(day: pd.Timestamp) -> str:
+    """The registry tag of the models a daily partition trained."""
+    return f"partition-{day:%Y-%m-%d}"
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Frames of the same columns, one per day, the empty ones left out (their columns kept)."""
+    full = [f for f in frames if not f.empty]
+    return pd.concat(full, ignore_index=True) if full else frames[0]
+
+
+def _days(context: dg.AssetExecutionContext) -> list[pd.Timestamp]:
+    start, end = window(context)
+    return list(pd.date_range(start, end - DAY, freq=DAY))
+
+
+class TrainConfig(dg.Config):
+    targets: list[str] = Field(default=list(TARGETS), description=f"Of: {', '.join(TARGETS)}.")
+    window_days: float = Field(default=7.0, description="Training window: this many days ending with the partition.")
+    step: str = Field(default="5min", description="The forecasting grid (points are averaged per step).")
+    horizon: str = Field(default="1h", description="The longest horizon served (and selected for).")
+    models: list[str] = Field(default=list(DEFAULT_MODELS), description="The zoo the selection chooses from.")
+    min_points: int = Field(default=144, description="Series with fewer grid points in the window are skipped.")
+    n_jobs: int = Field(default=1, description="Processes training series in parallel.")
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[raw_metrics, channel_calls],
+    group_name=FORECAST_GROUP,
+    kinds={"python", "statsforecast"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "every_series_trained",
+            asset="forecaster_models",
+            description="No target series failed to train.",
+        )
+    ],
+)
+def forecaster_models(
+    context: dg.AssetExecutionContext,
+    config: TrainConfig,
+    store: MetricsStoreResource,
+    model_registry: ModelRegistryResource,
+) -> dg.MaterializeResult:
+    """Per target series, a model chosen by rolling-origin CV and fitted on the window that ends with the
+    partition's day (walk-forward: a backfill builds the model history), saved as a new registry version
+    tagged with the partition; the served version moves to it unless a newer day's model is served."""
+    targets = [target(n) for n in config.targets]
+    step = pd.Timedelta(config.step)
+    horizon = horizon_steps(config.horizon, step)
+    registry = model_registry.open()
+    reports = []
+    with store.open() as s:
+        for day in _days(context):
+            end = day + DAY
+            context.log.info(f"training {day:%Y-%m-%d}: window {end - pd.Timedelta(days=config.window_days)}..{end}")
+            report = train_window(
+                s,
+                registry,
+                targets,
+                end - pd.Timedelta(days=config.window_days),
+                end,
+                step,
+                horizon,
+                partition_tag(day),
+                config.models,
+                config.min_points,
+                config.n_jobs,
+                progress=context.log.info,
+            )
+            reports.append(report.rows.assign(day=f"{day:%Y-%m-%d}"))
+    rows = _concat(reports)
+    trained, failed = rows[rows["status"] == "trained"], rows[rows["status"] == "failed"]
+    skipped = rows[rows["status"] == "skipped"]
+    shown = ["day", "target", "source", "model", "points", "cv_mae", "cv_naive_mae", "cv_skill", "fit_s", "version"]
+    return dg.MaterializeResult(
+        metadata={
+            "registry": model_registry.root,
+            "series_trained": dg.MetadataValue.int(len(trained)),
+            "series_skipped": dg.MetadataValue.int(len(skipped)),
+            "series_failed": dg.MetadataValue.int(len(failed)),
+            "served_versions_moved": dg.MetadataValue.int(int(trained["served"].sum())),
+            "mean_cv_skill_vs_naive": dg.MetadataValue.float(float(trained["cv_skill"].mean()))
+            if len(trained)
+            else dg.MetadataValue.float(float("nan")),
+            "fit_s_total": dg.MetadataValue.float(float(trained["fit_s"].sum())),
+            "models_chosen": md_table(trained["model"].value_counts().rename_axis("model").reset_index(name="series")),
+            "trained": md_table(trained[shown], 40),
+            "skipped": md_table(skipped[["day", "target", "source", "reason"]], 20),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="every_series_trained",
+                passed=failed.empty,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={"failed": md_table(failed[["day", "target", "source", "reason"]], 20)},
+            )
+        ],
+    )
+
+
+class AccuracyConfig(dg.Config):
+    targets: list[str] = Field(default=list(TARGETS), description=f"Of: {', '.join(TARGETS)}.")
+    skill_tolerance: float = Field(
+        default=0.0, description="not_worse_than_naive warns below a skill of -tolerance (0: any loss to Naive)."
+    )
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    deps=[
+        dg.AssetDep(forecaster_models, partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-1, end_offset=-1))
+    ],
+    group_name=FORECAST_GROUP,
+    kinds={"python"},
+    output_required=False,
+    check_specs=[
+        dg.AssetCheckSpec(
+            "not_worse_than_naive",
+            asset="forecast_accuracy",
+            description="Every model forecast its day at least as well as the last value would have.",
+        )
+    ],
+)
+def forecast_accuracy(
+    context: dg.AssetExecutionContext,
+    config: AccuracyConfig,
+    store: MetricsStoreResource,
+    model_registry: ModelRegistryResource,
+) -> Iterator[dg.MaterializeResult]:
+    """How the models trained on the day before (forecaster_models of the previous partition) forecast this
+    day, walking forward point by point: MAE, MAPE, MASE and skill against Naive per series, with a plot of
+    forecast against actual. A day whose previous day has no models is skipped (nothing materialized)."""
+    targets = [target(n) for n in config.targets]
+    registry = model_registry.open()
+    rows, skipped, plots = [], [], {}
+    with store.open() as s:
+        for day in _days(context):
+            report = score_day(s, registry, targets, day, day + DAY, partition_tag(day - DAY))
+            context.log.info(f"{day:%Y-%m-%d}: {len(report.rows)} series scored, {len(report.skipped)} skipped")
+            rows.append(report.rows.assign(day=f"{day:%Y-%m-%d}"))
+            skipped.append(report.skipped.assign(day=f"{day:%Y-%m-%d}"))
+            plots.update({(day, *k): v for k, v in report.scores.items()})
+    table = _concat(rows)
+    missing = _concat(skipped)
+    if table.empty:
+        context.log.warning(
+            "nothing to score: no model of the previous day(s) covers these days "
+            f"({md_table(missing, 5).value if len(missing) else 'no target series in the store'}); "
+            "materialize forecaster_models for the day before first"
+        )
+        return
+    worse = table[table["skill"] < -config.skill_tolerance]
+    by_target = table.groupby("target").agg(
+        series=("source", "size"), mean_skill=("skill", "mean"), worst_skill=("skill", "min"), mape=("mape", "mean")
+    )
+    metadata = {
+        "series_scored": dg.MetadataValue.int(len(table)),
+        "mean_skill_vs_naive": dg.MetadataValue.float(float(table["skill"].mean())),
+        "worst_skill_vs_naive": dg.MetadataValue.float(float(table["skill"].min())),
+        "by_target": md_table(by_target.reset_index()),
+        "accuracy": md_table(table[["day", *table.columns.drop("day")]], 40),
+        "skipped": md_table(missing[["day", "target", "source", "reason"]], 20),
+    }
+    worst = table.loc[table["skill"].idxmin()]
+    key = (pd.Timestamp(worst["day"], tz="UTC"), worst["target"], worst["source"])
+    metadata["worst_series"] = _accuracy_plot(plots[key], worst)
+    for name, g in table.groupby("target"):  # numeric per target, so the UI charts them across partitions
+        metadata[f"mape_{name}"] = dg.MetadataValue.float(float(g["mape"].mean()))
+        metadata[f"skill_{name}"] = dg.MetadataValue.float(float(g["skill"].mean()))
+    yield dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[
+            dg.AssetCheckResult(
+                check_name="not_worse_than_naive",
+                passed=worse.empty,
+                severity=dg.AssetCheckSeverity.WARN,
+                metadata={
+                    "worse_than_naive": dg.MetadataValue.int(len(worse)),
+                    "series": md_table(worse[["day", "target", "source", "model", "skill", "mae", "naive_mae"]], 20),
+                },
+            )
+        ],
+    )
+
+
+def _accuracy_plot(score, row: pd.Series) -> dg.MarkdownMetadataValue:
+    p = score.plot.set_index("ts")
+    title = f"{row['day']} {row['source']} {row['target']} ({row['model']}): skill {row['skill']:+.1%}"
+    return plot_forecast(
+        p["actual"],
+        {"1 step ahead": p["ahead_1"].dropna(), "horizon ahead": p["ahead_h"]},
+        title,
+        band=(p["lo"], p["hi"]),
+        band_label="80% interval (horizon ahead)",
+        ylabel=TARGETS[row["target"]].metric,
+    )
+
+
+class LiveConfig(dg.Config):
+    now: str = Field(default="", description="Forecast from this UTC time (ISO); empty: the current time.")
+    horizons: list[str] = Field(default=[horizon_label(h) for h in DEFAULT_HORIZONS])
+
+
+def _live_asset(t: ForecastTarget) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=f"{t.name}_forecasts",
+        deps=[forecaster_models],
+        group_name=FORECAST_GROUP,
+        kinds={"python", "sqlite"},
+        description=f"Forecasts of {t.description} per source for the next 15 min and 1 h (80/95 % "
+        "intervals) from each source's served model, brought up to date with the points stored since its "
+        "training; every step is kept in the store's forecasts table.",
+    )
+    def _asset(
+        context: dg.AssetExecutionContext,
+        config: LiveConfig,
+        store: MetricsStoreResource,
+        model_registry: ModelRegistryResource,
+    ) -> dg.MaterializeResult:
+        now = pd.Timestamp(config.now or pd.Timestamp.now(tz="UTC"))
+        now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+        horizons = [pd.Timedelta(h) for h in config.horizons]
+        with store.open() as s:
+            live = forecast_now(s, model_registry.open(), t, now, horizons)
+            written = s.write_table("forecasts", live.points) if not live.points.empty else 0
+        context.log.info(f"{t.name}: {len(live.summary)} sources forecast, {len(live.skipped)} skipped")
+        metadata = {
+            "now": now.isoformat(),
+            "sources_forecast": dg.MetadataValue.int(len(live.summary)),
+            "sources_skipped": dg.MetadataValue.int(len(live.skipped)),
+            "rows_written": dg.MetadataValue.int(written),
+            "forecasts": md_table(live.summary, 40),
+            "skipped": md_table(live.skipped, 20),
+        }
+        if not live.summary.empty:
+            source = live.summary["source"].iloc[0]
+            path = live.points[live.points["source"] == source].set_index("ts")
+            metadata["example"] = plot_forecast(
+                live.recent[source],
+                {"forecast": path["mean"]},
+                f"{source} {t.metric}: the next {horizon_label(max(horizons))} from {now:%Y-%m-%d %H:%M}",
+                band=(path["lo_80"], path["hi_80"]),
+                ylabel=t.metric,
+            )
+        return dg.MaterializeResult(metadata=metadata)
+
+    return _asset
+
+
+live_forecast_assets = [_live_asset(t) for t in TARGETS.values()]
+latency_forecasts, cpu_forecasts, memory_forecasts = live_forecast_assets
+
+forecast_training_job = dg.define_asset_job(
+    "forecast_training_job",
+    selection=dg.AssetSelection.assets(forecaster_models, forecast_accuracy),
+    description="Train the day's models (walk-forward window) and score the previous day's models on it.",
+)
+live_forecasts_job = dg.define_asset_job(
+    "live_forecasts_job",
+    selection=dg.AssetSelection.assets(*live_forecast_assets),
+    description="Latency, CPU and memory forecasts for the next 15 min and 1 h from the served models.",
+)
+forecast_training_schedule = dg.build_schedule_from_partitioned_job(
+    forecast_training_job,
+    name="forecast_training_schedule",
+    hour_of_day=0,
+    minute_of_hour=30,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly: retrain on the window ending with yesterday, and score the day before's models.",
+)
+live_forecasts_schedule = dg.ScheduleDefinition(
+    name="live_forecasts_schedule",
+    job=live_forecasts_job,
+    cron_schedule="*/15 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every 15 minutes: fresh forecasts from the served models.",
+)
+
+forecasting_assets = [forecaster_models, forecast_accuracy, *live_forecast_assets]

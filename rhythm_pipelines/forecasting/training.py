@@ -1,0 +1,122 @@
+"""Training every target series of a window into the registry (the daily, walk-forward training step).
+
+``train_window`` reads each target's series over ``[start, end)`` from the store, selects and fits a model
+per series (``fleet.train_fleet``), saves it as a new registry version tagged with ``tag`` (e.g. the
+partition), and makes it the served version unless the served one was trained on newer data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from rhythm_pipelines.forecasting.data import stored_series
+from rhythm_pipelines.forecasting.fleet import train_fleet
+from rhythm_pipelines.forecasting.models import DEFAULT_MODELS, step_name
+from rhythm_pipelines.forecasting.registry import ModelRegistry
+from rhythm_pipelines.forecasting.targets import ForecastTarget, target_sources
+from rhythm_pipelines.metrics.store import MetricsStore
+
+TRAIN_COLUMNS = [
+    "target",
+    "source",
+    "metric",
+    "status",
+    "model",
+    "points",
+    "cv_mae",
+    "cv_naive_mae",
+    "cv_skill",
+    "cv_mase",
+    "fit_s",
+    "version",
+    "served",
+    "reason",
+]
+
+
+@dataclass
+class TrainReport:
+    rows: pd.DataFrame  # TRAIN_COLUMNS, one row per target series
+    wall_s: float
+
+    @property
+    def trained(self) -> pd.DataFrame:
+        return self.rows[self.rows["status"] == "trained"]
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.rows[self.rows["status"] != "trained"]
+
+    def model_counts(self) -> pd.DataFrame:
+        counts = self.trained["model"].value_counts().rename_axis("model").reset_index(name="series")
+        return counts
+
+
+def _cv_row(meta: dict) -> dict:
+    cv = {r["model"]: r for r in meta["cv"]}
+    chosen, naive = cv.get(meta["model"], {}), cv.get("naive", {})
+    err, base = chosen.get("mae"), naive.get("mae")
+    skill = 1 - err / base if err is not None and base else np.nan
+    return {"cv_mae": err, "cv_naive_mae": base, "cv_skill": skill, "cv_mase": chosen.get("mase")}
+
+
+def train_window(
+    store: MetricsStore,
+    registry: ModelRegistry,
+    targets: Sequence[ForecastTarget],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    step: pd.Timedelta,
+    horizon: int,
+    tag: str,
+    models: Sequence[str] = DEFAULT_MODELS,
+    min_points: int = 144,
+    n_jobs: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> TrainReport:
+    """Train every target series of ``[start, end)`` (see module doc)."""
+    listed = store.list_series()
+    rows, frames, keys = [], [], {}
+    for t in targets:
+        for source in target_sources(listed, t):
+            s = stored_series(store, source, t.metric, start, end, step, t.how)
+            base = {"target": t.name, "source": source, "metric": t.metric, "points": len(s)}
+            if len(s) < max(min_points, 2 * horizon + 2):
+                reason = f"{len(s)} points on the {step_name(step)} grid (need {max(min_points, 2 * horizon + 2)})"
+                rows.append({**base, "status": "skipped", "reason": reason})
+                continue
+            uid = f"{source}/{t.metric}"
+            keys[uid] = (t, source, base)
+            frames.append(pd.DataFrame({"unique_id": uid, "ds": s.index, "y": s.to_numpy()}))
+
+    def tick(done: int, total: int) -> None:
+        if progress and (done == total or done % 10 == 0):
+            progress(f"trained {done}/{total} series")
+
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["unique_id", "ds", "y"])
+    res = train_fleet(frame, horizon, models, n_jobs=n_jobs, progress=tick)
+    for uid, err in res.errors.items():
+        rows.append({**keys[uid][2], "status": "failed", "reason": err[:300]})
+    for uid, trained in res.trained.items():
+        t, source, base = keys[uid]
+        meta = {**trained.meta, "target": t.name, "aggregate": t.how, "tag": tag}
+        mv = registry.save(source, t.metric, trained.model, meta, tags=[tag])
+        served = registry.promote(source, t.metric, mv.version)
+        rows.append(
+            {
+                **base,
+                "status": "trained",
+                "model": trained.meta["model"],
+                **_cv_row(trained.meta),
+                "fit_s": trained.meta["fit_s"],
+                "version": mv.version,
+                "served": served,
+                "reason": "",
+            }
+        )
+    out = pd.DataFrame(rows, columns=TRAIN_COLUMNS).sort_values(["target", "source"], ignore_index=True)
+    return TrainReport(out, res.wall_s)
