@@ -14,7 +14,7 @@ from rhythm_pipelines.defs.resources import MetricsStoreResource, ModelRegistryR
 from rhythm_pipelines.forecasting.day_report import score_day
 from rhythm_pipelines.forecasting.live import forecast_now, horizon_label
 from rhythm_pipelines.forecasting.models import DEFAULT_MODELS
-from rhythm_pipelines.forecasting.serving import DEFAULT_HORIZONS, horizon_steps
+from rhythm_pipelines.forecasting.serving import DEFAULT_HORIZONS
 from rhythm_pipelines.forecasting.targets import TARGETS, ForecastTarget, target
 from rhythm_pipelines.forecasting.training import train_window
 
@@ -41,10 +41,15 @@ def _days(context: dg.AssetExecutionContext) -> list[pd.Timestamp]:
 class TrainConfig(dg.Config):
     targets: list[str] = Field(default=list(TARGETS), description=f"Of: {', '.join(TARGETS)}.")
     window_days: float = Field(default=7.0, description="Training window: this many days ending with the partition.")
-    step: str = Field(default="5min", description="The forecasting grid (points are averaged per step).")
+    step: str = Field(
+        default="",
+        description="The forecasting grid for every target (empty: each target's own: "
+        + ", ".join(f"{t.name} {t.step}" for t in TARGETS.values())
+        + ").",
+    )
     horizon: str = Field(default="1h", description="The longest horizon served (and selected for).")
     models: list[str] = Field(default=list(DEFAULT_MODELS), description="The zoo the selection chooses from.")
-    min_points: int = Field(default=144, description="Series with fewer grid points in the window are skipped.")
+    min_history_hours: float = Field(default=12.0, description="Series with less history in the window are skipped.")
     n_jobs: int = Field(default=1, description="Processes training series in parallel.")
 
 
@@ -72,8 +77,6 @@ def forecaster_models(
     partition's day (walk-forward: a backfill builds the model history), saved as a new registry version
     tagged with the partition; the served version moves to it unless a newer day's model is served."""
     targets = [target(n) for n in config.targets]
-    step = pd.Timedelta(config.step)
-    horizon = horizon_steps(config.horizon, step)
     registry = model_registry.open()
     reports = []
     with store.open() as s:
@@ -86,12 +89,12 @@ def forecaster_models(
                 targets,
                 end - pd.Timedelta(days=config.window_days),
                 end,
-                step,
-                horizon,
+                pd.Timedelta(config.horizon),
                 partition_tag(day),
                 config.models,
-                config.min_points,
+                pd.Timedelta(hours=config.min_history_hours),
                 config.n_jobs,
+                pd.Timedelta(config.step) if config.step else None,
                 progress=context.log.info,
             )
             reports.append(report.rows.assign(day=f"{day:%Y-%m-%d}"))

@@ -1,6 +1,7 @@
 """Training every target series of a window into the registry (the daily, walk-forward training step).
 
-``train_window`` reads each target's series over ``[start, end)`` from the store, selects and fits a model
+``train_window`` reads each target's series over ``[start, end)`` from the store on the target's grid,
+selects and fits a model
 per series (``fleet.train_fleet``), saves it as a new registry version tagged with ``tag`` (e.g. the
 partition), and makes it the served version unless the served one was trained on newer data.
 """
@@ -17,9 +18,11 @@ from rhythm_pipelines.forecasting.data import stored_series
 from rhythm_pipelines.forecasting.fleet import train_fleet
 from rhythm_pipelines.forecasting.models import DEFAULT_MODELS, step_name
 from rhythm_pipelines.forecasting.registry import ModelRegistry
+from rhythm_pipelines.forecasting.serving import horizon_steps
 from rhythm_pipelines.forecasting.targets import ForecastTarget, target_sources
 from rhythm_pipelines.metrics.store import MetricsStore
 
+MIN_HISTORY = pd.Timedelta("12h")  # series with less history in the window are skipped
 TRAIN_COLUMNS = [
     "target",
     "source",
@@ -70,53 +73,64 @@ def train_window(
     targets: Sequence[ForecastTarget],
     start: pd.Timestamp,
     end: pd.Timestamp,
-    step: pd.Timedelta,
-    horizon: int,
+    horizon: pd.Timedelta,
     tag: str,
     models: Sequence[str] = DEFAULT_MODELS,
-    min_points: int = 144,
+    min_history: pd.Timedelta = MIN_HISTORY,
     n_jobs: int = 1,
+    step: pd.Timedelta | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> TrainReport:
-    """Train every target series of ``[start, end)`` (see module doc)."""
+    """Train every target series of ``[start, end)`` on its target's grid (or ``step``) for ``horizon``."""
     listed = store.list_series()
-    rows, frames, keys = [], [], {}
+    rows, wall = [], 0.0
     for t in targets:
+        grid = pd.Timedelta(step or t.step)
+        h = horizon_steps(horizon, grid)
+        need = max(int(np.ceil(min_history / grid)), 2 * h + 2)
+        frames, keys = [], {}
         for source in target_sources(listed, t):
-            s = stored_series(store, source, t.metric, start, end, step, t.how)
+            s = stored_series(store, source, t.metric, start, end, grid, t.how)
             base = {"target": t.name, "source": source, "metric": t.metric, "points": len(s)}
-            if len(s) < max(min_points, 2 * horizon + 2):
-                reason = f"{len(s)} points on the {step_name(step)} grid (need {max(min_points, 2 * horizon + 2)})"
-                rows.append({**base, "status": "skipped", "reason": reason})
+            if len(s) < need:
+                rows.append(
+                    {
+                        **base,
+                        "status": "skipped",
+                        "reason": f"{len(s)} points on the {step_name(grid)} grid (need {need})",
+                    }
+                )
                 continue
             uid = f"{source}/{t.metric}"
-            keys[uid] = (t, source, base)
+            keys[uid] = (source, base)
             frames.append(pd.DataFrame({"unique_id": uid, "ds": s.index, "y": s.to_numpy()}))
+        if not frames:
+            continue
 
-    def tick(done: int, total: int) -> None:
-        if progress and (done == total or done % 10 == 0):
-            progress(f"trained {done}/{total} series")
+        def tick(done: int, total: int, name: str = t.name) -> None:
+            if progress and (done == total or done % 10 == 0):
+                progress(f"{name}: trained {done}/{total} series")
 
-    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["unique_id", "ds", "y"])
-    res = train_fleet(frame, horizon, models, n_jobs=n_jobs, progress=tick)
-    for uid, err in res.errors.items():
-        rows.append({**keys[uid][2], "status": "failed", "reason": err[:300]})
-    for uid, trained in res.trained.items():
-        t, source, base = keys[uid]
-        meta = {**trained.meta, "target": t.name, "aggregate": t.how, "tag": tag}
-        mv = registry.save(source, t.metric, trained.model, meta, tags=[tag])
-        served = registry.promote(source, t.metric, mv.version)
-        rows.append(
-            {
-                **base,
-                "status": "trained",
-                "model": trained.meta["model"],
-                **_cv_row(trained.meta),
-                "fit_s": trained.meta["fit_s"],
-                "version": mv.version,
-                "served": served,
-                "reason": "",
-            }
-        )
+        res = train_fleet(pd.concat(frames, ignore_index=True), h, models, n_jobs=n_jobs, progress=tick)
+        wall += res.wall_s
+        for uid, err in res.errors.items():
+            rows.append({**keys[uid][1], "status": "failed", "reason": err[:300]})
+        for uid, trained in res.trained.items():
+            source, base = keys[uid]
+            meta = {**trained.meta, "target": t.name, "aggregate": t.how, "tag": tag}
+            mv = registry.save(source, t.metric, trained.model, meta, tags=[tag])
+            served = registry.promote(source, t.metric, mv.version)
+            rows.append(
+                {
+                    **base,
+                    "status": "trained",
+                    "model": trained.meta["model"],
+                    **_cv_row(trained.meta),
+                    "fit_s": trained.meta["fit_s"],
+                    "version": mv.version,
+                    "served": served,
+                    "reason": "",
+                }
+            )
     out = pd.DataFrame(rows, columns=TRAIN_COLUMNS).sort_values(["target", "source"], ignore_index=True)
-    return TrainReport(out, res.wall_s)
+    return TrainReport(out, wall)

@@ -111,7 +111,7 @@ def test_a_three_day_backfill_builds_a_walk_forward_model_history_and_scores_it(
             resources=fleet,
             instance=instance,
             partition_key="2026-03-02",
-            run_config={"ops": {"forecaster_models": {"config": {**TRAIN, "min_points": 100}}}},
+            run_config={"ops": {"forecaster_models": {"config": {**TRAIN, "min_history_hours": 20.0}}}},
         )
     assert older.success and _metadata(older, "forecaster_models")["served_versions_moved"].value == 0
     assert registry.tagged("web-01", "cpu_percent", CURRENT) == served
