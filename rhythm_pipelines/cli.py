@@ -144,11 +144,20 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
         "--partition-range",
         f"{first.strftime(HOURLY_FMT)}...{last.strftime(HOURLY_FMT)}",
     ]
+    yesterday = (end - pd.Timedelta(hours=1)).floor("D") - pd.Timedelta(days=1)
+    base = cmd[: cmd.index("--select")]
+    train = [*base, "--select", "forecaster_models", "--partition", f"{yesterday:%Y-%m-%d}"]
+    live = [*base, "--select", "latency_forecasts,cpu_forecasts,memory_forecasts"]
     if args.no_materialize:
-        print("backfill with:", " ".join(cmd))
+        for c in (cmd, train, live):
+            print("then:" if c is not cmd else "backfill with:", " ".join(c))
         return 0
     print("materializing the demo hours in one run:", " ".join(cmd[3:]), flush=True)
-    return subprocess.call(cmd)
+    rc = subprocess.call(cmd)
+    if rc or yesterday < first.floor("D"):
+        return rc
+    print(f"training the forecasters on the days up to {yesterday:%Y-%m-%d}, then forecasting", flush=True)
+    return subprocess.call(train) or subprocess.call(live)
 
 
 def cmd_anomalies_detect(args: argparse.Namespace) -> int:
