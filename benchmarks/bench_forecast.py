@@ -9,8 +9,9 @@
    of each file at 1 h (12 steps), against Naive, and against Prophet when it is installed
    (``pip install -e '.[bench]'``). Prophet cannot follow new points without a refit: it is refitted once a
    day of the test part (the backtest contract's limit) and forecasts each origin from its latest fit.
+4. The simulator's channel latency on the latency target's grid, backtested at 1 h (MAPE per channel).
 
-Usage: python benchmarks/bench_forecast.py [--series 1000] [--jobs 2] [--nab-dir DIR] [--skip-nab]
+Usage: python benchmarks/bench_forecast.py [--series 1000] [--jobs 2] [--nab-dir DIR] [--skip-nab] [--skip-fleet]
 """
 
 from __future__ import annotations
@@ -175,6 +176,32 @@ def bench_nab(nab_dir: Path) -> None:
         )
 
 
+def bench_sim_latency(days: float = 7.0) -> None:
+    """The simulator's channel latency, as the latency target puts it on its grid, backtested at 1 h."""
+    from rhythm_pipelines.forecasting.data import regularize
+    from rhythm_pipelines.forecasting.targets import TARGETS
+    from rhythm_pipelines.metrics.calls import channel_minute_metrics
+    from rhythm_pipelines.simulate import SimConfig, simulate
+
+    t = TARGETS["latency"]
+    h = int(pd.Timedelta("1h") / pd.Timedelta(t.step))
+    print(f"== simulator latency ({days:g} days, {t.metric}, {t.how} per {t.step}) at 1 h, last 20 %")
+    sim = simulate(SimConfig(days=days, seed=3, start=pd.Timestamp("2026-03-02", tz="UTC")))
+    minute = channel_minute_metrics(sim.calls)
+    rows = []
+    for source, g in minute[minute["metric"] == t.metric].groupby("source"):
+        s = regularize(g["ts"], g["value"].to_numpy(), t.step, t.how)
+        r = backtest(s.index, s.to_numpy(), h, 0.2)
+        m = r.metrics
+        rows.append({"source": source, "model": r.model, "mape": m["model"]["mape"], "naive_mape": m["naive"]["mape"]})
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(
+        f"MAPE mean {table['mape'].mean():.3f}, worst {table['mape'].max():.3f} "
+        f"(Naive {table['naive_mape'].mean():.3f})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--series", type=int, default=1000)
@@ -190,6 +217,7 @@ def main() -> None:
         bench_serving(Path(tmp))
     if not args.skip_fleet:
         bench_fleet(args.series, args.jobs)
+    bench_sim_latency()
     if not args.skip_nab:
         if args.nab_dir.is_dir():
             bench_nab(args.nab_dir)
