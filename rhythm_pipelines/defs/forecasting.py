@@ -11,12 +11,12 @@ from rhythm_pipelines.defs.ingestion import channel_calls, raw_metrics, window
 from rhythm_pipelines.defs.metadata import md_table, plot_forecast
 from rhythm_pipelines.defs.partitions import daily_partitions
 from rhythm_pipelines.defs.resources import MetricsStoreResource, ModelRegistryResource
-from rhythm_pipelines.forecasting.day_report import score_day
+from rhythm_pipelines.forecasting.day_report import DayReport, score_day
 from rhythm_pipelines.forecasting.live import forecast_now, horizon_label
 from rhythm_pipelines.forecasting.models import DEFAULT_MODELS
 from rhythm_pipelines.forecasting.serving import DEFAULT_HORIZONS
 from rhythm_pipelines.forecasting.targets import TARGETS, ForecastTarget, target
-from rhythm_pipelines.forecasting.training import train_window
+from rhythm_pipelines.forecasting.training import TrainReport, train_window
 
 FORECAST_GROUP = "forecasting"
 DAY = pd.Timedelta("1D")
@@ -98,9 +98,8 @@ def forecaster_models(
                 progress=context.log.info,
             )
             reports.append(report.rows.assign(day=f"{day:%Y-%m-%d}"))
-    rows = _concat(reports)
-    trained, failed = rows[rows["status"] == "trained"], rows[rows["status"] == "failed"]
-    skipped = rows[rows["status"] == "skipped"]
+    report = TrainReport(_concat(reports), 0.0)
+    trained, failed, skipped = report.trained, report.failed, report.skipped
     shown = ["day", "target", "source", "model", "points", "cv_mae", "cv_naive_mae", "cv_skill", "fit_s", "version"]
     return dg.MaterializeResult(
         metadata={
@@ -113,7 +112,7 @@ def forecaster_models(
             if len(trained)
             else dg.MetadataValue.float(float("nan")),
             "fit_s_total": dg.MetadataValue.float(float(trained["fit_s"].sum())),
-            "models_chosen": md_table(trained["model"].value_counts().rename_axis("model").reset_index(name="series")),
+            "models_chosen": md_table(report.model_counts()),
             "trained": md_table(trained[shown], 40),
             "skipped": md_table(skipped[["day", "target", "source", "reason"]], 20),
         },
@@ -171,8 +170,8 @@ def forecast_accuracy(
             rows.append(report.rows.assign(day=f"{day:%Y-%m-%d}"))
             skipped.append(report.skipped.assign(day=f"{day:%Y-%m-%d}"))
             plots.update({(day, *k): v for k, v in report.scores.items()})
-    table = _concat(rows)
-    missing = _concat(skipped)
+    report = DayReport(_concat(rows), _concat(skipped), plots)
+    table, missing = report.rows, report.skipped
     if table.empty:
         context.log.warning(
             "nothing to score: no model of the previous day(s) covers these days "
@@ -180,24 +179,21 @@ def forecast_accuracy(
             "materialize forecaster_models for the day before first"
         )
         return
-    worse = table[table["skill"] < -config.skill_tolerance]
-    by_target = table.groupby("target").agg(
-        series=("source", "size"), mean_skill=("skill", "mean"), worst_skill=("skill", "min"), mape=("mape", "mean")
-    )
+    worse = report.worse_than_naive(config.skill_tolerance)
     metadata = {
         "series_scored": dg.MetadataValue.int(len(table)),
         "mean_skill_vs_naive": dg.MetadataValue.float(float(table["skill"].mean())),
         "worst_skill_vs_naive": dg.MetadataValue.float(float(table["skill"].min())),
-        "by_target": md_table(by_target.reset_index()),
+        "by_target": md_table(report.by_target()),
         "accuracy": md_table(table[["day", *table.columns.drop("day")]], 40),
         "skipped": md_table(missing[["day", "target", "source", "reason"]], 20),
     }
     worst = table.loc[table["skill"].idxmin()]
     key = (pd.Timestamp(worst["day"], tz="UTC"), worst["target"], worst["source"])
-    metadata["worst_series"] = _accuracy_plot(plots[key], worst)
-    for name, g in table.groupby("target"):  # numeric per target, so the UI charts them across partitions
-        metadata[f"mape_{name}"] = dg.MetadataValue.float(float(g["mape"].mean()))
-        metadata[f"skill_{name}"] = dg.MetadataValue.float(float(g["skill"].mean()))
+    metadata["worst_series"] = _accuracy_plot(report.scores[key], worst)
+    for r in report.by_target().itertuples():  # numeric per target, so the UI charts them across partitions
+        metadata[f"mape_{r.target}"] = dg.MetadataValue.float(float(r.mape))
+        metadata[f"skill_{r.target}"] = dg.MetadataValue.float(float(r.mean_skill))
     yield dg.MaterializeResult(
         metadata=metadata,
         check_results=[

@@ -39,19 +39,23 @@ DAY_COLUMNS = [
 class DayReport:
     rows: pd.DataFrame  # DAY_COLUMNS
     skipped: pd.DataFrame  # target, source, reason
-    scores: dict[tuple[str, str], NextScore] = field(default_factory=dict)  # (target, source) -> score
+    scores: dict[tuple, NextScore] = field(default_factory=dict)  # (target, source), with the day first over days
 
     def worse_than_naive(self, tolerance: float = 0.0) -> pd.DataFrame:
         return self.rows[self.rows["skill"] < -tolerance]
 
-    def summary(self) -> dict[str, float]:
-        r = self.rows
-        return {
-            "series": len(r),
-            "mean_skill": float(r["skill"].mean()) if len(r) else float("nan"),
-            "worst_skill": float(r["skill"].min()) if len(r) else float("nan"),
-            "mean_mape": float(r["mape"].mean()) if len(r) else float("nan"),
-        }
+    def by_target(self) -> pd.DataFrame:
+        """Per target: series scored, mean and worst skill, mean MAPE."""
+        return (
+            self.rows.groupby("target")
+            .agg(
+                series=("source", "size"),
+                mean_skill=("skill", "mean"),
+                worst_skill=("skill", "min"),
+                mape=("mape", "mean"),
+            )
+            .reset_index()
+        )
 
 
 def score_day(

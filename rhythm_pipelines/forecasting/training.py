@@ -52,11 +52,14 @@ class TrainReport:
 
     @property
     def failed(self) -> pd.DataFrame:
-        return self.rows[self.rows["status"] != "trained"]
+        return self.rows[self.rows["status"] == "failed"]
+
+    @property
+    def skipped(self) -> pd.DataFrame:
+        return self.rows[self.rows["status"] == "skipped"]
 
     def model_counts(self) -> pd.DataFrame:
-        counts = self.trained["model"].value_counts().rename_axis("model").reset_index(name="series")
-        return counts
+        return self.trained["model"].value_counts().rename_axis("model").reset_index(name="series")
 
 
 def _cv_row(meta: dict) -> dict:
