@@ -1,0 +1,1 @@
+"""Chaos: real incidents on this machine in a sandbox, to measure the healing loop end to end."""

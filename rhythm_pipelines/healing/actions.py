@@ -1,0 +1,318 @@
+"""The actions a playbook step runs, behind the safety rails.
+
+:class:`Actuator` runs one :class:`~rhythm_pipelines.healing.playbooks.Step` for one event and returns an
+:class:`ActionRecord` whatever happens: ``done``, ``dry_run`` (what it would have done), ``refused`` (a
+rail held: allowlist, cooldown, rate limit, another host), ``noop`` (nothing to do) or ``failed``.
+Dagster-side work (pausing schedules, re-executing runs) goes through a :class:`WorkControl`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import pandas as pd
+
+from rhythm_pipelines.healing import processes as procs
+from rhythm_pipelines.healing.events import HealthEvent
+from rhythm_pipelines.healing.notify import Notifier
+from rhythm_pipelines.healing.playbooks import Step
+from rhythm_pipelines.healing.routing import clear_route, set_route
+from rhythm_pipelines.healing.safety import Guard, SafetyPolicy, protected_pids
+
+DONE, DRY_RUN, REFUSED, NOOP, FAILED = "done", "dry_run", "refused", "noop", "failed"
+UNGUARDED = ("notify_admin", "prepare_reboot", "recheck", "resume_low_priority", "restore_route")  # never held back
+
+
+@dataclass
+class ActionRecord:
+    action: str
+    target: str
+    params: dict[str, Any]
+    outcome: str
+    detail: str
+    started: pd.Timestamp
+    duration_ms: float = 0.0
+    touched: list[dict[str, Any]] = field(default_factory=list)  # what was signalled or removed
+
+
+class WorkControl(Protocol):
+    """What healing asks of the orchestrator (Dagster, in ``defs``)."""
+
+    def pause_low_priority(self, event_id: str) -> tuple[bool, str]: ...
+
+    def resume_low_priority(self, event_id: str) -> tuple[bool, str]: ...
+
+    def rerun_failed(self, run_id: str, max_attempts: int, backoff_s: float) -> tuple[bool, str]: ...
+
+
+class NoWorkControl:
+    """Outside Dagster there is no work to pause or re-run."""
+
+    def pause_low_priority(self, event_id: str) -> tuple[bool, str]:
+        return False, "no orchestrator attached"
+
+    resume_low_priority = pause_low_priority
+
+    def rerun_failed(self, run_id: str, max_attempts: int, backoff_s: float) -> tuple[bool, str]:
+        return False, "no orchestrator attached"
+
+
+@dataclass
+class Actuator:
+    policy: SafetyPolicy
+    guard: Guard
+    host: str
+    state_dir: Path  # routes.json, reboot plans
+    notifier: Notifier = field(default_factory=Notifier)
+    work: WorkControl = field(default_factory=NoWorkControl)
+    fallbacks: dict[str, str] = field(default_factory=dict)
+    now: Callable[[], pd.Timestamp] = lambda: pd.Timestamp.now(tz="UTC")
+    protected: frozenset[int] = field(default_factory=protected_pids)
+
+    @property
+    def routes_file(self) -> Path:
+        return self.state_dir / "routes.json"
+
+    def run(self, step: Step, event: HealthEvent, level: str) -> ActionRecord:
+        started, t0 = self.now(), time.monotonic()
+        params = dict(step.params)
+        try:
+            if step.action not in UNGUARDED:
+                decision = self.guard.check_action(event.source, event.event_id, started)
+                if not decision.allowed:
+                    return ActionRecord(step.action, event.source, params, REFUSED, decision.reason, started)
+            fn = getattr(self, f"_{step.action}")
+            outcome, target, detail, touched = fn(event, level, **params)
+        except Exception as exc:  # an action that breaks is a failed step, logged, never a crashed run
+            outcome, target, detail, touched = FAILED, event.source, f"{type(exc).__name__}: {exc}", []
+        return ActionRecord(
+            step.action, target, params, outcome, detail, started, (time.monotonic() - t0) * 1000, touched
+        )
+
+    # -- processes -----------------------------------------------------------------------------------------
+
+    def _local(self, event: HealthEvent) -> str | None:
+        """Why this runner cannot act on the event's host (None: it can)."""
+        return None if event.host == self.host else f"{event.host} is not this host ({self.host}): no remote actions"
+
+    def _allowed(self, p: procs.ProcInfo) -> bool:
+        return self.policy.allows_process(p.pid, p.name, p.cmdline, p.user, self.protected)
+
+    @staticmethod
+    def _describe(p: procs.ProcInfo) -> str:
+        return f"pid {p.pid} ({p.name}, user {p.user})"
+
+    def _candidates(self, select: str, event: HealthEvent) -> tuple[list[procs.ProcInfo], list[procs.ProcInfo]]:
+        """(allowlisted candidates best first, the top users that were not allowlisted)."""
+        if select == "event":
+            pid = event.detail.get("pid") or (
+                int(event.source.rsplit("/proc/", 1)[1]) if "/proc/" in event.source else None
+            )
+            p = procs.process(int(pid)) if pid is not None else None
+            if p is None:
+                return [], []
+            created = event.detail.get("create_time")
+            if created is not None and abs(p.create_time - float(created)) > 1e-3:
+                return [], []  # the pid was reused: not our process
+            return ([p], []) if self._allowed(p) else ([], [p])
+        before = {p.pid: p for p in procs.snapshot() if not p.zombie}
+        if select == "top_cpu":
+            time.sleep(0.5)
+            after = {p.pid: p for p in procs.snapshot() if not p.zombie}
+            use = {pid: after[pid].cpu_seconds - before[pid].cpu_seconds for pid in after.keys() & before.keys()}
+            busy = [pid for pid in use if use[pid] > 0.05]  # over a tenth of a core: an idle process is no culprit
+            ranked = sorted((after[pid] for pid in busy), key=lambda p: -use[p.pid])
+        else:
+            ranked = sorted(before.values(), key=lambda p: -p.rss_bytes)
+        allowed = [p for p in ranked if self._allowed(p)]
+        return allowed, [p for p in ranked[:3] if not self._allowed(p)]
+
+    def _terminate_process(self, event, level, select="event", grace_s=5, count=1):
+        why = self._local(event)
+        if why:
+            return REFUSED, event.source, why, []
+        allowed, others = self._candidates(select, event)
+        skipped = "; not allowlisted, left alone: " + ", ".join(map(self._describe, others)) if others else ""
+        if not allowed:
+            outcome = REFUSED if others and select == "event" else NOOP
+            return outcome, event.source, f"no allowlisted process to terminate ({select}){skipped}", []
+        chosen = allowed[:count]
+        target = ", ".join(f"{self.host}/proc/{p.pid}" for p in chosen)
+        if self.policy.dry_run:
+            return DRY_RUN, target, "would terminate " + ", ".join(map(self._describe, chosen)) + skipped, []
+        results, touched = [], []
+        for p in chosen:
+            how = procs.terminate(p, grace_s)
+            results.append(f"{self._describe(p)}: {how}")
+            touched.append({"pid": p.pid, "name": p.name, "cmdline": p.cmdline, "user": p.user, "how": how})
+        ok = any(t["how"] in ("terminated", "killed") for t in touched)
+        return (DONE if ok else NOOP), target, "; ".join(results) + skipped, touched
+
+    def _reap_zombies(self, event, level, grace_s=2, terminate_parent=True):
+        why = self._local(event)
+        if why:
+            return REFUSED, event.source, why, []
+        ppid = int(event.detail.get("parent_pid") or event.source.rsplit("/proc/", 1)[1])
+        parent = procs.process(ppid)
+        if parent is None or not procs.zombies_of(ppid):
+            return NOOP, event.source, f"no zombies left under pid {ppid}", []
+        created = event.detail.get("parent_create_time")
+        if created is not None and abs(parent.create_time - float(created)) > 1e-3:
+            return NOOP, event.source, f"pid {ppid} is no longer the zombies' parent", []
+        if not self._allowed(parent):
+            return REFUSED, event.source, f"parent {self._describe(parent)} is not allowlisted", []
+        if self.policy.dry_run:
+            return DRY_RUN, event.source, f"would signal {self._describe(parent)} (SIGCHLD)", []
+        n = len(procs.zombies_of(ppid))
+        procs.signal_parent(parent)
+        touched = [{"pid": ppid, "name": parent.name, "cmdline": parent.cmdline, "user": parent.user, "how": "SIGCHLD"}]
+        if procs.wait_until(lambda: not procs.zombies_of(ppid), grace_s):
+            return DONE, event.source, f"SIGCHLD to {self._describe(parent)}: {n} zombie(s) reaped", touched
+        if not terminate_parent:
+            return NOOP, event.source, f"SIGCHLD to {self._describe(parent)}: zombies remain", touched
+        how = procs.terminate(parent, grace_s)
+        touched.append({"pid": ppid, "name": parent.name, "cmdline": parent.cmdline, "user": parent.user, "how": how})
+        return (
+            DONE,
+            event.source,
+            f"parent {self._describe(parent)} ignored SIGCHLD; {how}: init reaps its zombies",
+            touched,
+        )
+
+    # -- files ---------------------------------------------------------------------------------------------
+
+    def _remove_under(self, roots: tuple[str, ...], older_than_s: float | None) -> tuple[int, int, int, list[str]]:
+        """Remove regular files under ``roots`` (older than ``older_than_s`` if given): never follow or
+        remove a symlink, never leave a root. Returns (files, bytes, symlinks skipped, errors)."""
+        cutoff = time.time() - older_than_s if older_than_s is not None else None
+        files = size = links = 0
+        errors: list[str] = []
+        for root in roots:
+            real_root = Path(os.path.realpath(root))
+            if not real_root.is_dir():
+                errors.append(f"{root}: not a directory")
+                continue
+            for dirpath, dirnames, filenames in os.walk(real_root, topdown=True, followlinks=False):
+                here = Path(dirpath)
+                if self.policy.inside(here, (str(real_root),)) is None:
+                    dirnames[:] = []
+                    continue
+                for d in list(dirnames):
+                    if (here / d).is_symlink():
+                        links += 1
+                        dirnames.remove(d)
+                for name in filenames:
+                    path = here / name
+                    try:
+                        st = path.lstat()
+                    except OSError as exc:
+                        errors.append(f"{path}: {exc.strerror}")
+                        continue
+                    if stat.S_ISLNK(st.st_mode):
+                        links += 1
+                        continue
+                    if not stat.S_ISREG(st.st_mode) or (cutoff is not None and st.st_mtime > cutoff):
+                        continue
+                    if self.policy.dry_run:
+                        files, size = files + 1, size + st.st_size
+                        continue
+                    try:
+                        path.unlink()
+                        files, size = files + 1, size + st.st_size
+                    except OSError as exc:
+                        errors.append(f"{path}: {exc.strerror}")
+        return files, size, links, errors
+
+    def _file_action(self, roots: tuple[str, ...], what: str, older_than_s: float | None):
+        if not roots:
+            return NOOP, "(none configured)", f"no {what} configured: nothing may be removed", []
+        files, size, links, errors = self._remove_under(roots, older_than_s)
+        verb = "would remove" if self.policy.dry_run else "removed"
+        detail = f"{verb} {files} file(s), {size / 1e6:.1f} MB under {', '.join(roots)}"
+        detail += f"; {links} symlink(s) left alone" if links else ""
+        detail += f"; errors: {'; '.join(errors[:3])}" if errors else ""
+        outcome = DRY_RUN if self.policy.dry_run else (DONE if files else (FAILED if errors else NOOP))
+        return outcome, ", ".join(roots), detail, [{"files": files, "bytes": size}]
+
+    def _clear_cache(self, event, level):
+        return self._file_action(self.policy.cache_dirs, "cache dirs", None)
+
+    def _remove_temp_files(self, event, level, older_than_s=3600):
+        return self._file_action(self.policy.temp_roots, "temp roots", float(older_than_s))
+
+    # -- work and channels ---------------------------------------------------------------------------------
+
+    def _pause_low_priority(self, event, level):
+        if self.policy.dry_run:
+            return DRY_RUN, "low-priority work", "would pause low-priority schedules and sensors", []
+        ok, detail = self.work.pause_low_priority(event.event_id)
+        return (DONE if ok else NOOP), "low-priority work", detail, []
+
+    def _resume_low_priority(self, event, level):
+        if self.policy.dry_run:
+            return DRY_RUN, "low-priority work", "would resume what this event paused", []
+        ok, detail = self.work.resume_low_priority(event.event_id)
+        return (DONE if ok else NOOP), "low-priority work", detail, []
+
+    def _rerun_failed(self, event, level, max_attempts=3, backoff_s=10):
+        run_id = event.detail.get("last_run_id") or event.detail.get("root_run_id")
+        if not run_id:
+            return NOOP, event.source, "the event names no failed run", []
+        if self.policy.dry_run:
+            return DRY_RUN, f"run {run_id}", f"would re-execute run {run_id} from failure", []
+        ok, detail = self.work.rerun_failed(str(run_id), int(max_attempts), float(backoff_s))
+        return (DONE if ok else FAILED), f"run {run_id}", detail, []
+
+    def _fallback(self, source: str, explicit: str | None) -> str | None:
+        return explicit or self.fallbacks.get(source) or self.fallbacks.get(source.split("@")[0])
+
+    def _reroute_channel(self, event, level, fallback=None, ttl_s=900):
+        to = self._fallback(event.source, fallback)
+        if not to:
+            return FAILED, event.source, f"no fallback configured for {event.source} (routing.fallbacks)", []
+        until = self.now() + pd.Timedelta(seconds=ttl_s)
+        if self.policy.dry_run:
+            return DRY_RUN, event.source, f"would route {event.source} to {to} until {until:%H:%M:%S}", []
+        set_route(self.routes_file, event.source, to, until, event.event_id)
+        return DONE, event.source, f"routed {event.source} to {to} until {until:%H:%M:%S} UTC", []
+
+    def _restore_route(self, event, level):
+        if self.policy.dry_run:
+            return DRY_RUN, event.source, f"would restore {event.source}'s own route", []
+        cleared = clear_route(self.routes_file, event.source)
+        return (DONE if cleared else NOOP), event.source, "route restored" if cleared else "no route to restore", []
+
+    # -- people --------------------------------------------------------------------------------------------
+
+    def _notify_admin(self, event, level, message=None):
+        text = message or f"[{level}] {event.kind} on {event.source} since {event.start:%Y-%m-%d %H:%M:%S} UTC"
+        if self.policy.dry_run:
+            return DRY_RUN, "admin", f"would alert: {text}", []
+        ok, how = self.notifier.send(text, {"event": event.to_config(), "event_id": event.event_id, "level": level})
+        return (DONE if ok else FAILED), "admin", f"{text} ({how})", []
+
+    def _prepare_reboot(self, event, level):
+        plan = {
+            "host": event.host,
+            "event": event.to_config(),
+            "prepared": self.now().isoformat(),
+            "steps": ["drain the host's work", "stop its services", "reboot", "verify it rejoins"],
+            "note": "prepared by rhythm healing; nothing reboots by itself",
+        }
+        path = self.state_dir / "reboot_plans" / f"{event.host}-{self.now():%Y%m%dT%H%M%S}.json"
+        if self.policy.dry_run:
+            return DRY_RUN, event.host, f"would write a reboot plan to {path} and alert", []
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(plan, indent=1))
+        ok, how = self.notifier.send(f"reboot plan prepared for {event.host}: {path}", {"plan": plan})
+        return DONE, event.host, f"plan written to {path}; alert {how}", []
+
+    def _recheck(self, event, level):
+        return NOOP, event.source, "re-checked by the follow-up run", []

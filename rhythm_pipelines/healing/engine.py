@@ -1,0 +1,233 @@
+"""The healing loop for one event: assess → act → verify → resolved, or escalate, or alert the admin.
+
+Pure of Dagster: the caller passes a :class:`Probe` (fresh readings and "is it over?"), an
+:class:`~rhythm_pipelines.healing.actions.Actuator` and a ``record`` callback that receives every log entry
+(the Dagster job writes them to the ``healing_log`` table and its own event log).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+
+from rhythm_pipelines.healing.actions import DONE, DRY_RUN, ActionRecord, Actuator
+from rhythm_pipelines.healing.events import HealthEvent
+from rhythm_pipelines.healing.playbooks import PlaybookSet, Step
+
+RESOLVED, ALREADY_RESOLVED, UNRESOLVED, SUPPRESSED, DRY = (
+    "resolved",
+    "already_resolved",
+    "unresolved",
+    "suppressed",
+    "dry_run",
+)
+
+
+class Probe(Protocol):
+    def readings(self, event: HealthEvent) -> dict[str, float]:
+        """Fresh readings of the event's target host (cpu_percent, mem_percent...)."""
+
+    def resolved(self, event: HealthEvent, since: pd.Timestamp) -> tuple[bool, str]:
+        """Is the incident over, judged on data newer than ``since``? And what was read."""
+
+
+@dataclass
+class HealingResult:
+    event: HealthEvent
+    status: str = UNRESOLVED
+    level: str = ""
+    started: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz="UTC"))
+    finished: pd.Timestamp | None = None
+    actions: list[ActionRecord] = field(default_factory=list)
+    followups: list[tuple[Step, pd.Timestamp, str]] = field(default_factory=list)  # (step, due, level)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def seconds(self) -> float:
+        return ((self.finished or self.started) - self.started).total_seconds()
+
+
+@dataclass
+class Healer:
+    books: PlaybookSet
+    actuator: Actuator
+    probe: Probe
+    record: Callable[[dict[str, Any]], None] = lambda entry: None
+    run_id: str = ""
+    sleep: Callable[[float], None] = time.sleep
+    now: Callable[[], pd.Timestamp] = lambda: pd.Timestamp.now(tz="UTC")
+
+    def _log(
+        self,
+        result: HealingResult,
+        step: str,
+        outcome: str,
+        detail: str,
+        level: str = "",
+        action: str = "",
+        target: str = "",
+        params: dict | None = None,
+        duration_ms: float = 0.0,
+        ts: pd.Timestamp | None = None,
+    ) -> None:
+        e = result.event
+        entry = {
+            "ts": ts or self.now(),
+            "entry_id": f"{self.run_id or e.event_id}:{len(result.entries):03d}",
+            "event_id": e.event_id,
+            "run_id": self.run_id,
+            "kind": e.kind,
+            "source": e.source,
+            "level": level,
+            "step": step,
+            "action": action,
+            "target": target,
+            "params": json.dumps(params or {}, sort_keys=True, default=str),
+            "outcome": outcome,
+            "detail": detail,
+            "duration_ms": duration_ms,
+        }
+        result.entries.append(entry)
+        self.record(entry)
+
+    def _verify(self, event: HealthEvent, since: pd.Timestamp) -> tuple[bool, str]:
+        self.sleep(self.books.verify_wait_s)
+        deadline = time.monotonic() + max(0.0, self.books.verify_timeout_s - self.books.verify_wait_s)
+        while True:
+            ok, detail = self.probe.resolved(event, since)
+            if ok or time.monotonic() >= deadline:
+                return ok, detail
+            self.sleep(1.0)
+
+    def heal(self, event: HealthEvent, follow_up: Step | None = None) -> HealingResult:
+        """Handle ``event`` (or run one follow-up step of it) and return what happened."""
+        result = HealingResult(event, started=self.now())
+        try:
+            if follow_up is not None:
+                return self._follow_up(result, follow_up)
+            return self._heal(result)
+        finally:
+            result.finished = self.now()
+
+    def _heal(self, result: HealingResult) -> HealingResult:
+        event, books = result.event, self.books
+        seen = f"{event.kind} on {event.source} since {event.start.isoformat()}"
+        self._log(result, "detect", "received", f"{seen}: {event.metric} = {event.value:.4g}" if event.metric else seen)
+        flap = self.actuator.guard.check_event(event.source, event.event_id, result.started)
+        if not flap.allowed:
+            result.status = SUPPRESSED
+            self._log(result, "decide", "suppressed", flap.reason)
+            self._alert(result, "", f"{event.kind} on {event.source} suppressed: {flap.reason}")
+            return result
+        ok, detail = self.probe.resolved(event, event.start)
+        if ok:
+            result.status = ALREADY_RESOLVED
+            self._log(result, "verify", ALREADY_RESOLVED, f"over before any action: {detail}")
+            return result
+        readings = self.probe.readings(event)
+        readings.setdefault(event.metric, event.value)
+        readings.update(
+            {k: float(v) for k, v in event.detail.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        )
+        level, why = books.assess(event, readings)
+        self._log(result, "assess", level, why, level)
+        while True:
+            result.level = level
+            since = self.now()
+            records = []
+            for step in books.playbook(event.kind).steps(level):
+                if step.follow_up:
+                    due = since + pd.Timedelta(seconds=step.after_s)
+                    result.followups.append((step, due, level))
+                    self._log(
+                        result,
+                        "schedule",
+                        "scheduled",
+                        f"{step.action} due {due.isoformat()}",
+                        level,
+                        step.action,
+                        event.source,
+                        step.params,
+                    )
+                    continue
+                rec = self.actuator.run(step, event, level)
+                records.append(rec)
+                result.actions.append(rec)
+                self._log(
+                    result,
+                    "act",
+                    rec.outcome,
+                    rec.detail,
+                    level,
+                    rec.action,
+                    rec.target,
+                    rec.params,
+                    rec.duration_ms,
+                    rec.started,
+                )
+            if records and all(r.outcome == DRY_RUN for r in records):
+                result.status = DRY
+                self._log(result, "verify", DRY, "dry run: nothing was done, nothing to verify", level)
+                return result
+            ok, detail = self._verify(event, since)
+            self._log(result, "verify", "ok" if ok else "still_active", detail, level)
+            if ok:
+                result.status = RESOLVED
+                self._log(
+                    result,
+                    "resolve",
+                    RESOLVED,
+                    f"resolved at {level} in {(self.now() - result.started).total_seconds():.1f} s",
+                    level,
+                )
+                return result
+            progressed = any(r.outcome == DONE for r in records)
+            nxt = books.next_level(event.kind, level)
+            if progressed and nxt:
+                self._log(result, "escalate", nxt, f"{level} actions did not resolve it: escalating to {nxt}", level)
+                level = nxt
+                continue
+            reason = (
+                "no action at this level could be taken" if not progressed else "the highest level did not resolve it"
+            )
+            self._alert(
+                result, level, f"{event.kind} on {event.source} unresolved at {level}: {reason}; last reading: {detail}"
+            )
+            return result
+
+    def _alert(self, result: HealingResult, level: str, text: str) -> None:
+        ok, how = self.actuator.notifier.send(
+            text, {"event": result.event.to_config(), "event_id": result.event.event_id}
+        )
+        self._log(result, "alert", "sent" if ok else "failed", f"{text} ({how})", level, "notify_admin", "admin")
+
+    def _follow_up(self, result: HealingResult, step: Step) -> HealingResult:
+        event = result.event
+        if step.action == "recheck":
+            ok, detail = self.probe.resolved(event, result.started - pd.Timedelta(minutes=1))
+            result.status = RESOLVED if ok else UNRESOLVED
+            self._log(result, "recheck", "ok" if ok else "still_active", detail, action="recheck", target=event.source)
+            if not ok:
+                self._alert(result, "", f"{event.kind} on {event.source} is back or never went: {detail}")
+            return result
+        rec = self.actuator.run(step, event, "")
+        result.actions.append(rec)
+        result.status = RESOLVED if rec.outcome in (DONE, DRY_RUN) else UNRESOLVED
+        self._log(
+            result,
+            "follow_up",
+            rec.outcome,
+            rec.detail,
+            "",
+            rec.action,
+            rec.target,
+            rec.params,
+            rec.duration_ms,
+            rec.started,
+        )
+        return result

@@ -1,0 +1,356 @@
+"""Recovery playbooks: per event kind and level, the ordered actions to take; plus the safety policy,
+detector settings, severity rules and verification timing. Shipped as ``recovery_playbooks.yaml``;
+a user file (``$RHYTHM_PLAYBOOKS``) replaces it. Every error names the file, the line and the path of the
+offending field.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rhythm_pipelines.healing.detectors import DetectorSettings, Watch
+from rhythm_pipelines.healing.events import KINDS, LEVELS, HealthEvent, level_index
+from rhythm_pipelines.healing.safety import ProcessRule, SafetyPolicy
+
+# action -> {param: (type(s), default)}; a default of ... means required
+ACTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+    "clear_cache": {},
+    "remove_temp_files": {"older_than_s": ((int, float), 3600)},
+    "terminate_process": {"select": ((str,), "event"), "grace_s": ((int, float), 5), "count": ((int,), 1)},
+    "reap_zombies": {"grace_s": ((int, float), 2), "terminate_parent": ((bool,), True)},
+    "pause_low_priority": {},
+    "resume_low_priority": {},
+    "rerun_failed": {"max_attempts": ((int,), 3), "backoff_s": ((int, float), 10)},
+    "reroute_channel": {"fallback": ((str,), None), "ttl_s": ((int, float), 900)},
+    "restore_route": {},
+    "notify_admin": {"message": ((str,), None)},
+    "prepare_reboot": {},
+    "recheck": {},
+}
+SELECTORS = ("event", "top_cpu", "top_memory")
+FOLLOW_UP_ONLY = ("recheck",)
+
+
+class PlaybookError(ValueError):
+    """A playbook file that cannot be used: ``origin:line: path: reason``."""
+
+
+@dataclass(frozen=True)
+class Step:
+    action: str
+    params: dict[str, Any] = field(default_factory=dict)
+    after_s: float | None = None  # a follow-up: launched by the follow-up sensor this long after the run
+
+    @property
+    def follow_up(self) -> bool:
+        return self.after_s is not None
+
+
+@dataclass(frozen=True)
+class Rule:
+    metric: str
+    above: float | None = None
+    below: float | None = None
+
+    def holds(self, readings: dict[str, float]) -> bool:
+        v = readings.get(self.metric)
+        if v is None or v != v:
+            return False
+        return (self.above is None or v > self.above) and (self.below is None or v < self.below)
+
+
+@dataclass(frozen=True)
+class Severity:
+    rules: dict[str, tuple[Rule, ...]]  # level -> any of these rules
+    default: str = "soft"
+
+    def assess(self, readings: dict[str, float]) -> tuple[str, str]:
+        """The highest level whose rules match, and why."""
+        for level in reversed(LEVELS):
+            for r in self.rules.get(level, ()):
+                if r.holds(readings):
+                    bound = f"> {r.above:g}" if r.above is not None else f"< {r.below:g}"
+                    return level, f"{r.metric} = {readings[r.metric]:.4g} {bound}"
+        return self.default, "no rule matched: default level"
+
+
+@dataclass(frozen=True)
+class Playbook:
+    kind: str
+    levels: dict[str, tuple[Step, ...]]
+    severity: Severity | None = None
+
+    def steps(self, level: str) -> tuple[Step, ...]:
+        return self.levels.get(level, ())
+
+
+@dataclass(frozen=True)
+class PlaybookSet:
+    origin: str
+    playbooks: dict[str, Playbook]
+    severity: Severity
+    safety: SafetyPolicy
+    detectors: DetectorSettings
+    watches: tuple[Watch, ...] = ()
+    fallbacks: dict[str, str] = field(default_factory=dict)  # channel@region (or channel) -> fallback
+    verify_wait_s: float = 3.0
+    verify_timeout_s: float = 20.0
+
+    def playbook(self, kind: str) -> Playbook:
+        try:
+            return self.playbooks[kind]
+        except KeyError:
+            raise KeyError(f"{self.origin}: no playbook for event kind {kind!r}") from None
+
+    def assess(self, event: HealthEvent, readings: dict[str, float]) -> tuple[str, str]:
+        pb = self.playbooks.get(event.kind)
+        sev = pb.severity if pb is not None and pb.severity is not None else self.severity
+        return sev.assess(readings)
+
+    def next_level(self, kind: str, level: str) -> str | None:
+        """The next level up that has actions, if any."""
+        pb = self.playbook(kind)
+        for nxt in LEVELS[level_index(level) + 1 :]:
+            if pb.steps(nxt):
+                return nxt
+        return None
+
+
+DEFAULT_SEVERITY = Severity(
+    {
+        "critical": (Rule("cpu_percent", above=90.0), Rule("mem_percent", above=85.0)),
+        "hard": (Rule("mem_percent", above=75.0),),
+        "soft": (Rule("mem_percent", above=60.0),),
+    }
+)  # a file without a `severity:` section gets these (the shipped file spells them out)
+
+
+class _Loader(yaml.SafeLoader):
+    """Keeps each mapping's line numbers (``__lines__``: key -> line) for error messages."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
+    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
+    mapping["__lines__"] = {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+class _Reader:
+    def __init__(self, origin: str):
+        self.origin = origin
+
+    def where(self, node: Any, key: str | None = None) -> str:
+        """``origin:line`` of ``node[key]`` (or of ``node``)."""
+        line = None
+        if isinstance(node, dict):
+            line = node.get("__lines__", {}).get(key) if key is not None else None
+            line = line or node.get("__line__")
+        return f"{self.origin}:{line}" if line else self.origin
+
+    def fail(self, node: Any, path: str, reason: str, key: str | None = None) -> PlaybookError:
+        return PlaybookError(f"{self.where(node, key)}: {path}: {reason}")
+
+    def mapping(self, node: Any, path: str, allowed: tuple[str, ...] | None = None, parent=None, key=None) -> dict:
+        if node is None:
+            return {}
+        if not isinstance(node, dict):
+            raise self.fail(parent, path, f"expected a mapping, got {type(node).__name__}", key)
+        if allowed is not None:
+            unknown = [k for k in _keys(node) if k not in allowed]
+            if unknown:
+                raise self.fail(
+                    node, f"{path}.{unknown[0]}", f"unknown key; expected one of {', '.join(allowed)}", unknown[0]
+                )
+        return node
+
+    def number(self, node: dict, key: str, path: str, default: float | None = None) -> float | None:
+        v = node.get(key, default)
+        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
+            raise self.fail(node, f"{path}.{key}", f"expected a non-negative number, got {v!r}", key)
+        return None if v is None else float(v)
+
+
+def _keys(node: dict) -> list[str]:
+    return [k for k in node if k not in ("__lines__", "__line__")]
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _plain(node[k]) for k in _keys(node)}
+    if isinstance(node, list):
+        return [_plain(x) for x in node]
+    return node
+
+
+def _rules(r: _Reader, node: Any, path: str, parent: dict, key: str) -> tuple[Rule, ...]:
+    if not isinstance(node, list):
+        raise r.fail(parent, path, "expected a list of rules like {metric: cpu_percent, above: 90}", key)
+    out = []
+    for i, item in enumerate(node):
+        p = f"{path}[{i}]"
+        item = r.mapping(item, p, ("metric", "above", "below"), parent, key)
+        if not isinstance(item.get("metric"), str):
+            raise r.fail(item, f"{p}.metric", "required: the reading to compare", "metric")
+        above, below = r.number(item, "above", p), r.number(item, "below", p)
+        if above is None and below is None:
+            raise r.fail(item, p, "a rule needs `above` or `below`")
+        out.append(Rule(item["metric"], above, below))
+    return tuple(out)
+
+
+def _severity(r: _Reader, node: Any, path: str, parent: dict, key: str) -> Severity:
+    node = r.mapping(node, path, (*LEVELS, "default"), parent, key)
+    default = node.get("default", "soft")
+    if default not in LEVELS:
+        raise r.fail(node, f"{path}.default", f"unknown level {default!r}; choose from {', '.join(LEVELS)}", "default")
+    return Severity({lv: _rules(r, node[lv], f"{path}.{lv}", node, lv) for lv in LEVELS if lv in node}, default)
+
+
+def _step(r: _Reader, item: Any, path: str, parent: dict, key: str, kind: str) -> Step:
+    item = r.mapping(item, path, ("action", "params", "after_s"), parent, key)
+    action = item.get("action")
+    if action not in ACTIONS:
+        raise r.fail(item, f"{path}.action", f"unknown action {action!r}; choose from {', '.join(ACTIONS)}", "action")
+    spec = ACTIONS[action]
+    params_node = r.mapping(item.get("params"), f"{path}.params", tuple(spec), item, "params")
+    params = {}
+    for name, (types, default) in spec.items():
+        v = params_node.get(name, default)
+        if v is not None and (not isinstance(v, types) or (isinstance(v, bool) and bool not in types)):
+            expected = " or ".join(t.__name__ for t in types)
+            raise r.fail(params_node, f"{path}.params.{name}", f"expected {expected}, got {v!r}", name)
+        params[name] = v
+    if action == "terminate_process" and params["select"] not in SELECTORS:
+        raise r.fail(params_node, f"{path}.params.select", f"choose from {', '.join(SELECTORS)}", "select")
+    after = r.number(item, "after_s", path)
+    if action in FOLLOW_UP_ONLY and after is None:
+        raise r.fail(item, path, f"`{action}` is a follow-up: give it `after_s`")
+    return Step(action, params, after)
+
+
+def parse(text: str, origin: str = "<playbooks>") -> PlaybookSet:
+    """Validate and build a playbook set from YAML text."""
+    r = _Reader(origin)
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{origin}:{mark.line + 1}" if mark else origin
+        raise PlaybookError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    top = ("version", "safety", "detectors", "severity", "verify", "watch", "routing", "playbooks")
+    doc = r.mapping(doc, "(top)", top)
+    if doc.get("version", 1) != 1:
+        raise r.fail(doc, "version", f"unsupported version {doc.get('version')!r} (this code reads 1)", "version")
+
+    s = r.mapping(doc.get("safety"), "safety", (
+        "dry_run", "cooldown_s", "max_actions_per_hour", "flap_window_s", "flap_max_events",
+        "allow_processes", "cache_dirs", "temp_roots",
+    ), doc, "safety")  # fmt: skip
+    rules = []
+    for i, item in enumerate(s.get("allow_processes") or []):
+        p = f"safety.allow_processes[{i}]"
+        item = r.mapping(item, p, ("name", "cmdline", "user"), s, "allow_processes")
+        try:
+            rules.append(ProcessRule(item.get("name"), item.get("cmdline"), item.get("user")))
+        except Exception as exc:  # re.error or a rule with no pattern
+            raise r.fail(item, p, str(exc)) from exc
+    for name in ("cache_dirs", "temp_roots"):
+        v = s.get(name) or []
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
+            raise r.fail(s, f"safety.{name}", "expected a list of directory paths", name)
+    if "dry_run" in s and not isinstance(s["dry_run"], bool):
+        raise r.fail(s, "safety.dry_run", f"expected true or false, got {s['dry_run']!r}", "dry_run")
+    policy = SafetyPolicy(
+        dry_run=bool(s.get("dry_run", False)),
+        processes=tuple(rules),
+        cache_dirs=tuple(os.path.expanduser(x) for x in s.get("cache_dirs") or []),
+        temp_roots=tuple(os.path.expanduser(x) for x in s.get("temp_roots") or []),
+        cooldown_s=r.number(s, "cooldown_s", "safety", 300.0),
+        max_actions_per_hour=int(r.number(s, "max_actions_per_hour", "safety", 30)),
+        flap_window_s=r.number(s, "flap_window_s", "safety", 3600.0),
+        flap_max_events=int(r.number(s, "flap_max_events", "safety", 5)),
+    )
+
+    det = r.mapping(doc.get("detectors"), "detectors", None, doc, "detectors")
+    try:
+        detectors = DetectorSettings.from_mapping(_plain(det), "detectors")
+    except ValueError as exc:
+        raise PlaybookError(f"{r.where(doc, 'detectors')}: {exc}") from exc
+
+    severity = _severity(r, doc["severity"], "severity", doc, "severity") if "severity" in doc else DEFAULT_SEVERITY
+    verify = r.mapping(doc.get("verify"), "verify", ("wait_s", "timeout_s"), doc, "verify")
+
+    watches = []
+    for i, item in enumerate(doc.get("watch") or []):
+        p = f"watch[{i}]"
+        item = r.mapping(item, p, ("name", "cmdline", "user", "heartbeat_dir", "cpu_still_is_hung"), doc, "watch")
+        try:
+            rule = ProcessRule(item.get("name"), item.get("cmdline"), item.get("user"))
+        except Exception as exc:
+            raise r.fail(item, p, str(exc)) from exc
+        watches.append(Watch(rule, item.get("heartbeat_dir"), bool(item.get("cpu_still_is_hung", False))))
+
+    routing = r.mapping(doc.get("routing"), "routing", ("fallbacks",), doc, "routing")
+    fallbacks = _plain(r.mapping(routing.get("fallbacks"), "routing.fallbacks", None, routing, "fallbacks"))
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in fallbacks.items()):
+        raise r.fail(routing, "routing.fallbacks", "expected channel: fallback pairs", "fallbacks")
+
+    books = r.mapping(doc.get("playbooks"), "playbooks", KINDS, doc, "playbooks")
+    playbooks = {}
+    for kind in _keys(books):
+        node = r.mapping(books[kind], f"playbooks.{kind}", (*LEVELS, "severity"), books, kind)
+        levels = {}
+        for lv in LEVELS:
+            if lv in node:
+                if not isinstance(node[lv], list):
+                    raise r.fail(node, f"playbooks.{kind}.{lv}", "expected a list of steps", lv)
+                levels[lv] = tuple(
+                    _step(r, it, f"playbooks.{kind}.{lv}[{i}]", node, lv, kind) for i, it in enumerate(node[lv])
+                )
+        sev = (
+            _severity(r, node["severity"], f"playbooks.{kind}.severity", node, "severity")
+            if "severity" in node
+            else None
+        )
+        playbooks[kind] = Playbook(kind, levels, sev)
+    missing = [k for k in KINDS if k not in playbooks]
+    if missing:
+        raise r.fail(doc, "playbooks", f"no playbook for {', '.join(missing)}", "playbooks")
+    return PlaybookSet(
+        origin,
+        playbooks,
+        severity,
+        policy,
+        detectors,
+        tuple(watches),
+        dict(fallbacks),
+        r.number(verify, "wait_s", "verify", 3.0),
+        r.number(verify, "timeout_s", "verify", 20.0),
+    )
+
+
+def default_text() -> str:
+    return resources.files("rhythm_pipelines.playbooks").joinpath("recovery_playbooks.yaml").read_text()
+
+
+def load(path: str | Path | None = None) -> PlaybookSet:
+    """The playbooks at ``path``, else ``$RHYTHM_PLAYBOOKS``, else the shipped defaults."""
+    path = path or os.environ.get("RHYTHM_PLAYBOOKS")
+    if not path:
+        return parse(default_text(), "recovery_playbooks.yaml (shipped)")
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise PlaybookError(f"{p}: cannot read the playbook file: {exc.strerror}") from exc
+    return parse(text, str(p))

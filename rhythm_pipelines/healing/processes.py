@@ -1,0 +1,106 @@
+"""Processes as healing sees them (psutil), and the signals it may send to allowlisted ones."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass
+
+import psutil
+
+
+@dataclass(frozen=True)
+class ProcInfo:
+    pid: int
+    ppid: int
+    name: str
+    cmdline: str
+    user: str | None
+    status: str
+    cpu_seconds: float
+    rss_bytes: int
+    create_time: float
+
+    @property
+    def zombie(self) -> bool:
+        return self.status == psutil.STATUS_ZOMBIE
+
+
+def _info(p: psutil.Process) -> ProcInfo | None:
+    try:
+        with p.oneshot():
+            status = p.status()
+            zombie = status == psutil.STATUS_ZOMBIE
+            cpu = 0.0 if zombie else sum(p.cpu_times()[:2])
+            rss = 0 if zombie else p.memory_info().rss
+            try:
+                cmdline = "" if zombie else " ".join(p.cmdline())
+            except psutil.Error:
+                cmdline = ""
+            try:
+                user = p.username()
+            except (psutil.Error, KeyError):
+                user = None
+            return ProcInfo(p.pid, p.ppid(), p.name(), cmdline, user, status, cpu, rss, p.create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def snapshot() -> list[ProcInfo]:
+    """Every process we can see now."""
+    return [i for i in map(_info, psutil.process_iter()) if i is not None]
+
+
+def process(pid: int) -> ProcInfo | None:
+    try:
+        return _info(psutil.Process(pid))
+    except psutil.Error:
+        return None
+
+
+def same_process(info: ProcInfo) -> bool:
+    """Is ``info.pid`` still the process we looked at (not a reused pid)?"""
+    now = process(info.pid)
+    return now is not None and abs(now.create_time - info.create_time) < 1e-3
+
+
+def terminate(info: ProcInfo, grace_s: float = 5.0) -> str:
+    """SIGTERM, then SIGKILL after ``grace_s``; returns how it ended (``terminated``, ``killed``, ``gone``)."""
+    if not same_process(info):
+        return "gone"
+    p = psutil.Process(info.pid)
+    try:
+        p.terminate()
+        try:
+            p.wait(timeout=grace_s)
+            return "terminated"
+        except psutil.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+            return "killed"
+    except psutil.NoSuchProcess:
+        return "gone"
+    except psutil.TimeoutExpired:
+        return "kill sent, still present"
+
+
+def signal_parent(info: ProcInfo) -> None:
+    """SIGCHLD to a zombie's parent: a well-behaved parent reaps its children."""
+    os.kill(info.pid, signal.SIGCHLD)
+
+
+def zombies_of(pid: int) -> list[int]:
+    try:
+        return [c.pid for c in psutil.Process(pid).children() if c.status() == psutil.STATUS_ZOMBIE]
+    except psutil.Error:
+        return []
+
+
+def wait_until(predicate, timeout_s: float, step_s: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step_s)
+    return predicate()

@@ -1,0 +1,131 @@
+import json
+
+import pandas as pd
+
+from rhythm_pipelines.healing.actions import Actuator
+from rhythm_pipelines.healing.engine import ALREADY_RESOLVED, DRY, RESOLVED, SUPPRESSED, UNRESOLVED, Healer
+from rhythm_pipelines.healing.events import KINDS, HealthEvent
+from rhythm_pipelines.healing.notify import Notifier
+from rhythm_pipelines.healing.playbooks import parse
+from rhythm_pipelines.healing.safety import Guard
+
+NOW = pd.Timestamp.now(tz="UTC")
+
+
+class ScriptedProbe:
+    """Readings and verdicts in the order a test scripts them (the real probe reads psutil and the store)."""
+
+    def __init__(self, readings: dict, verdicts: list[bool]):
+        self._readings, self.verdicts, self.calls = readings, list(verdicts), 0
+
+    def readings(self, event):
+        return dict(self._readings)
+
+    def resolved(self, event, since):
+        self.calls += 1
+        return (self.verdicts.pop(0) if self.verdicts else False), f"check {self.calls}"
+
+
+def books(tmp_path, extra_safety: str = "", kind_book: str = ""):
+    cache = tmp_path / "cache"
+    cache.mkdir(exist_ok=True)
+    others = "".join(f"  {k}:\n    soft:\n      - action: notify_admin\n" for k in KINDS if k != "memory_leak")
+    text = (
+        f"safety:\n  cache_dirs: ['{cache}']\n{extra_safety}"
+        "verify: {wait_s: 0, timeout_s: 0}\n"
+        "playbooks:\n"
+        + (
+            kind_book
+            or "  memory_leak:\n"
+            "    soft:\n      - action: clear_cache\n      - {action: recheck, after_s: 300}\n"
+            "    hard:\n      - action: clear_cache\n"
+            "    critical:\n      - action: clear_cache\n"
+        )
+        + others
+    )
+    return parse(text, "test.yaml"), cache
+
+
+def healer(tmp_path, b, probe, history=None):
+    entries = []
+    guard = Guard(b.safety, history) if history is not None else Guard(b.safety)
+    act = Actuator(b.safety, guard, "h", tmp_path / "state", Notifier(None, tmp_path / "alerts.jsonl"))
+    return Healer(b, act, probe, entries.append, run_id="run-1", sleep=lambda s: None), entries
+
+
+def fill(cache):
+    for i in range(3):
+        (cache / f"f{i}").write_bytes(b"x")
+
+
+def test_resolved_at_the_assessed_level(tmp_path):
+    b, cache = books(tmp_path)
+    fill(cache)
+    h, entries = healer(tmp_path, b, ScriptedProbe({"mem_percent": 78}, [False, True]))
+    r = h.heal(HealthEvent("memory_leak", "h", NOW, "mem_percent", 78))
+    assert (r.status, r.level) == (RESOLVED, "hard")
+    assert [e["step"] for e in entries] == ["detect", "assess", "act", "verify", "resolve"]
+    assert entries[1]["detail"] == "mem_percent = 78 > 75" and entries[2]["outcome"] == "done"
+    assert list(cache.iterdir()) == []
+    assert len({e["entry_id"] for e in entries}) == len(entries)
+
+
+def test_partial_success_escalates_then_the_top_level_alerts(tmp_path):
+    b, cache = books(tmp_path)
+    fill(cache)
+    h, entries = healer(tmp_path, b, ScriptedProbe({"mem_percent": 65}, [False, False, False]))
+    r = h.heal(HealthEvent("memory_leak", "h", NOW, "mem_percent", 65))
+    steps = [(e["step"], e["level"], e["outcome"]) for e in entries]
+    assert steps[:6] == [
+        ("detect", "", "received"),
+        ("assess", "soft", "soft"),
+        ("act", "soft", "done"),
+        ("schedule", "soft", "scheduled"),
+        ("verify", "soft", "still_active"),
+        ("escalate", "soft", "hard"),
+    ]
+    # the hard level's clear_cache finds nothing left: no progress, so no further escalation, an alert
+    assert steps[6:] == [("act", "hard", "noop"), ("verify", "hard", "still_active"), ("alert", "hard", "sent")]
+    assert r.status == UNRESOLVED and r.level == "hard"
+    assert [s.action for s, _, _ in r.followups] == ["recheck"]
+    alert = json.loads((tmp_path / "alerts.jsonl").read_text().splitlines()[-1])
+    assert "unresolved at hard: no action at this level could be taken" in alert["text"]
+
+
+def test_an_event_over_before_we_act_is_only_logged(tmp_path):
+    b, cache = books(tmp_path)
+    fill(cache)
+    h, entries = healer(tmp_path, b, ScriptedProbe({}, [True]))
+    r = h.heal(HealthEvent("memory_leak", "h", NOW))
+    assert r.status == ALREADY_RESOLVED and len(list(cache.iterdir())) == 3
+
+
+def test_dry_run_logs_what_it_would_do(tmp_path):
+    b, cache = books(tmp_path, "  dry_run: true\n")
+    fill(cache)
+    h, entries = healer(tmp_path, b, ScriptedProbe({"mem_percent": 90}, [False]))
+    r = h.heal(HealthEvent("memory_leak", "h", NOW))
+    assert r.status == DRY and len(list(cache.iterdir())) == 3
+    assert [e["outcome"] for e in entries if e["step"] == "act"] == ["dry_run"]
+    assert "would remove 3 file(s)" in next(e["detail"] for e in entries if e["step"] == "act")
+
+
+def test_a_flapping_target_gets_an_alert_not_actions(tmp_path):
+    b, cache = books(tmp_path, "  flap_max_events: 2\n")
+    fill(cache)
+    hist = pd.DataFrame(
+        [(NOW - pd.Timedelta(minutes=i), f"old{i}", "h", "received") for i in (1, 2)],
+        columns=["ts", "event_id", "source", "outcome"],
+    )
+    h, entries = healer(tmp_path, b, ScriptedProbe({}, [False]), hist)
+    r = h.heal(HealthEvent("memory_leak", "h", NOW))
+    assert r.status == SUPPRESSED and len(list(cache.iterdir())) == 3
+    assert [e["step"] for e in entries] == ["detect", "decide", "alert"]
+
+
+def test_a_follow_up_runs_its_one_step(tmp_path):
+    b, _ = books(tmp_path)
+    step = b.playbook("memory_leak").steps("soft")[1]
+    h, entries = healer(tmp_path, b, ScriptedProbe({}, [False]))
+    r = h.heal(HealthEvent("memory_leak", "h", NOW), follow_up=step)
+    assert r.status == UNRESOLVED and [e["step"] for e in entries] == ["recheck", "alert"]
