@@ -41,6 +41,7 @@ class DetectorSettings:
     failure_window_s: float = 900.0  # task_failure_pattern: this many failures of one job in the window
     failure_min_count: int = 3
     hung_after_s: float = 30.0  # process_hung: heartbeat or CPU time still for this long
+    zombie_persist_s: float = 20.0  # process_zombie: zombies seen this long (a child just exiting is not one)
     cascade_window_s: float = 600.0  # cascade_failure: this many failures under one failing upstream
     cascade_min_failures: int = 3
     anomaly_window_s: float = 3600.0  # anomaly: alert events of these severities that started lately
@@ -291,21 +292,34 @@ class Watch:
     cpu_still_is_hung: bool = False
 
 
-def process_zombie(procs: list[ProcInfo], host: str, now: pd.Timestamp) -> list[HealthEvent]:
-    """Zombie processes, one event per parent (the parent is what can reap them)."""
+def process_zombie(
+    procs: list[ProcInfo], host: str, now: pd.Timestamp, seen: dict[str, float], s: DetectorSettings
+) -> list[HealthEvent]:
+    """Zombies that lingered at least ``zombie_persist_s``, one event per parent (the parent is what can reap
+    them); ``seen`` (``"pid:create_time"`` -> epoch first seen) is updated in place, keep it between calls.
+    Orphans already under PID 1 are left out: only init can reap them (this machine's PID 1 does not)."""
+    t = now.timestamp()
     by_parent: dict[int, list[ProcInfo]] = {}
+    current = set()
     for p in procs:
-        if p.zombie:
-            by_parent.setdefault(p.ppid, []).append(p)
+        if p.zombie and p.ppid != 1:
+            key = f"{p.pid}:{p.create_time:.3f}"
+            current.add(key)
+            seen.setdefault(key, t)
+            if t - seen[key] >= s.zombie_persist_s:
+                by_parent.setdefault(p.ppid, []).append(p)
+    for key in set(seen) - current:
+        del seen[key]
     names = {p.pid: p for p in procs}
     out = []
     for ppid, zs in sorted(by_parent.items()):
         parent = names.get(ppid)
+        first = min(seen[f"{z.pid}:{z.create_time:.3f}"] for z in zs)
         out.append(
             HealthEvent(
                 "process_zombie",
                 f"{host}/proc/{ppid}",
-                now,
+                pd.Timestamp(first, unit="s", tz="UTC").floor("s"),
                 "zombie_count",
                 float(len(zs)),
                 {

@@ -110,9 +110,12 @@ def test_zombies_are_found_per_parent_and_reaped_through_the_allowlisted_parent(
     cmd = [sys.executable, "-m", "rhythm_pipelines.chaos.workloads", "zombies", "--tag", ztag, "--count", "4"]
     spawn("subreaper", "--", *cmd)
     deadline = time.monotonic() + 10
-    events = []
+    events, seen = [], {}
     while time.monotonic() < deadline:
-        events = [e for e in d.process_zombie(snapshot(), HOST, NOW) if ztag in cmdline(e.detail["parent_pid"])]
+        found = d.process_zombie(
+            snapshot(), HOST, pd.Timestamp.now(tz="UTC"), seen, DetectorSettings(zombie_persist_s=0.3)
+        )
+        events = [e for e in found if ztag in cmdline(e.detail["parent_pid"])]
         if events and events[0].value == 4:
             break
         time.sleep(0.1)
