@@ -10,13 +10,14 @@ from pydantic import Field
 from rhythm_pipelines.defs.ingestion import channel_calls, raw_metrics, window
 from rhythm_pipelines.defs.metadata import md_table, plot_forecast
 from rhythm_pipelines.defs.partitions import daily_partitions
-from rhythm_pipelines.defs.resources import MetricsStoreResource, ModelRegistryResource
+from rhythm_pipelines.defs.resources import MetricsStoreResource, ModelRegistryResource, healing_from_env
 from rhythm_pipelines.forecasting.day_report import DayReport, score_day
 from rhythm_pipelines.forecasting.live import forecast_now, horizon_label
 from rhythm_pipelines.forecasting.models import DEFAULT_MODELS
 from rhythm_pipelines.forecasting.serving import DEFAULT_HORIZONS
 from rhythm_pipelines.forecasting.targets import TARGETS, ForecastTarget, target
 from rhythm_pipelines.forecasting.training import TrainReport, train_window
+from rhythm_pipelines.healing.pause import PRIORITY_TAG, paused_by
 
 FORECAST_GROUP = "forecasting"
 DAY = pd.Timedelta("1D")
@@ -286,6 +287,7 @@ live_forecasts_job = dg.define_asset_job(
     "live_forecasts_job",
     selection=dg.AssetSelection.assets(*live_forecast_assets),
     description="Latency, CPU and memory forecasts for the next 15 min and 1 h from the served models.",
+    tags={PRIORITY_TAG: "low"},  # healing cancels its queued runs while it pauses low-priority work
 )
 forecast_training_schedule = dg.build_schedule_from_partitioned_job(
     forecast_training_job,
@@ -295,12 +297,22 @@ forecast_training_schedule = dg.build_schedule_from_partitioned_job(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Nightly: retrain on the window ending with yesterday, and score the day before's models.",
 )
-live_forecasts_schedule = dg.ScheduleDefinition(
+
+
+@dg.schedule(
     name="live_forecasts_schedule",
     job=live_forecasts_job,
     cron_schedule="*/15 * * * *",
     default_status=dg.DefaultScheduleStatus.RUNNING,
-    description="Every 15 minutes: fresh forecasts from the served models.",
+    tags={PRIORITY_TAG: "low"},
+    description="Every 15 minutes: fresh forecasts from the served models. Low priority: skipped while healing "
+    "pauses low-priority work.",
 )
+def live_forecasts_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest | dg.SkipReason:
+    held = paused_by(healing_from_env().paused_file, pd.Timestamp.now(tz="UTC"))
+    if held:
+        return dg.SkipReason(f"low-priority work paused by healing event(s): {', '.join(held)}")
+    return dg.RunRequest()
+
 
 forecasting_assets = [forecaster_models, forecast_accuracy, *live_forecast_assets]

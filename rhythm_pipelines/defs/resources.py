@@ -103,3 +103,44 @@ def registry_from_env() -> ModelRegistryResource:
     from rhythm_pipelines.forecasting.registry import default_root
 
     return ModelRegistryResource(root=default_root())
+
+
+class HealingResource(dg.ConfigurableResource):
+    """Playbooks, the healing state directory (routes, pauses, reboot plans, alerts) and the admin webhook."""
+
+    state_dir: str
+    playbooks: str = ""  # a playbook file; empty: $RHYTHM_PLAYBOOKS, else the shipped recovery_playbooks.yaml
+    webhook_url: str = ""  # Slack-compatible incoming webhook; empty: alerts go to the log and alerts.jsonl
+    dry_run: bool = False  # forces dry run whatever the playbooks say
+
+    def books(self):
+        from dataclasses import replace
+
+        from rhythm_pipelines.healing.playbooks import load
+
+        books = load(self.playbooks or None)
+        return replace(books, safety=replace(books.safety, dry_run=True)) if self.dry_run else books
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir)
+
+    @property
+    def paused_file(self) -> Path:
+        return self.state_path / "paused.json"
+
+    def notifier(self):
+        from rhythm_pipelines.healing.notify import Notifier
+
+        return Notifier(self.webhook_url or None, self.state_path / "alerts.jsonl")
+
+
+def healing_from_env() -> HealingResource:
+    """``$RHYTHM_HEALING_DIR`` (default ``$RHYTHM_HOME/healing``), ``$RHYTHM_PLAYBOOKS``, ``$RHYTHM_ADMIN_WEBHOOK``
+    (a secret: read through EnvVar) and ``$RHYTHM_HEALING_DRY_RUN=1``."""
+    return HealingResource(
+        state_dir=os.environ.get("RHYTHM_HEALING_DIR", str(rhythm_home() / "healing")),
+        playbooks=os.environ.get("RHYTHM_PLAYBOOKS", ""),
+        webhook_url=dg.EnvVar("RHYTHM_ADMIN_WEBHOOK") if os.environ.get("RHYTHM_ADMIN_WEBHOOK") else "",
+        dry_run=os.environ.get("RHYTHM_HEALING_DRY_RUN", "") in ("1", "true", "yes"),
+    )

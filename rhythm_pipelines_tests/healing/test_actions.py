@@ -26,7 +26,7 @@ NOW = pd.Timestamp.now(tz="UTC")
 
 def actuator(tmp_path, policy: SafetyPolicy, history=None, **kw) -> Actuator:
     guard = Guard(policy, history) if history is not None else Guard(policy)
-    return Actuator(policy, guard, HOST, tmp_path / "state", **kw)
+    return Actuator(policy, guard, HOST, tmp_path / "state", **{"now": lambda: NOW, **kw})
 
 
 def cmdline(pid: int) -> str:

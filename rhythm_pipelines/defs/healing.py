@@ -1,0 +1,383 @@
+"""Self-healing in Dagster: sensors that detect events and launch ``healing_job``, the follow-up sensor,
+and the ``healing_log`` asset. The loop itself is ``rhythm_pipelines.healing.engine``.
+
+- ``health_sensor`` (every ``$RHYTHM_HEALTH_INTERVAL_S``, 10 s): host metrics, channel calls, anomaly alerts,
+  this host's processes and temp roots → events → one run per new event (``run_key`` = event id).
+- ``healing_run_failure_sensor``: on each failed run, the job's failures in the window
+  (task_failure_pattern) and failures sharing a failing upstream asset (cascade_failure).
+- ``healing_followups_sensor``: launches the follow-ups playbooks scheduled, when due.
+Runs carry ``rhythm/target`` so the run queue applies one healing run per target at a time.
+"""
+
+import json
+import os
+import time
+
+import dagster as dg
+import pandas as pd
+from dagster._utils.hosted_user_process import recon_job_from_origin
+
+from rhythm_pipelines.defs.metadata import md_table
+from rhythm_pipelines.defs.resources import HealingResource, MetricsStoreResource, sampler_host
+from rhythm_pipelines.healing import pause
+from rhythm_pipelines.healing.actions import Actuator
+from rhythm_pipelines.healing.detectors import cascade_failure, task_failure_pattern
+from rhythm_pipelines.healing.engine import Healer
+from rhythm_pipelines.healing.events import HealthEvent
+from rhythm_pipelines.healing.playbooks import Step
+from rhythm_pipelines.healing.probe import LocalProbe
+from rhythm_pipelines.healing.processes import snapshot
+from rhythm_pipelines.healing.safety import Guard
+from rhythm_pipelines.healing.tracker import EpisodeTracker
+from rhythm_pipelines.healing.watch import HOST_METRICS, Observation, calls_lookback, detect_all, lookback
+
+HEALTH_INTERVAL_S = int(os.environ.get("RHYTHM_HEALTH_INTERVAL_S", "10"))
+HEALING_GROUP = "healing"
+TARGET_TAG = "rhythm/target"  # dagster.yaml limits runs to one per value of this tag
+LOG_LOOKBACK = pd.Timedelta("1h")
+
+
+class EventConfig(dg.Config):
+    kind: str
+    source: str
+    start: str
+    metric: str = ""
+    value: float | None = None
+    detail_json: str = "{}"
+
+    @classmethod
+    def of(cls, event: HealthEvent) -> dict:
+        cfg = event.to_config()
+        return {
+            **{k: cfg[k] for k in ("kind", "source", "start", "metric", "value")},
+            "detail_json": json.dumps(cfg["detail"]),
+        }
+
+    def event(self) -> HealthEvent:
+        return HealthEvent.from_config(
+            {**self.model_dump(exclude={"detail_json"}), "detail": json.loads(self.detail_json)}
+        )
+
+
+class HealConfig(dg.Config):
+    event: EventConfig
+    follow_up_action: str = ""  # set by the follow-up sensor: run this one step of the event's playbook
+    follow_up_params_json: str = "{}"
+
+
+def run_request(event: HealthEvent, run_key: str | None = None, follow_up: Step | None = None) -> dg.RunRequest:
+    config = {"event": EventConfig.of(event)}
+    if follow_up is not None:
+        config |= {"follow_up_action": follow_up.action, "follow_up_params_json": json.dumps(follow_up.params)}
+    return dg.RunRequest(
+        run_key=run_key or event.event_id,
+        run_config={"ops": {"heal_event": {"config": config}}},
+        tags={
+            TARGET_TAG: event.source[:200],
+            "rhythm/event_kind": event.kind,
+            "rhythm/follow_up": follow_up.action if follow_up else "",
+        },
+    )
+
+
+class DagsterWorkControl:
+    """Pausing low-priority work and re-executing failed runs, on a Dagster instance."""
+
+    def __init__(self, instance: dg.DagsterInstance, paused_file, log):
+        self.instance, self.paused_file, self.log = instance, paused_file, log
+
+    def pause_low_priority(self, event_id: str) -> tuple[bool, str]:
+        held = pause.pause(self.paused_file, event_id, pd.Timestamp.now(tz="UTC"))
+        queued = self.instance.get_runs(
+            filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED], tags={pause.PRIORITY_TAG: "low"})
+        )
+        for run in queued:
+            self.instance.run_coordinator.cancel_run(run.run_id)
+        what = "low-priority schedules and sensors skip their ticks" if held else "already paused by this event"
+        return True, f"{what}; {len(queued)} queued low-priority run(s) canceled"
+
+    def resume_low_priority(self, event_id: str) -> tuple[bool, str]:
+        released = pause.resume(self.paused_file, event_id)
+        others = pause.paused_by(self.paused_file, pd.Timestamp.now(tz="UTC"))
+        if not released:
+            return False, "this event held no pause"
+        return True, "resumed" if not others else f"released; still paused by {', '.join(others)}"
+
+    def rerun_failed(self, run_id: str, max_attempts: int, backoff_s: float) -> tuple[bool, str]:
+        """Re-execute from failure (in this process, as a run of the instance), with exponential backoff."""
+        tried = []
+        for attempt in range(max_attempts):
+            run = self.instance.get_run_by_id(run_id)
+            if run is None or run.job_code_origin is None:
+                return False, f"run {run_id} cannot be re-executed (no code origin)"
+            result = dg.execute_job(
+                recon_job_from_origin(run.job_code_origin),
+                instance=self.instance,
+                reexecution_options=dg.ReexecutionOptions.from_failure(run_id, self.instance),
+                tags={"rhythm/healing_rerun_of": run_id},
+                raise_on_error=False,
+            )
+            tried.append(result.run_id)
+            if result.success:
+                return True, f"re-executed {run_id} from failure: run {result.run_id} succeeded (attempt {attempt + 1})"
+            run_id = result.run_id  # the next attempt starts from the newest failure
+            if attempt + 1 < max_attempts:
+                self.log.info(f"re-execution {result.run_id} failed; retrying in {backoff_s * 2**attempt:.0f} s")
+                time.sleep(backoff_s * 2**attempt)
+        return False, f"{max_attempts} re-execution(s) failed: {', '.join(tried)}"
+
+
+def _job_recovered(instance: dg.DagsterInstance):
+    def recovered(key: str, since: pd.Timestamp) -> tuple[bool, str]:
+        runs = instance.get_runs(filters=dg.RunsFilter(job_name=key, updated_after=since.to_pydatetime()), limit=10)
+        if runs:
+            ok = [r for r in runs if r.status == dg.DagsterRunStatus.SUCCESS]
+            return bool(
+                ok
+            ), f"{len(ok)} successful run(s) of {key} since {since:%H:%M:%S}" if ok else f"{key}: no success yet"
+        mat = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key))
+        if mat is not None and mat.timestamp > since.timestamp():
+            return True, f"{key} materialized at {pd.Timestamp(mat.timestamp, unit='s', tz='UTC'):%H:%M:%S}"
+        return False, f"{key}: no success since {since:%H:%M:%S}"
+
+    return recovered
+
+
+@dg.op(
+    description="Assess the event, run its playbook level by level, verify, escalate or alert; every step is "
+    "written to the healing log.",
+)
+def heal_event(
+    context: dg.OpExecutionContext, config: HealConfig, store: MetricsStoreResource, healing: HealingResource
+):
+    books = healing.books()
+    event = config.event.event()
+    now = pd.Timestamp.now(tz="UTC")
+    with store.open() as s:
+        history = s.read_table("healing_log", now - max(LOG_LOOKBACK, pd.Timedelta(seconds=books.safety.flap_window_s)))
+
+        def record(entry: dict) -> None:
+            s.write_table("healing_log", pd.DataFrame([entry]))
+            step = f"{entry['step']} [{entry['level'] or '-'}] {entry['action']}".rstrip()
+            context.log.info(f"{step} {entry['outcome']}: {entry['detail']}")
+
+        def alert_end(alert_id: str):
+            rows = s.read_table("events", event_id=alert_id)
+            return pd.Timestamp(rows["end"].max()) if len(rows) else None
+
+        actuator = Actuator(
+            books.safety,
+            Guard(books.safety, history),
+            sampler_host(),
+            healing.state_path,
+            healing.notifier(),
+            DagsterWorkControl(context.instance, healing.paused_file, context.log),
+            books.fallbacks,
+        )
+        probe = LocalProbe(
+            books.detectors,
+            sampler_host(),
+            actuator.routes_file,
+            calls=lambda a, b: s.read_table("channel_calls", a, b),
+            job_recovered=_job_recovered(context.instance),
+            alert_end=alert_end,
+        )
+        healer = Healer(books, actuator, probe, record, run_id=context.run_id)
+        follow_up = (
+            Step(config.follow_up_action, json.loads(config.follow_up_params_json), 0.0)
+            if config.follow_up_action
+            else None
+        )
+        result = healer.heal(event, follow_up)
+        if result.followups:
+            s.write_table(
+                "healing_followups",
+                pd.DataFrame(
+                    [
+                        {
+                            "ts": due,
+                            "followup_id": f"{event.event_id}|{step.action}|{level}",
+                            "event_id": event.event_id,
+                            "action": step.action,
+                            "params": json.dumps(step.params),
+                            "event": json.dumps(event.to_config()),
+                            "status": "pending",
+                        }
+                        for step, due, level in result.followups
+                    ]
+                ),
+            )
+    context.log_event(
+        dg.AssetObservation(
+            asset_key="healing_log",
+            metadata={
+                "event_id": event.event_id,
+                "kind": event.kind,
+                "target": event.source,
+                "status": result.status,
+                "level": result.level,
+                "seconds": round(result.seconds, 2),
+                "actions": (
+                    md_table(
+                        pd.DataFrame(
+                            [(a.action, a.target, a.outcome, a.detail) for a in result.actions],
+                            columns=["action", "target", "outcome", "detail"],
+                        )
+                    )
+                )
+                if result.actions
+                else "none",
+            },
+        )
+    )
+    return result.status
+
+
+@dg.job(
+    description="Heal one event: assess its severity, run the playbook, verify, escalate or alert. Launched by the "
+    "healing sensors with the event in the run config; one run per target at a time (tag rhythm/target).",
+    tags={"rhythm/kind": "healing"},
+)
+def healing_job():
+    heal_event()
+
+
+def _observe(store, healing: HealingResource, books, now: pd.Timestamp) -> Observation:
+    s = books.detectors
+    with store.open() as st:
+        points = st.read_metrics(now - lookback(s), now + pd.Timedelta(seconds=1), metrics=list(HOST_METRICS))
+        calls = st.read_table("channel_calls", now - calls_lookback(s), now + pd.Timedelta(seconds=1))
+        alerts = st.read_table("events", now - pd.Timedelta(seconds=s.anomaly_window_s), now + pd.Timedelta(seconds=1))
+    return Observation(sampler_host(), now, points, calls, alerts, snapshot(), books.safety.temp_roots)
+
+
+@dg.sensor(
+    job=healing_job,
+    minimum_interval_seconds=HEALTH_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every ~10 s: CPU spikes, memory leaks, slow or failing channels, zombies, hung workers, disk "
+    "pressure and anomaly alerts; launches healing_job once per new event (run_key = event id).",
+)
+def health_sensor(context: dg.SensorEvaluationContext, store: MetricsStoreResource, healing: HealingResource):
+    books = healing.books()
+    now = pd.Timestamp.now(tz="UTC")
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    state = cursor.get("state", {})
+    events = detect_all(_observe(store, healing, books, now), books.detectors, books.watches, state)
+    tracker = EpisodeTracker(clear_after_s=max(3 * HEALTH_INTERVAL_S, 30), state=cursor.get("episodes", {}))
+    new = tracker.observe(events, now)
+    cursor = json.dumps({"episodes": tracker.state, "state": state}, separators=(",", ":"))
+    if not new:
+        open_ = ", ".join(tracker.state) or "none"
+        return dg.SensorResult(skip_reason=f"no new event ({len(events)} holding; open: {open_})", cursor=cursor)
+    return dg.SensorResult(run_requests=[run_request(e) for e in new], cursor=cursor)
+
+
+def _failed_assets(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """Asset keys of the steps that failed in a run (a step key is its asset key path joined by __)."""
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.STEP_FAILURE).records
+    return sorted({r.event_log_entry.step_key.replace("__", "/") for r in records if r.event_log_entry.step_key})
+
+
+@dg.run_failure_sensor(
+    name="healing_run_failure_sensor",
+    request_job=healing_job,
+    monitor_all_code_locations=True,  # also runs executed outside a workspace (CLI, scripts, re-executions)
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=HEALTH_INTERVAL_S,
+    description="On each failed run: repeated failures of its job (task_failure_pattern) and failures under "
+    "one failing upstream asset (cascade_failure) launch healing_job.",
+)
+def healing_run_failure_sensor(context: dg.RunFailureSensorContext, healing: HealingResource):
+    run = context.dagster_run
+    if run.job_name == healing_job.name:
+        return dg.SkipReason("a healing run failed: not healed by healing")
+    books = healing.books()
+    s = books.detectors
+    now = pd.Timestamp.now(tz="UTC")
+    window = pd.Timedelta(seconds=max(s.failure_window_s, s.cascade_window_s))
+    failed = context.instance.get_runs(
+        filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE], updated_after=(now - window).to_pydatetime())
+    )
+    failed = [r for r in failed if r.job_name != healing_job.name]
+    stats = {r.run_id: context.instance.get_run_stats(r.run_id) for r in failed}
+    ends = {rid: pd.Timestamp(st.end_time or st.launch_time or 0, unit="s", tz="UTC") for rid, st in stats.items()}
+    runs = pd.DataFrame(
+        [(r.run_id, r.job_name, "FAILURE", ends[r.run_id]) for r in failed], columns=["run_id", "job", "status", "end"]
+    )
+    events = [e for e in task_failure_pattern(runs, now, s) if e.source == run.job_name]
+    repo = context.repository_def
+    if repo is not None:
+        graph = repo.asset_graph
+        upstream = {
+            k.to_user_string(): [p.to_user_string() for p in graph.get(k).parent_keys]
+            for k in graph.get_all_asset_keys()
+        }
+        failures = pd.DataFrame(
+            [(key, ends[r.run_id], r.run_id) for r in failed for key in _failed_assets(context.instance, r.run_id)],
+            columns=["key", "ts", "run_id"],
+        )
+        events += cascade_failure(failures, upstream, now, s)
+    if not events:
+        return dg.SkipReason(f"{run.job_name} failed ({len(runs)} failure(s) in the window): no pattern yet")
+    for e in events:
+        context.log.info(f"{e.kind} on {e.source}: launching healing_job")
+    return [run_request(e) for e in events]
+
+
+@dg.sensor(
+    job=healing_job,
+    minimum_interval_seconds=HEALTH_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Launches the follow-ups playbooks scheduled (resume paused work, re-check) when they fall due.",
+)
+def healing_followups_sensor(context: dg.SensorEvaluationContext, store: MetricsStoreResource):
+    now = pd.Timestamp.now(tz="UTC")
+    with store.open() as s:
+        due = s.read_table("healing_followups", now - pd.Timedelta(days=1), now, status="pending")
+        if due.empty:
+            return dg.SkipReason("no follow-up due")
+        requests = [
+            run_request(
+                HealthEvent.from_config(json.loads(row.event)),
+                run_key=row.followup_id,
+                follow_up=Step(row.action, json.loads(row.params), 0.0),
+            )
+            for row in due.itertuples(index=False)
+        ]
+        s.write_table("healing_followups", due.assign(status="launched"))
+    return dg.SensorResult(run_requests=requests)
+
+
+@dg.asset(
+    group_name=HEALING_GROUP,
+    kinds={"sqlite"},
+    description="The healing log of the last 24 h: every step of every healing run (actions, targets, parameters, "
+    "outcomes, timings), including the decisions not to act. Healing runs add observations here as they finish.",
+)
+def healing_log(context: dg.AssetExecutionContext, store: MetricsStoreResource) -> dg.MaterializeResult:
+    now = pd.Timestamp.now(tz="UTC")
+    with store.open() as s:
+        log = s.read_table("healing_log", now - pd.Timedelta("24h"), now + pd.Timedelta(seconds=1))
+    if log.empty:
+        return dg.MaterializeResult(metadata={"entries": 0, "log": dg.MetadataValue.md("No healing in the last 24 h.")})
+    acts = log[log["step"] == "act"]
+    outcome = log[log["step"].isin(["resolve", "alert", "decide"]) | (log["outcome"] == "already_resolved")]
+    events = log.drop_duplicates("event_id")
+    shown = log.sort_values("ts", ascending=False).head(50)
+    return dg.MaterializeResult(
+        metadata={
+            "entries": len(log),
+            "events": len(events),
+            "actions": len(acts),
+            "actions_by_outcome": dg.MetadataValue.json(acts["outcome"].value_counts().to_dict()),
+            "events_by_kind": dg.MetadataValue.json(events["kind"].value_counts().to_dict()),
+            "resolved": int((outcome["outcome"] == "resolved").sum()),
+            "log": md_table(
+                shown[["ts", "kind", "source", "level", "step", "action", "target", "outcome", "detail"]], 50
+            ),
+        }
+    )
+
+
+healing_sensors = [health_sensor, healing_run_failure_sensor, healing_followups_sensor]
