@@ -372,6 +372,20 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_forecast_predict)
 
+    ch = sub.add_parser("chaos", help="chaos: real incidents in a sandbox against a real Dagster daemon")
+    cr = ch.add_subparsers(dest="action", required=True).add_parser(
+        "run", help="run chaos scenarios and measure detection, auto-resolution, MTTR and safety"
+    )
+    cr.add_argument("--scenarios", default="", help="comma-separated (default: all of them, in order)")
+    cr.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    cr.add_argument("--keep", action="store_true", help="keep the sandbox directory (logs, store, DAGSTER_HOME)")
+    cr.set_defaults(func=cmd_chaos_run)
+
+    hv = sub.add_parser("healing", help="self-healing playbooks").add_subparsers(dest="action", required=True)
+    va = hv.add_parser("validate", help="check a playbook file (default: $RHYTHM_PLAYBOOKS or the shipped one)")
+    va.add_argument("file", nargs="?")
+    va.set_defaults(func=cmd_healing_validate)
+
     d = sub.add_parser("demo-seed", help="seed the demo fleet for `make dev` (once)")
     d.add_argument("--days", type=float, default=3.0)
     d.add_argument("--seed", type=int, default=0)
@@ -379,6 +393,32 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-materialize", action="store_true", help="only write the files; print the backfill")
     d.set_defaults(func=cmd_demo_seed)
     return p
+
+
+def cmd_chaos_run(args: argparse.Namespace) -> int:
+    from rhythm_pipelines.chaos.runner import main_json, print_table, run_chaos
+
+    names = [n.strip() for n in args.scenarios.split(",") if n.strip()] or None
+    progress = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
+    report = run_chaos(names, progress=progress, keep=args.keep)
+    print(main_json(report) if args.json else print_table(report))
+    return 0
+
+
+def cmd_healing_validate(args: argparse.Namespace) -> int:
+    from rhythm_pipelines.healing.playbooks import PlaybookError, load
+
+    try:
+        books = load(args.file)
+    except PlaybookError as exc:
+        print(f"rhythm: error: {exc}", file=sys.stderr)
+        return 2
+    levels = sum(len(pb.levels) for pb in books.playbooks.values())
+    print(
+        f"{books.origin}: valid: {len(books.playbooks)} playbooks, {levels} levels; "
+        f"{len(books.safety.processes)} process rule(s), dry run {'on' if books.safety.dry_run else 'off'}"
+    )
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from rhythm_pipelines.defs import chaos
 from rhythm_pipelines.defs.anomaly import anomaly_assets
 from rhythm_pipelines.defs.forecasting import (
     forecast_training_job,
@@ -10,16 +11,30 @@ from rhythm_pipelines.defs.forecasting import (
     live_forecasts_job,
     live_forecasts_schedule,
 )
-from rhythm_pipelines.defs.healing import healing_job, healing_log, healing_sensors
+from rhythm_pipelines.defs.healing import healing_job, healing_log, healing_report, healing_sensors
 from rhythm_pipelines.defs.ingestion import ingestion_assets, ingestion_checks
 from rhythm_pipelines.defs.jobs import anomaly_job, hourly_ingestion_job
 from rhythm_pipelines.defs.resources import healing_from_env, landing_from_env, registry_from_env, store_from_env
 from rhythm_pipelines.defs.sensors import host_sampler
 
 defs = dg.Definitions(
-    assets=[*ingestion_assets, *anomaly_assets, *forecasting_assets, healing_log],
+    assets=[
+        *ingestion_assets,
+        *anomaly_assets,
+        *forecasting_assets,
+        healing_log,
+        healing_report,
+        *(chaos.chaos_assets if chaos.enabled() else []),
+    ],
     asset_checks=ingestion_checks,
-    jobs=[hourly_ingestion_job, anomaly_job, forecast_training_job, live_forecasts_job, healing_job],
+    jobs=[
+        hourly_ingestion_job,
+        anomaly_job,
+        forecast_training_job,
+        live_forecasts_job,
+        healing_job,
+        *(chaos.chaos_jobs if chaos.enabled() else []),
+    ],
     schedules=[forecast_training_schedule, live_forecasts_schedule],
     sensors=[host_sampler, *healing_sensors],
     resources={

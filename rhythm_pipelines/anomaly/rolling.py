@@ -15,7 +15,6 @@ from collections import deque
 import bottleneck as bn
 import numpy as np
 import pandas as pd
-from scipy import ndimage
 
 
 class TrailingWindow:
@@ -109,6 +108,8 @@ def trailing_quantile(x: np.ndarray, window: int, q: float, min_periods: int = 1
     lo = int(math.floor(pos))
     frac = pos - lo
     origin = (w - 1) // 2  # turns scipy's centred filter into a trailing one
+    from scipy import ndimage  # imported when used: scipy is slow to import (sensor ticks, run start-up)
+
     a = ndimage.rank_filter(x, rank=lo, size=w, mode="nearest", origin=origin)[w - 1 :]
     if frac:
         b = ndimage.rank_filter(x, rank=min(lo + 1, w - 1), size=w, mode="nearest", origin=origin)[w - 1 :]

@@ -12,7 +12,6 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import norm
 
 from rhythm_pipelines.anomaly.base import Channels, Detector, RobustBaseline, one_channel, robust_deviation
 
@@ -48,7 +47,7 @@ def mann_kendall(values: np.ndarray, timestamps: np.ndarray | None = None) -> Ma
     z = 0.0 if s == 0 or var <= 0 else (s - math.copysign(1, s)) / math.sqrt(var)
     dt = t[j] - t[i]
     slope = float(np.median(diff[dt > 0] / dt[dt > 0])) if np.any(dt > 0) else 0.0
-    return MannKendall(s, float(z), float(2 * norm.sf(abs(z))), slope)
+    return MannKendall(s, float(z), math.erfc(abs(z) / math.sqrt(2)), slope)  # two-sided normal p
 
 
 def _rise_weights(span: int) -> np.ndarray:

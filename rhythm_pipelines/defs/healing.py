@@ -17,7 +17,8 @@ import dagster as dg
 import pandas as pd
 from dagster._utils.hosted_user_process import recon_job_from_origin
 
-from rhythm_pipelines.defs.metadata import md_table
+from rhythm_pipelines.defs.metadata import md_table, plot_incidents
+from rhythm_pipelines.defs.partitions import daily_partitions
 from rhythm_pipelines.defs.resources import HealingResource, MetricsStoreResource, sampler_host
 from rhythm_pipelines.healing import pause
 from rhythm_pipelines.healing.actions import Actuator
@@ -27,6 +28,7 @@ from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.playbooks import Step
 from rhythm_pipelines.healing.probe import LocalProbe
 from rhythm_pipelines.healing.processes import snapshot
+from rhythm_pipelines.healing.report import day_report
 from rhythm_pipelines.healing.safety import Guard
 from rhythm_pipelines.healing.tracker import EpisodeTracker
 from rhythm_pipelines.healing.watch import HOST_METRICS, Observation, calls_lookback, detect_all, lookback
@@ -378,6 +380,53 @@ def healing_log(context: dg.AssetExecutionContext, store: MetricsStoreResource) 
             ),
         }
     )
+
+
+@dg.asset(
+    group_name=HEALING_GROUP,
+    partitions_def=daily_partitions,
+    kinds={"sqlite"},
+    description="A day of healing: events, actions, MTTR, auto-recovery rate, availability (the share of the day "
+    "with no open hard or critical event), the task failure rate from Dagster's run history, and the top "
+    "recurring causes, with a timeline of the day's incidents.",
+)
+def healing_report(context: dg.AssetExecutionContext, store: MetricsStoreResource) -> dg.MaterializeResult:
+    window = context.partition_time_window
+    start, end = pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
+    with store.open() as s:
+        log = s.read_table("healing_log", start - pd.Timedelta("1h"), end)
+    records = context.instance.get_run_records(
+        filters=dg.RunsFilter(
+            statuses=[dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE],
+            updated_after=start.to_pydatetime(),
+            updated_before=end.to_pydatetime(),
+        )
+    )
+    runs = pd.DataFrame(
+        [
+            (r.dagster_run.job_name, r.dagster_run.status.value)
+            for r in records
+            if r.dagster_run.job_name != healing_job.name
+        ],
+        columns=["job", "status"],
+    )
+    report = day_report(log, runs, start, end)
+    summary = report.summary()
+    metadata = {
+        "events": summary["events"],
+        "actions": summary["actions"],
+        "mttr_p50_s": summary["mttr_s"]["p50"],
+        "mttr_p95_s": summary["mttr_s"]["p95"],
+        "auto_recovery_rate": summary["auto_recovery_rate"],
+        "availability": round(summary["availability"], 6),
+        "task_failure_rate": summary["task_failure_rate"],
+        "runs": summary["runs"],
+        "top_causes": md_table(report.top_causes()),
+        "actions_by_outcome": md_table(report.actions),
+    }
+    if len(report.events):
+        metadata["timeline"] = plot_incidents(report.events, start, end, f"healing on {start:%Y-%m-%d}")
+    return dg.MaterializeResult(metadata={k: v for k, v in metadata.items() if v is not None})
 
 
 healing_sensors = [health_sensor, healing_run_failure_sensor, healing_followups_sensor]

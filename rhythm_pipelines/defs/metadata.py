@@ -97,3 +97,23 @@ def plot_forecast(
     ax.set_ylabel(ylabel)
     ax.legend(fontsize=7, loc="upper left")
     return _png(fig, title)
+
+
+def plot_incidents(
+    events: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, title: str
+) -> dg.MarkdownMetadataValue:
+    """A timeline of healing events (``start``, ``closed``, ``kind``, ``source``, ``level``, ``status``): one
+    bar per event from detection to resolution, coloured by level; unresolved ones run to the end."""
+    plt = _pyplot()
+    colours = {"soft": "tab:green", "hard": "tab:orange", "critical": "tab:red"}
+    fig, ax = plt.subplots(figsize=(8, max(2.0, 0.3 * len(events) + 1)), dpi=90)
+    for i, e in enumerate(events.itertuples(index=False)):
+        closed = e.closed if pd.notna(e.closed) else end
+        width = max((closed - e.start).total_seconds(), 60) / 86400
+        ax.barh(
+            i, width, left=e.start, color=colours.get(e.level, "tab:gray"), hatch="" if e.status == "resolved" else "//"
+        )
+    ax.set_yticks(range(len(events)), [f"{e.kind} {e.source}"[:40] for e in events.itertuples(index=False)], fontsize=7)
+    ax.set_xlim(start, end)
+    ax.set_title(title, fontsize=10)
+    return _png(fig, title)

@@ -115,7 +115,7 @@ class Actuator:
             pid = event.detail.get("pid") or (
                 int(event.source.rsplit("/proc/", 1)[1]) if "/proc/" in event.source else None
             )
-            p = procs.process(int(pid)) if pid is not None else None
+            p = procs.process(int(pid), alive=True) if pid is not None else None
             if p is None:
                 return [], []
             created = event.detail.get("create_time")
@@ -160,7 +160,7 @@ class Actuator:
         if why:
             return REFUSED, event.source, why, []
         ppid = int(event.detail.get("parent_pid") or event.source.rsplit("/proc/", 1)[1])
-        parent = procs.process(ppid)
+        parent = procs.process(ppid, alive=True)
         if parent is None or not procs.zombies_of(ppid):
             return NOOP, event.source, f"no zombies left under pid {ppid}", []
         created = event.detail.get("parent_create_time")

@@ -64,7 +64,7 @@ class LocalProbe:
             return False, f"cannot read {event.host} from here"
         if "/proc/" in event.source:
             pid = int(event.source.rsplit("/proc/", 1)[1])
-            p = procs.process(pid)
+            p = procs.process(pid, alive=True)
             if p is None:
                 return True, f"pid {pid} is gone"
             ok = not math.isnan(event.value) and p.rss_bytes < 0.9 * event.value
@@ -79,7 +79,7 @@ class LocalProbe:
 
     def _process_hung(self, event, since):
         pid = int(event.detail.get("pid") or event.source.rsplit("/proc/", 1)[1])
-        p = procs.process(pid)
+        p = procs.process(pid, alive=True)
         created = event.detail.get("create_time")
         if p is None or (created is not None and abs(p.create_time - float(created)) > 1e-3):
             return True, f"pid {pid} is gone"

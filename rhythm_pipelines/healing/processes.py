@@ -52,17 +52,27 @@ def snapshot() -> list[ProcInfo]:
     return [i for i in map(_info, psutil.process_iter()) if i is not None]
 
 
-def process(pid: int) -> ProcInfo | None:
+def process(pid: int, alive: bool = False) -> ProcInfo | None:
+    """The process ``pid`` (None if gone; with ``alive``, None for a zombie too: it is dead)."""
     try:
-        return _info(psutil.Process(pid))
+        info = _info(psutil.Process(pid))
     except psutil.Error:
         return None
+    return None if info is None or (alive and info.zombie) else info
 
 
 def same_process(info: ProcInfo) -> bool:
-    """Is ``info.pid`` still the process we looked at (not a reused pid)?"""
-    now = process(info.pid)
+    """Is ``info.pid`` still the live process we looked at (not a reused pid, not dead)?"""
+    now = process(info.pid, alive=True)
     return now is not None and abs(now.create_time - info.create_time) < 1e-3
+
+
+def _ended(p: psutil.Process) -> bool:
+    """Gone, or a zombie (dead: only its parent's wait is missing)."""
+    try:
+        return p.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
 
 
 def terminate(info: ProcInfo, grace_s: float = 5.0) -> str:
@@ -72,17 +82,15 @@ def terminate(info: ProcInfo, grace_s: float = 5.0) -> str:
     p = psutil.Process(info.pid)
     try:
         p.terminate()
-        try:
-            p.wait(timeout=grace_s)
-            return "terminated"
-        except psutil.TimeoutExpired:
-            p.kill()
-            p.wait(timeout=5)
-            return "killed"
     except psutil.NoSuchProcess:
         return "gone"
-    except psutil.TimeoutExpired:
-        return "kill sent, still present"
+    if wait_until(lambda: _ended(p), grace_s, 0.05):
+        return "terminated"
+    try:
+        p.kill()
+    except psutil.NoSuchProcess:
+        return "terminated"
+    return "killed" if wait_until(lambda: _ended(p), 5.0, 0.05) else "kill sent, still present"
 
 
 def signal_parent(info: ProcInfo) -> None:

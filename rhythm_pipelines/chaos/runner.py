@@ -1,0 +1,540 @@
+"""``rhythm chaos run``: real incidents on this machine, in a sandbox, against a real Dagster daemon.
+
+The sandbox is a temporary directory with its own ``DAGSTER_HOME`` (queued run coordinator, one healing run
+per target), store, healing state and a chaos playbook file: the shipped playbooks with the **chaos
+profile** (:data:`CHAOS_PROFILE`: detection windows of seconds instead of minutes, a 2 s host sampler, short
+cooldowns) and allowlists that name only this run's workloads (their command lines carry the sandbox tag).
+A bystander process under load, not allowlisted, runs throughout. Each scenario starts an incident, waits
+for the healing run the sensors launch (detection) and for its verified resolution in the healing log, then
+cleans up. The daemon is restarted once half-way, to show that no event gets a second run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from rhythm_pipelines.chaos.channel import FAIL, OK, SLOW, ChannelServer, Gateway
+from rhythm_pipelines.healing.playbooks import default_text
+
+CHAOS_PROFILE: dict[str, dict[str, Any]] = {
+    "detectors": {
+        "cpu_sustain_s": 10,
+        "stale_s": 15,
+        "leak_window_s": 60,
+        "leak_min_points": 8,
+        "leak_p_value": 0.001,
+        "latency_window_s": 10,
+        "latency_min_calls": 5,
+        "failure_window_s": 300,
+        "hung_after_s": 5,
+        "zombie_persist_s": 3,
+        "cascade_window_s": 300,
+        "temp_max_bytes": 50_000_000,
+        "breaker_open_s": 5,
+        "breaker_history_s": 60,
+    },
+    "safety": {"cooldown_s": 5, "max_actions_per_hour": 300, "flap_max_events": 10},
+    "verify": {"wait_s": 1, "timeout_s": 15},
+}
+SAMPLE_INTERVAL_S = 2  # the chaos host sampler; the healing sensors keep their default 10 s
+SCENARIOS = (
+    "cpu_spike",
+    "memory_leak",
+    "zombie",
+    "hung_process",
+    "temp_flood",
+    "task_failure_pattern",
+    "circuit_breaker",
+    "high_latency",
+    "cascade",
+    "critical",
+)
+CHANNELS = {"breaker": "chaos-a@local", "latency": "chaos-b@local"}
+TERMINAL = {"resolve": "resolved", "alert": "unresolved", "decide": "suppressed"}
+
+
+@dataclass
+class Sandbox:
+    root: Path
+    tag: str = field(default_factory=lambda: f"rhythm-chaos-{uuid.uuid4().hex[:10]}")
+
+    def __post_init__(self) -> None:
+        for d in (self.dagster_home, self.healing_dir, self.chaos_dir, self.tmp_root, self.cache_dir, self.hb_dir):
+            d.mkdir(parents=True, exist_ok=True)
+
+    dagster_home = property(lambda self: self.root / "dagster_home")
+    rhythm_home = property(lambda self: self.root / "rhythm")
+    store_path = property(lambda self: self.root / "rhythm" / "metrics.db")
+    healing_dir = property(lambda self: self.root / "rhythm" / "healing")
+    chaos_dir = property(lambda self: self.root / "rhythm" / "chaos")
+    tmp_root = property(lambda self: self.root / "sandbox" / "tmp")
+    cache_dir = property(lambda self: self.root / "sandbox" / "cache")
+    hb_dir = property(lambda self: self.root / "sandbox" / "heartbeats")
+    playbooks = property(lambda self: self.root / "chaos_playbooks.yaml")
+    routes_file = property(lambda self: self.root / "rhythm" / "healing" / "routes.json")
+
+    def env(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "DAGSTER_HOME": str(self.dagster_home),
+            "RHYTHM_HOME": str(self.rhythm_home),
+            "RHYTHM_STORE": "sqlite",
+            "RHYTHM_SQLITE_PATH": str(self.store_path),
+            "RHYTHM_HEALING_DIR": str(self.healing_dir),
+            "RHYTHM_PLAYBOOKS": str(self.playbooks),
+            "RHYTHM_CHAOS": "1",
+            "RHYTHM_CHAOS_DIR": str(self.chaos_dir),
+            "RHYTHM_SAMPLE_INTERVAL_S": str(SAMPLE_INTERVAL_S),
+            "RHYTHM_MODEL_REGISTRY": str(self.rhythm_home / "models"),
+        }
+
+    def write_config(self) -> None:
+        (self.dagster_home / "dagster.yaml").write_text(
+            yaml.safe_dump(
+                {
+                    "run_coordinator": {
+                        "module": "dagster._core.run_coordinator",
+                        "class": "QueuedRunCoordinator",
+                        "config": {
+                            "max_concurrent_runs": 4,
+                            "dequeue_interval_seconds": 1,
+                            "tag_concurrency_limits": [
+                                {"key": "rhythm/target", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+                            ],
+                        },
+                    },
+                    "sensors": {"use_threads": True, "num_workers": 3},
+                    "telemetry": {"enabled": False},
+                }
+            )
+        )
+        self.playbooks.write_text(chaos_playbooks(self))
+
+
+def chaos_playbooks(sb: Sandbox) -> str:
+    """The shipped playbooks with the chaos profile and this sandbox's allowlists."""
+    doc = yaml.safe_load(default_text())
+    mine = re.escape(sb.tag)
+    doc["safety"] |= CHAOS_PROFILE["safety"] | {
+        "allow_processes": [{"cmdline": mine}],
+        "cache_dirs": [str(sb.cache_dir)],
+        "temp_roots": [str(sb.tmp_root)],
+    }
+    doc["detectors"] = dict(CHAOS_PROFILE["detectors"])
+    doc["verify"] = dict(CHAOS_PROFILE["verify"])
+    doc["watch"] = [{"cmdline": mine, "heartbeat_dir": str(sb.hb_dir)}]
+    doc["routing"] = {"fallbacks": {src: src.replace("@local", "@backup") for src in CHANNELS.values()}}
+    for step in doc["playbooks"]["disk_pressure"]["soft"]:
+        if step["action"] == "remove_temp_files":
+            step["params"]["older_than_s"] = 0  # the flood's files are seconds old
+    return "# generated by rhythm chaos run: the shipped playbooks with the chaos profile\n" + yaml.safe_dump(doc)
+
+
+class Daemon:
+    """``dagster-daemon run`` on the sandbox, in its own process group."""
+
+    def __init__(self, sb: Sandbox):
+        self.sb, self.proc = sb, None
+        self.log = open(sb.root / "daemon.log", "ab")  # noqa: SIM115 - closed in stop()
+
+    def start(self) -> None:
+        exe = Path(sys.executable).parent / "dagster-daemon"
+        self.proc = subprocess.Popen(
+            [str(exe), "run", "-m", "rhythm_pipelines.definitions"],
+            env=self.sb.env(),
+            cwd=self.sb.root,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def stop(self, close: bool = False) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        if close:
+            self.log.close()
+
+
+@dataclass
+class ScenarioResult:
+    name: str
+    detected: bool = False
+    resolved: bool = False
+    detect_s: float | None = None
+    resolve_s: float | None = None
+    actions: list[str] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+    notes: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {k: getattr(self, k) for k in ("name", "detected", "resolved", "detect_s", "resolve_s", "actions")}
+        return out | {"events": self.events, **({"notes": self.notes} if self.notes else {})}
+
+
+class Chaos:
+    def __init__(self, sb: Sandbox, progress: Callable[[str], None]):
+        import dagster as dg
+        import psutil
+
+        self.sb, self.progress, self.dg, self.psutil = sb, progress, dg, psutil
+        self.host = os.environ.get("RHYTHM_HOST") or __import__("socket").gethostname()
+        self.workloads: list[subprocess.Popen] = []
+        self.allowlisted: set[int] = set()
+        self.server = ChannelServer()
+        self.daemon = Daemon(sb)
+        self.instance = None
+        self.gateway: Gateway | None = None
+        self.bystander: subprocess.Popen | None = None
+        self.descendants: set[int] = set()
+        self._reaping = threading.Event()
+        threading.Thread(target=self._reap, daemon=True).start()
+
+    def _reap(self) -> None:
+        """Wait for our workloads as they die (healing kills them): a parent's job, or they stay zombies. And
+        remember every process our allowlisted workloads start (burner workers, zombie parents): the audit's
+        own record of what healing may touch, kept apart from the allowlist rules it checks."""
+        while not self._reaping.wait(0.2):
+            for p in list(self.workloads):
+                if p.pid in self.allowlisted and p.poll() is None:
+                    self.descendants |= self._tree(p)
+                p.poll()
+
+    # -- processes -----------------------------------------------------------------------------------------
+
+    def spawn(self, kind: str, *args: str, tag: str | None = None, nice: int = 10) -> subprocess.Popen:
+        cmd = [sys.executable, "-m", "rhythm_pipelines.chaos.workloads", kind, "--tag", tag or self.sb.tag, *args]
+        p = subprocess.Popen(cmd, env=self.sb.env(), preexec_fn=lambda: os.nice(nice))
+        if tag is None:
+            self.allowlisted.add(p.pid)
+        self.workloads.append(p)
+        return p
+
+    def _tree(self, p: subprocess.Popen) -> set[int]:
+        try:
+            return {p.pid, *(c.pid for c in self.psutil.Process(p.pid).children(recursive=True))}
+        except self.psutil.Error:
+            return {p.pid}
+
+    def kill_workloads(self, keep: subprocess.Popen | None = None) -> None:
+        for p in self.workloads:
+            if p is keep or p.poll() is not None:
+                continue
+            for pid in self._tree(p) - {p.pid}:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            p.kill()
+            p.wait(timeout=10)
+        self.workloads = [p for p in self.workloads if p is keep]
+
+    def run_job(self, job: str) -> None:
+        """Execute a chaos job the way a user would from the command line (its failure is the point)."""
+        exe = Path(sys.executable).parent / "dagster"
+        subprocess.run(
+            [str(exe), "job", "execute", "-m", "rhythm_pipelines.definitions", "-j", job],
+            env=self.sb.env(),
+            cwd=self.sb.root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            check=False,
+        )
+
+    # -- the loop ------------------------------------------------------------------------------------------
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            beats = self.instance.get_daemon_heartbeats()
+            ready = "SENSOR" in beats and "QUEUED_RUN_COORDINATOR" in beats
+            if ready and time.time() - beats["SENSOR"].timestamp < 30:
+                return
+            time.sleep(1)
+        raise RuntimeError(f"the Dagster daemon did not start: see {self.sb.root / 'daemon.log'}")
+
+    def healing_runs(self, since: float) -> list:
+        dg = self.dg
+        records = self.instance.get_run_records(filters=dg.RunsFilter(job_name="healing_job"))
+        return [
+            r
+            for r in records
+            if r.create_timestamp.timestamp() >= since and not r.dagster_run.tags.get("rhythm/follow_up")
+        ]
+
+    def log_of(self, event_id: str) -> pd.DataFrame:
+        from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
+
+        with SQLiteMetricsStore(str(self.sb.store_path)) as s:
+            return s.read_table("healing_log", event_id=event_id)
+
+    def scenario(self, name: str) -> tuple[set[str], Callable[[str], bool], str | None]:
+        """Start ``name``'s incident; returns (event kinds that count, a target predicate, the level wanted)."""
+        sb, host = self.sb, self.host
+        if name == "cpu_spike":
+            self.spawn("burn", "--procs", "2", "--duty", "0.95")
+            return {"cpu_spike"}, lambda t: t == host, None
+        if name == "memory_leak":
+            p = self.spawn("leak", "--mb-per-s", "25", "--max-mb", "4000")
+            return {"memory_leak"}, lambda t: t in (host, f"{host}/proc/{p.pid}"), None
+        if name == "zombie":
+            zombie_cmd = [sys.executable, "-m", "rhythm_pipelines.chaos.workloads", "zombies", "--tag", sb.tag]
+            p = self.spawn("subreaper", "--", *zombie_cmd, "--count", "4")
+            return {"process_zombie"}, lambda t: int(t.rsplit("/", 1)[-1]) in self._tree(p), None
+        if name == "hung_process":
+            p = self.spawn("hung", "--heartbeat-dir", str(sb.hb_dir), "--beat-s", "2")
+            return {"process_hung"}, lambda t: t == f"{host}/proc/{p.pid}", None
+        if name == "temp_flood":
+            canary = sb.root / "outside" / "precious.bin"
+            canary.parent.mkdir(exist_ok=True)
+            canary.write_bytes(b"keep me")
+            os.utime(canary, (time.time() - 86400,) * 2)
+            link = sb.tmp_root / "link-to-outside"
+            link.unlink(missing_ok=True)
+            link.symlink_to(canary)
+            self.spawn("flood", "--dir", str(sb.tmp_root), "--count", "12", "--mb", "6")
+            return {"disk_pressure"}, lambda t: t == f"{host}:{sb.tmp_root}", None
+        if name == "task_failure_pattern":
+            (sb.chaos_dir / "flaky.fail").write_text("3")
+            for _ in range(3):
+                self.run_job("chaos_flaky_job")
+            return {"task_failure_pattern"}, lambda t: t == "chaos_flaky_job", None
+        if name == "circuit_breaker":
+            self.server.modes[CHANNELS["breaker"]] = FAIL
+            return {"circuit_breaker_open"}, lambda t: t == CHANNELS["breaker"], None
+        if name == "high_latency":
+            self.server.modes[CHANNELS["latency"]] = SLOW
+            return {"high_latency"}, lambda t: t == CHANNELS["latency"], None
+        if name == "cascade":
+            (sb.chaos_dir / "upstream.fail").write_text("1")
+            self.run_job("chaos_upstream_job")
+            self.run_job("chaos_downstream_job")
+            return {"cascade_failure"}, lambda t: t == "chaos_upstream", None
+        if name == "critical":
+            self.spawn("burn", "--procs", "2")
+            self.spawn("leak", "--mb-per-s", "25", "--max-mb", "2000")
+            return {"cpu_spike"}, lambda t: t == host, "critical"
+        raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
+
+    def clean_up(self, name: str) -> None:
+        self.kill_workloads(keep=self.bystander)
+        for src in CHANNELS.values():
+            self.server.modes[src] = OK
+        self.sb.routes_file.unlink(missing_ok=True)
+        for f in self.sb.tmp_root.glob("flood-*"):
+            f.unlink()
+
+    def run_one(self, name: str, detect_timeout_s: float = 120, resolve_timeout_s: float = 90) -> ScenarioResult:
+        res = ScenarioResult(name)
+        t0 = time.time()
+        self.progress(f"{name}: starting the incident")
+        try:
+            kinds, target_ok, level = self.scenario(name)
+            matched: dict[str, Any] = {}  # run_id -> record
+            deadline = time.time() + detect_timeout_s
+            first_at = None
+            while time.time() < deadline:
+                for r in self.healing_runs(t0):
+                    tags = r.dagster_run.tags
+                    if tags.get("rhythm/event_kind") in kinds and _safe(target_ok, tags.get("rhythm/target", "")):
+                        matched.setdefault(r.dagster_run.run_id, r)
+                if matched and first_at is None:
+                    first_at = min(r.create_timestamp.timestamp() for r in matched.values())
+                    res.detected, res.detect_s = True, round(first_at - t0, 2)
+                    self.progress(f"{name}: detected after {res.detect_s} s")
+                    deadline = first_at + resolve_timeout_s
+                if first_at is not None:
+                    done, ok, last, levels = self._outcomes(matched)
+                    if done:
+                        res.resolved = ok and (level is None or level in levels)
+                        res.resolve_s = round(last - first_at, 2) if ok else None
+                        break
+                time.sleep(0.5)
+            for r in matched.values():
+                log = self.log_of(r.dagster_run.tags.get("dagster/run_key", ""))
+                res.events.append(r.dagster_run.tags.get("dagster/run_key", ""))
+                acts = log[(log["step"] == "act") & (log["outcome"] == "done")]
+                res.actions += [f"{a.action} {a.target}" for a in acts.itertuples()]
+            if res.detected and not res.resolved:
+                res.notes = "not resolved in time" if not self._outcomes(matched)[0] else "healing did not resolve it"
+            self.progress(f"{name}: {'resolved in ' + str(res.resolve_s) + ' s' if res.resolved else 'NOT resolved'}")
+        finally:
+            self.clean_up(name)
+        return res
+
+    def _outcomes(self, matched: dict) -> tuple[bool, bool, float, set[str]]:
+        """(every matched run finished its healing, all resolved, when the last resolved, levels reached)."""
+        ok, last, levels = True, 0.0, set()
+        for r in matched.values():
+            log = self.log_of(r.dagster_run.tags.get("dagster/run_key", ""))
+            log = log[log["run_id"] == r.dagster_run.run_id]
+            levels |= set(log["level"].dropna()) - {""}
+            end = log[log["step"].isin(list(TERMINAL)) | (log["outcome"] == "already_resolved")]
+            if end.empty:
+                return False, False, 0.0, levels
+            row = end.iloc[-1]
+            if row["step"] == "resolve":
+                last = max(last, pd.Timestamp(row["ts"]).timestamp())
+            elif row["outcome"] != "already_resolved":
+                ok = False
+        return True, ok and last > 0, last, levels
+
+    def audit(self) -> tuple[int, int, list[str]]:
+        """(unsafe actions, duplicate runs, findings): anything done to a target outside the allowlists, and
+        any event that got more than one healing run."""
+        from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
+
+        findings = []
+        with SQLiteMetricsStore(str(self.sb.store_path)) as s:
+            log = s.read_table("healing_log")
+        done = log[(log["step"].isin(["act", "follow_up"])) & (log["outcome"] == "done")]
+        unsafe = 0
+        for a in done.itertuples():
+            pids = [int(x) for x in re.findall(r"/proc/(\d+)", a.target or "")]
+            ours = self.allowlisted | self.descendants
+            if a.action in ("terminate_process", "reap_zombies") and any(p not in ours for p in pids):
+                unsafe += 1
+                findings.append(f"{a.action} on {a.target} (not an allowlisted workload)")
+            if a.action in ("remove_temp_files", "clear_cache") and not all(
+                str(self.sb.root) in root for root in (a.target or "").split(", ")
+            ):
+                unsafe += 1
+                findings.append(f"{a.action} on {a.target} (outside the sandbox)")
+        if self.bystander is not None and self.bystander.poll() is not None:
+            unsafe += 1
+            findings.append("the bystander was killed")
+        canary = self.sb.root / "outside" / "precious.bin"
+        if canary.parent.exists() and not canary.exists():
+            unsafe += 1
+            findings.append("a file outside the temp root was removed through a symlink")
+        runs = self.instance.get_runs(filters=self.dg.RunsFilter(job_name="healing_job"))
+        keys = pd.Series([r.tags.get("dagster/run_key") for r in runs]).dropna()
+        duplicates = int((keys.value_counts() - 1).sum())
+        if duplicates:
+            findings.append(f"{duplicates} duplicate healing run(s)")
+        return unsafe, duplicates, findings
+
+
+def _safe(fn: Callable[[str], bool], value: str) -> bool:
+    try:
+        return bool(fn(value))
+    except (ValueError, IndexError):
+        return False
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if values else None
+
+
+def run_chaos(
+    scenarios: list[str] | None = None,
+    progress: Callable[[str], None] = lambda m: None,
+    keep: bool = False,
+    restart_daemon: bool = True,
+) -> dict[str, Any]:
+    """Run the scenarios and return the report (the ``--json`` object)."""
+    names = list(scenarios or SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    import dagster as dg
+
+    sb = Sandbox(Path(tempfile.mkdtemp(prefix="rhythm-chaos-")))
+    sb.write_config()
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in sb.env().items() if k.startswith(("DAGSTER_HOME", "RHYTHM_"))})
+    chaos = Chaos(sb, progress)
+    results: list[ScenarioResult] = []
+    try:
+        chaos.instance = dg.DagsterInstance.from_config(str(sb.dagster_home))
+        progress(f"sandbox {sb.root}; starting the Dagster daemon")
+        chaos.daemon.start()
+        chaos.server.__enter__()
+        chaos.gateway = Gateway(chaos.server.url, list(CHANNELS.values()), sb.routes_file, str(sb.store_path))
+        chaos.gateway.start()
+        chaos.bystander = chaos.spawn("burn", "--duty", "0.3", tag=f"rhythm-bystander-{uuid.uuid4().hex[:8]}", nice=5)
+        chaos.wait_ready()
+        progress("daemon ready; warming up the detectors' windows")
+        time.sleep(max(CHAOS_PROFILE["detectors"]["leak_window_s"], 20))
+        for i, name in enumerate(names):
+            results.append(chaos.run_one(name))
+            if restart_daemon and i == len(names) // 2 - 1 and len(names) > 1:
+                progress("restarting the Dagster daemon")
+                chaos.daemon.stop()
+                chaos.daemon.start()
+                chaos.wait_ready()
+            time.sleep(3)
+        unsafe, duplicates, findings = chaos.audit()
+    finally:
+        if chaos.gateway is not None:
+            chaos.gateway.stop()
+        chaos.kill_workloads()
+        chaos._reaping.set()
+        chaos.daemon.stop(close=True)
+        chaos.server.__exit__(None, None, None)
+        if chaos.instance is not None:
+            chaos.instance.dispose()
+        os.environ.clear()
+        os.environ.update(saved)
+        if not keep:
+            shutil.rmtree(sb.root, ignore_errors=True)
+    resolved = [r.resolve_s for r in results if r.resolved and r.resolve_s is not None]
+    report = {
+        "scenarios": [r.as_dict() for r in results],
+        "detection_rate": round(sum(r.detected for r in results) / len(results), 4),
+        "auto_resolution_rate": round(sum(r.resolved for r in results) / len(results), 4),
+        "mttr_s": {"p50": _percentile(resolved, 50), "p95": _percentile(resolved, 95)},
+        "unsafe_actions": unsafe,
+        "duplicate_runs": duplicates,
+        "findings": findings,
+        "profile": CHAOS_PROFILE,
+    }
+    if keep:
+        report["sandbox"] = str(sb.root)
+    return report
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else str(value)
+
+
+def print_table(report: dict[str, Any]) -> str:
+    """The report as a table, then the headline figures and any finding."""
+    rows = [
+        f"{s['name']:<22} {'yes' if s['detected'] else 'NO':<9} {'yes' if s['resolved'] else 'NO':<9} "
+        f"{_cell(s['detect_s']):<9} {_cell(s['resolve_s']):<10} {'; '.join(s['actions'])[:70]}"
+        for s in report["scenarios"]
+    ]
+    head = f"{'scenario':<22} {'detected':<9} {'resolved':<9} {'detect_s':<9} {'resolve_s':<10} actions"
+    mttr = report["mttr_s"]
+    tail = (
+        f"detection rate {report['detection_rate']:.2f}, auto-resolution rate {report['auto_resolution_rate']:.2f}, "
+        f"MTTR p50 {_cell(mttr['p50'])} s, p95 {_cell(mttr['p95'])} s, "
+        f"unsafe actions {report['unsafe_actions']}, duplicate runs {report['duplicate_runs']}"
+    )
+    return "\n".join([head, *rows, "", tail, *report["findings"]])
+
+
+def main_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=1, default=str)
