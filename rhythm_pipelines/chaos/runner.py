@@ -41,6 +41,7 @@ CHAOS_PROFILE: dict[str, dict[str, Any]] = {
         "stale_s": 15,
         "leak_window_s": 60,
         "leak_min_points": 8,
+        "leak_min_rss_frac_per_h": 10,  # a minute's window: a process warming up grows a few x per hour
         "leak_p_value": 0.001,
         "latency_window_s": 10,
         "latency_min_calls": 5,
@@ -260,6 +261,7 @@ class Chaos:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,
+            preexec_fn=lambda: os.nice(10),  # user work, like the burners: the healing machinery comes first
         )
 
     # -- the loop ------------------------------------------------------------------------------------------

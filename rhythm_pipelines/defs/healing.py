@@ -239,6 +239,7 @@ def heal_event(
     description="Heal one event: assess its severity, run the playbook, verify, escalate or alert. Launched by the "
     "healing sensors with the event in the run config; one run per target at a time (tag rhythm/target).",
     tags={"rhythm/kind": "healing"},
+    executor_def=dg.in_process_executor,  # one op: a step subprocess would only add start-up time to MTTR
 )
 def healing_job():
     heal_event()

@@ -138,8 +138,8 @@ def memory_leak(points: pd.DataFrame, now: pd.Timestamp, s: DetectorSettings) ->
             ts = pd.DatetimeIndex(g["ts"])
             if len(g) < s.leak_min_points or now - ts[-1] > pd.Timedelta(seconds=s.stale_s):
                 continue
-            if (ts[-1] - ts[0]).total_seconds() < 0.5 * s.leak_window_s:
-                continue  # too little of the window covered to call it steady
+            if (ts[-1] - ts[0]).total_seconds() < 0.8 * s.leak_window_s:
+                continue  # too little of the window covered (a process just started, still warming up)
             v = g["value"].to_numpy(dtype="float64")
             mk = mann_kendall(v, (ts - ts[0]).total_seconds().to_numpy())
             per_h = mk.slope * 3600

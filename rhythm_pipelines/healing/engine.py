@@ -1,5 +1,9 @@
 """The healing loop for one event: assess → act → verify → resolved, or escalate, or alert the admin.
 
+A level that did not resolve the event escalates to the next level that has actions (whether its own actions
+worked but did not suffice, or none applied), except when a rate limit or a cooldown held its actions back:
+those rails are never escalated around. The top level, or a held-back level, alerts the admin.
+
 Pure of Dagster: the caller passes a :class:`Probe` (fresh readings and "is it over?"), an
 :class:`~rhythm_pipelines.healing.actions.Actuator` and a ``record`` callback that receives every log entry
 (the Dagster job writes them to the ``healing_log`` table and its own event log).
@@ -15,10 +19,11 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from rhythm_pipelines.healing.actions import DONE, DRY_RUN, ActionRecord, Actuator
+from rhythm_pipelines.healing.actions import DONE, DRY_RUN, REFUSED, ActionRecord, Actuator
 from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.playbooks import PlaybookSet, Step
 
+RAILS = ("cooldown", "rate limit")  # refusals that must not be escalated around
 RESOLVED, ALREADY_RESOLVED, UNRESOLVED, SUPPRESSED, DRY = (
     "resolved",
     "already_resolved",
@@ -186,15 +191,15 @@ class Healer:
                     level,
                 )
                 return result
-            progressed = any(r.outcome == DONE for r in records)
+            held = [r for r in records if r.outcome == REFUSED and r.detail.startswith(RAILS)]
             nxt = books.next_level(event.kind, level)
-            if progressed and nxt:
-                self._log(result, "escalate", nxt, f"{level} actions did not resolve it: escalating to {nxt}", level)
+            if nxt and not held:
+                done = sum(r.outcome == DONE for r in records)
+                why = f"{done} action(s) done" if done else "nothing at this level applied"
+                self._log(result, "escalate", nxt, f"{level}: {why}, not resolved: escalating to {nxt}", level)
                 level = nxt
                 continue
-            reason = (
-                "no action at this level could be taken" if not progressed else "the highest level did not resolve it"
-            )
+            reason = f"held back ({held[0].detail})" if held else "the highest level did not resolve it"
             self._alert(
                 result, level, f"{event.kind} on {event.source} unresolved at {level}: {reason}; last reading: {detail}"
             )

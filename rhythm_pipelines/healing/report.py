@@ -98,10 +98,7 @@ def day_report(log: pd.DataFrame, runs: pd.DataFrame, start: pd.Timestamp, end: 
     for event_id, d in detect.groupby("event_id", sort=False):
         mine = log[log["event_id"] == event_id]
         first = d["ts"].min()
-        levels = (
-            mine.loc[mine["step"] == "assess", "level"].tolist()
-            + mine.loc[mine["step"] == "escalate", "outcome"].tolist()
-        )
+        assessed = mine.loc[mine["step"] == "assess", "level"].tolist()  # the severity; escalation is the response
         resolve = mine[mine["step"] == "resolve"]
         status = (
             "resolved"
@@ -120,7 +117,7 @@ def day_report(log: pd.DataFrame, runs: pd.DataFrame, start: pd.Timestamp, end: 
                 "source": d["source"].iloc[0],
                 "start": first,
                 "closed": closed,
-                "level": max(levels, key=["soft", "hard", "critical"].index) if levels else "",
+                "level": assessed[0] if assessed else "",
                 "status": status,
                 "resolve_s": (closed - first).total_seconds() if status == "resolved" else np.nan,
             }

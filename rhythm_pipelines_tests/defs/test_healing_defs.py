@@ -163,3 +163,28 @@ def test_low_priority_schedule_skips_while_healing_holds_a_pause(tmp_path, monke
     assert isinstance(skipped, dg.SkipReason) and "h|cpu_spike|t" in skipped.skip_message
     pause.resume(tmp_path / "paused.json", "h|cpu_spike|t")
     assert isinstance(live_forecasts_schedule(ctx), dg.RunRequest)
+
+
+def test_healing_report_materializes_a_day(healing_resources):
+    from rhythm_pipelines.defs.healing import healing_report
+
+    day = pd.Timestamp("2026-11-20", tz="UTC")
+    rows = [
+        (day + pd.Timedelta(hours=1), "e1", "detect", "", "received"),
+        (day + pd.Timedelta(hours=1), "e1", "assess", "hard", "hard"),
+        (day + pd.Timedelta(hours=1), "e1", "act", "hard", "done"),
+        (day + pd.Timedelta(hours=3), "e1", "resolve", "hard", "resolved"),
+    ]
+    log = pd.DataFrame(rows, columns=["ts", "event_id", "step", "level", "outcome"]).assign(
+        entry_id=[f"r:{i}" for i in range(4)], kind="memory_leak", source=HOST, action="clear_cache"
+    )
+    with healing_resources["store"].open() as s:
+        s.write_table("healing_log", log)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = dg.materialize(
+            [healing_report], partition_key="2026-11-20", resources=healing_resources, instance=instance
+        )
+    md = result.asset_materializations_for_node("healing_report")[0].metadata
+    assert md["events"].value == 1 and md["mttr_p50_s"].value == 7200.0
+    assert md["availability"].value == pytest.approx(1 - 2 / 24)
+    assert "memory_leak" in md["top_causes"].value and md["timeline"].value.startswith("![healing on 2026-11-20]")

@@ -70,7 +70,7 @@ def test_resolved_at_the_assessed_level(tmp_path):
     assert len({e["entry_id"] for e in entries}) == len(entries)
 
 
-def test_partial_success_escalates_then_the_top_level_alerts(tmp_path):
+def test_an_unresolved_level_escalates_then_the_top_level_alerts(tmp_path):
     b, cache = books(tmp_path)
     fill(cache)
     h, entries = healer(tmp_path, b, ScriptedProbe({"mem_percent": 65}, [False, False, False]))
@@ -84,12 +84,32 @@ def test_partial_success_escalates_then_the_top_level_alerts(tmp_path):
         ("verify", "soft", "still_active"),
         ("escalate", "soft", "hard"),
     ]
-    # the hard level's clear_cache finds nothing left: no progress, so no further escalation, an alert
-    assert steps[6:] == [("act", "hard", "noop"), ("verify", "hard", "still_active"), ("alert", "hard", "sent")]
-    assert r.status == UNRESOLVED and r.level == "hard"
+    # the hard level's clear_cache finds nothing left: still not resolved, so on to critical, then the alert
+    assert steps[6:] == [
+        ("act", "hard", "noop"),
+        ("verify", "hard", "still_active"),
+        ("escalate", "hard", "critical"),
+        ("act", "critical", "noop"),
+        ("verify", "critical", "still_active"),
+        ("alert", "critical", "sent"),
+    ]
+    assert r.status == UNRESOLVED and r.level == "critical"
     assert [s.action for s, _, _ in r.followups] == ["recheck"]
     alert = json.loads((tmp_path / "alerts.jsonl").read_text().splitlines()[-1])
-    assert "unresolved at hard: no action at this level could be taken" in alert["text"]
+    assert "unresolved at critical: the highest level did not resolve it" in alert["text"]
+
+
+def test_a_rate_limit_is_never_escalated_around(tmp_path):
+    b, cache = books(tmp_path, "  max_actions_per_hour: 1\n")
+    fill(cache)
+    hist = pd.DataFrame(
+        [(NOW - pd.Timedelta(minutes=5), "other-event", "elsewhere", "done")],
+        columns=["ts", "event_id", "source", "outcome"],
+    )
+    h, entries = healer(tmp_path, b, ScriptedProbe({"mem_percent": 65}, [False, False]), hist)
+    r = h.heal(HealthEvent("memory_leak", "h", NOW, "mem_percent", 65))
+    assert r.status == UNRESOLVED and r.level == "soft" and len(list(cache.iterdir())) == 3
+    assert [e["step"] for e in entries][-1] == "alert" and "held back (rate limit" in entries[-1]["detail"]
 
 
 def test_an_event_over_before_we_act_is_only_logged(tmp_path):

@@ -25,7 +25,11 @@ def test_severity_soft_hard_critical_from_readings():
     assert books.assess(e, {"mem_percent": 62})[0] == "soft"
     assert books.assess(e, {"mem_percent": 80})[0] == "hard"
     assert books.assess(e, {"mem_percent": 90})[0] == "critical"
-    assert books.assess(e, {"mem_percent": 50, "cpu_percent": 95})[0] == "critical"
+    assert books.assess(e, {"mem_percent": 50, "cpu_percent": 95})[0] == "soft"  # a leak's own rules: memory only
+    assert (
+        books.assess(HealthEvent("cpu_spike", "h", "2026-11-22"), {"mem_percent": 50, "cpu_percent": 95})[0]
+        == "critical"
+    )
     # a kind's own rules replace the global ones
     f = HealthEvent("task_failure_pattern", "etl", "2026-11-22", "failures", 6)
     assert books.assess(f, {"failures": 6, "cpu_percent": 99})[0] == "hard"
