@@ -41,7 +41,8 @@ CHAOS_PROFILE: dict[str, dict[str, Any]] = {
         "stale_s": 15,
         "leak_window_s": 60,
         "leak_min_points": 8,
-        "leak_min_rss_frac_per_h": 10,  # a minute's window: a process warming up grows a few x per hour
+        "leak_min_rss_frac_per_h": 10,  # a minute's window: a process warming up grows a few x per hour...
+        "leak_min_mem_pct_per_h": 60,  # ...and the host's memory a few points (the leak: 25 MB/s, ~375 %/h here)
         "leak_p_value": 0.001,
         "latency_window_s": 10,
         "latency_min_calls": 5,

@@ -1,5 +1,5 @@
-"""Self-healing in Dagster: sensors that detect events and launch ``healing_job``, the follow-up sensor,
-and the ``healing_log`` asset. The loop itself is ``rhythm_pipelines.healing.engine``.
+"""Self-healing in Dagster: sensors that detect events and launch ``healing_job``, the follow-up sensor, and
+the ``healing_log`` and daily ``healing_report`` assets. The loop itself is ``rhythm_pipelines.healing.engine``.
 
 - ``health_sensor`` (every ``$RHYTHM_HEALTH_INTERVAL_S``, 10 s): host metrics, channel calls, anomaly alerts,
   this host's processes and temp roots → events → one run per new event (``run_key`` = event id).

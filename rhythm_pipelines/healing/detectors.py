@@ -156,7 +156,12 @@ def memory_leak(points: pd.DataFrame, now: pd.Timestamp, s: DetectorSettings) ->
                         ts[0],
                         metric,
                         float(v[-1]),
-                        {"slope_per_h": per_h, "p_value": mk.p_value, "points": len(v)},
+                        {
+                            "slope_per_h": per_h,
+                            "rise": per_h * (ts[-1] - ts[0]).total_seconds() / 3600,
+                            "p_value": mk.p_value,
+                            "points": len(v),
+                        },
                     )
                 )
     return out

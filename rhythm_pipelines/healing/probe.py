@@ -69,8 +69,13 @@ class LocalProbe:
                 return True, f"pid {pid} is gone"
             ok = not math.isnan(event.value) and p.rss_bytes < 0.9 * event.value
             return ok, f"pid {pid} RSS {p.rss_bytes / 1e6:.0f} MB (was {event.value / 1e6:.0f} MB at detection)"
+        # over when memory gave back a good part of what the leak window saw it gain
+        margin = max(0.2, 0.3 * float(event.detail.get("rise", 0.0)))
         mem = psutil.virtual_memory().percent
-        return mem < event.value - 1.0, f"mem_percent = {mem:.1f} (was {event.value:.1f} at detection)"
+        return (
+            mem < event.value - margin,
+            f"mem_percent = {mem:.1f} (was {event.value:.1f} at detection, bar -{margin:.1f})",
+        )
 
     def _process_zombie(self, event, since):
         ppid = int(event.detail.get("parent_pid") or event.source.rsplit("/proc/", 1)[1])
