@@ -45,7 +45,7 @@ class HealingReport:
         severe = self.events[self.events["level"].isin(SEVERE)]
         spans = sorted(
             (max(a, self.start), min(b, self.end))
-            for a, b in zip(severe["start"], severe["closed"].fillna(self.end), strict=True)
+            for a, b in zip(severe["start"], pd.to_datetime(severe["closed"], utc=True).fillna(self.end), strict=True)
             if b > self.start and a < self.end
         )
         down, cur_a, cur_b = pd.Timedelta(0), None, None

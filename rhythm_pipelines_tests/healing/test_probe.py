@@ -17,7 +17,7 @@ def calls(source: str, latency: float, status: str = "ok", n: int = 12) -> pd.Da
     channel, region = source.split("@")
     return pd.DataFrame(
         {
-            "ts": pd.date_range(NOW - pd.Timedelta(seconds=n), periods=n, freq="1s"),
+            "ts": pd.date_range(pd.Timestamp.now(tz="UTC") - pd.Timedelta(seconds=n), periods=n, freq="1s"),
             "channel": channel,
             "region": region,
             "latency_ms": np.full(n, latency),
@@ -50,7 +50,8 @@ def test_a_channel_is_healthy_again_when_whoever_serves_it_is(tmp_path):
 def test_a_breaker_stays_open_while_its_calls_fail(tmp_path):
     log = calls("gpt@a", 30.0, status="error", n=20)
     probe = LocalProbe(DetectorSettings(), HOST, tmp_path / "routes.json", calls=lambda a, b: log)
-    ok, detail = probe.resolved(HealthEvent("circuit_breaker_open", "gpt@a", NOW), NOW - pd.Timedelta(minutes=1))
-    assert not ok and "breaker open" in detail
+    now = pd.Timestamp.now(tz="UTC")
+    ok, detail = probe.resolved(HealthEvent("circuit_breaker_open", "gpt@a", now), now - pd.Timedelta(minutes=1))
+    assert not ok and "breaker open" in detail  # tripped seconds ago: still open (open_s is 30 s)
     without_data = LocalProbe(DetectorSettings(), HOST, tmp_path / "routes.json")
     assert not without_data.resolved(HealthEvent("circuit_breaker_open", "gpt@a", NOW), NOW)[0]
