@@ -12,11 +12,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rhythm_pipelines.healing.detectors import DetectorSettings, Watch
 from rhythm_pipelines.healing.events import KINDS, LEVELS, HealthEvent, level_index
 from rhythm_pipelines.healing.safety import ProcessRule, SafetyPolicy
+from rhythm_pipelines.yaml_lines import ConfigError, Reader
+from rhythm_pipelines.yaml_lines import keys as _keys
+from rhythm_pipelines.yaml_lines import plain as _plain
 
 # action -> {param: (type(s), default)}; a default of ... means required
 ACTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
@@ -37,7 +38,7 @@ SELECTORS = ("event", "top_cpu", "top_memory")
 FOLLOW_UP_ONLY = ("recheck",)
 
 
-class PlaybookError(ValueError):
+class PlaybookError(ConfigError):
     """A playbook file that cannot be used: ``origin:line: path: reason``."""
 
 
@@ -131,68 +132,7 @@ DEFAULT_SEVERITY = Severity(
 )  # a file without a `severity:` section gets these (the shipped file spells them out)
 
 
-class _Loader(yaml.SafeLoader):
-    """Keeps each mapping's line numbers (``__lines__``: key -> line) for error messages."""
-
-
-def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
-    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
-    mapping["__lines__"] = {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
-    mapping["__line__"] = node.start_mark.line + 1
-    return mapping
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-class _Reader:
-    def __init__(self, origin: str):
-        self.origin = origin
-
-    def where(self, node: Any, key: str | None = None) -> str:
-        """``origin:line`` of ``node[key]`` (or of ``node``)."""
-        line = None
-        if isinstance(node, dict):
-            line = node.get("__lines__", {}).get(key) if key is not None else None
-            line = line or node.get("__line__")
-        return f"{self.origin}:{line}" if line else self.origin
-
-    def fail(self, node: Any, path: str, reason: str, key: str | None = None) -> PlaybookError:
-        return PlaybookError(f"{self.where(node, key)}: {path}: {reason}")
-
-    def mapping(self, node: Any, path: str, allowed: tuple[str, ...] | None = None, parent=None, key=None) -> dict:
-        if node is None:
-            return {}
-        if not isinstance(node, dict):
-            raise self.fail(parent, path, f"expected a mapping, got {type(node).__name__}", key)
-        if allowed is not None:
-            unknown = [k for k in _keys(node) if k not in allowed]
-            if unknown:
-                raise self.fail(
-                    node, f"{path}.{unknown[0]}", f"unknown key; expected one of {', '.join(allowed)}", unknown[0]
-                )
-        return node
-
-    def number(self, node: dict, key: str, path: str, default: float | None = None) -> float | None:
-        v = node.get(key, default)
-        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
-            raise self.fail(node, f"{path}.{key}", f"expected a non-negative number, got {v!r}", key)
-        return None if v is None else float(v)
-
-
-def _keys(node: dict) -> list[str]:
-    return [k for k in node if k not in ("__lines__", "__line__")]
-
-
-def _plain(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _plain(node[k]) for k in _keys(node)}
-    if isinstance(node, list):
-        return [_plain(x) for x in node]
-    return node
-
-
-def _rules(r: _Reader, node: Any, path: str, parent: dict, key: str) -> tuple[Rule, ...]:
+def _rules(r: Reader, node: Any, path: str, parent: dict, key: str) -> tuple[Rule, ...]:
     if not isinstance(node, list):
         raise r.fail(parent, path, "expected a list of rules like {metric: cpu_percent, above: 90}", key)
     out = []
@@ -208,7 +148,7 @@ def _rules(r: _Reader, node: Any, path: str, parent: dict, key: str) -> tuple[Ru
     return tuple(out)
 
 
-def _severity(r: _Reader, node: Any, path: str, parent: dict, key: str) -> Severity:
+def _severity(r: Reader, node: Any, path: str, parent: dict, key: str) -> Severity:
     node = r.mapping(node, path, (*LEVELS, "default"), parent, key)
     default = node.get("default", "soft")
     if default not in LEVELS:
@@ -216,7 +156,7 @@ def _severity(r: _Reader, node: Any, path: str, parent: dict, key: str) -> Sever
     return Severity({lv: _rules(r, node[lv], f"{path}.{lv}", node, lv) for lv in LEVELS if lv in node}, default)
 
 
-def _step(r: _Reader, item: Any, path: str, parent: dict, key: str, kind: str) -> Step:
+def _step(r: Reader, item: Any, path: str, parent: dict, key: str, kind: str) -> Step:
     item = r.mapping(item, path, ("action", "params", "after_s"), parent, key)
     action = item.get("action")
     if action not in ACTIONS:
@@ -240,13 +180,8 @@ def _step(r: _Reader, item: Any, path: str, parent: dict, key: str, kind: str) -
 
 def parse(text: str, origin: str = "<playbooks>") -> PlaybookSet:
     """Validate and build a playbook set from YAML text."""
-    r = _Reader(origin)
-    try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{origin}:{mark.line + 1}" if mark else origin
-        raise PlaybookError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+    r = Reader(origin, PlaybookError)
+    doc = r.load(text)
     top = ("version", "safety", "detectors", "severity", "verify", "watch", "routing", "playbooks")
     doc = r.mapping(doc, "(top)", top)
     if doc.get("version", 1) != 1:

@@ -22,8 +22,8 @@ from rhythm_pipelines.metrics.schema import CONTROL_CHARS, RowError, ValidationE
 STATUSES = ("ok", "error", "timeout")
 REQUIRED = ("timestamp", "channel", "region", "latency_ms", "status")
 CALL_FIELDS = ["channel", "region", "latency_ms", "status", "tokens_in", "tokens_out", "cost_usd"]
-LOG_COLUMNS = ["timestamp", "request_id", *CALL_FIELDS]  # the gateway log format, as the simulator writes it
-CALL_COLUMNS = ["ts", "call_id", *CALL_FIELDS, "origin"]  # rows of the channel_calls table
+LOG_COLUMNS = ["timestamp", "request_id", *CALL_FIELDS, "task"]  # the gateway log format, as the simulator writes it
+CALL_COLUMNS = ["ts", "call_id", *CALL_FIELDS, "task", "origin"]  # rows of the channel_calls table
 
 
 def channel_source(channel: str, region: str) -> str:
@@ -53,9 +53,13 @@ def parse_calls(
     ts = parse_utc(raw["timestamp"])
     flag(ts.isna(), "timestamp", "not a parsable timestamp")
     text = {}
-    for col in ("channel", "region", "status"):
+    for col in ("channel", "region", "status", "task"):
+        if col not in raw.columns:  # only `task` is optional
+            text[col] = pd.Series([""] * n)
+            continue
         text[col] = raw[col].astype(object).where(raw[col].notna(), "").astype(str).str.strip()
-        flag(text[col] == "", col, "empty")
+        if col != "task":
+            flag(text[col] == "", col, "empty")
         flag(text[col].str.contains(CONTROL_CHARS), col, "contains a control character")
     status = text["status"].str.lower()
     flag(~status.isin(STATUSES) & (status != ""), "status", f"must be one of {', '.join(STATUSES)}")
@@ -105,6 +109,7 @@ def parse_calls(
             "tokens_in": tokens_in[good].round().astype("Int64").to_numpy(),  # missing stays missing
             "tokens_out": tokens_out[good].round().astype("Int64").to_numpy(),
             "cost_usd": cost[good].to_numpy(),
+            "task": text["task"][good].replace("", None).to_numpy(),
             "origin": origin,
         }
     )

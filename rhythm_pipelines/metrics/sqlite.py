@@ -211,6 +211,10 @@ class SQLiteMetricsStore(MetricsStore):
         with self._lock:
             self._conn.execute(f'CREATE TABLE IF NOT EXISTS "{spec.name}" ({cols}, PRIMARY KEY ({key}))')
             self._conn.execute(f'CREATE INDEX IF NOT EXISTS "{spec.name}_by_time" ON "{spec.name}" ("{spec.time}")')
+            have = {row[1] for row in self._conn.execute(f'PRAGMA table_info("{spec.name}")')}
+            for c, k in spec.columns.items():  # a column added since the file was made: older rows read null
+                if c not in have:
+                    self._conn.execute(f'ALTER TABLE "{spec.name}" ADD COLUMN "{c}" {_SQL_TYPES[k]}')
         self._tables_ready.add(spec.name)
 
     def write_table(self, table: str, frame: pd.DataFrame) -> int:

@@ -1,8 +1,8 @@
 """Simulate a fleet of hosts and API/LLM channels with daily and weekly rhythm and labelled incidents.
 
 Deterministic by seed. Hosts report the same metrics as the psutil sampler; channels produce gateway
-call logs (one row per call). Incidents have gradual onsets and varied magnitudes, some subtle, and
-each is labelled with the (source, metric) where it shows and its [start, end]:
+call logs (one row per call, each with a request class in ``task``). Incidents have gradual onsets and
+varied magnitudes, some subtle, and each is labelled with the (source, metric) where it shows and its [start, end]:
 
 - ``cpu_spike``: CPU ramps up over minutes to a sustained plateau (and load with it);
 - ``memory_leak``: memory rises slowly for hours, then drops when the process is restarted;
@@ -32,6 +32,15 @@ CHANNELS = {  # name: (median latency ms, $ per 1k input tokens, $ per 1k output
     "mistral-small": (350.0, 0.0002, 0.0006),
     "gemini-flash": (420.0, 0.0001, 0.0004),
     "embed-small": (90.0, 0.00002, 0.0),
+}
+# the request classes each channel serves today (a hand-made allocation the cost optimiser can improve on)
+TASK_MIX = {
+    "gpt-4o": {"reasoning": 0.4, "chat": 0.4, "extract": 0.2},
+    "claude-sonnet": {"reasoning": 0.5, "chat": 0.3, "extract": 0.2},
+    "llama-70b": {"chat": 0.6, "extract": 0.4},
+    "mistral-small": {"extract": 1.0},
+    "gemini-flash": {"chat": 0.5, "extract": 0.5},
+    "embed-small": {"embed": 1.0},
 }
 REGIONS = ("us-east-1", "eu-west-1", "ap-southeast-1", "us-west-2")
 HOST_KINDS = ("cpu_spike", "memory_leak", "zombie_process", "hung_process", "cascade")
@@ -337,5 +346,10 @@ def _calls(cfg, rng, grid, daily, weekly, pairs, fx, per_min) -> pd.DataFrame:
             )
         )
     calls = pd.concat(out, ignore_index=True).sort_values("ts", kind="stable", ignore_index=True)
+    task_rng = np.random.default_rng([cfg.seed, 7])  # its own stream: tasks leave every other draw unchanged
+    calls["task"] = ""
+    for c, mix in TASK_MIX.items():
+        on = (calls["channel"] == c).to_numpy()
+        calls.loc[on, "task"] = task_rng.choice(list(mix), size=int(on.sum()), p=list(mix.values()))
     calls.insert(1, "request_id", [f"sim{cfg.seed}-{i:08d}" for i in range(len(calls))])
     return calls

@@ -1,0 +1,84 @@
+"""YAML config files whose errors name the file, the line and the path of the offending field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used: ``origin:line: path: reason``."""
+
+
+class _Loader(yaml.SafeLoader):
+    """Keeps each mapping's line numbers (``__lines__``: key -> line) for error messages."""
+
+
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
+    mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
+    mapping["__lines__"] = {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
+    mapping["__line__"] = node.start_mark.line + 1
+    return mapping
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def keys(node: dict) -> list[str]:
+    """The mapping's own keys (the line bookkeeping left out)."""
+    return [k for k in node if k not in ("__lines__", "__line__")]
+
+
+def plain(node: Any) -> Any:
+    """The value without line bookkeeping."""
+    if isinstance(node, dict):
+        return {k: plain(node[k]) for k in keys(node)}
+    if isinstance(node, list):
+        return [plain(x) for x in node]
+    return node
+
+
+class Reader:
+    """Reads a parsed document and raises ``error`` with ``origin:line: path: reason``."""
+
+    def __init__(self, origin: str, error: type[ConfigError] = ConfigError):
+        self.origin, self.error = origin, error
+
+    def load(self, text: str) -> Any:
+        try:
+            return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"{self.origin}:{mark.line + 1}" if mark else self.origin
+            raise self.error(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
+
+    def where(self, node: Any, key: str | None = None) -> str:
+        """``origin:line`` of ``node[key]`` (or of ``node``)."""
+        line = None
+        if isinstance(node, dict):
+            line = node.get("__lines__", {}).get(key) if key is not None else None
+            line = line or node.get("__line__")
+        return f"{self.origin}:{line}" if line else self.origin
+
+    def fail(self, node: Any, path: str, reason: str, key: str | None = None) -> ConfigError:
+        return self.error(f"{self.where(node, key)}: {path}: {reason}")
+
+    def mapping(self, node: Any, path: str, allowed: tuple[str, ...] | None = None, parent=None, key=None) -> dict:
+        if node is None:
+            return {}
+        if not isinstance(node, dict):
+            raise self.fail(parent, path, f"expected a mapping, got {type(node).__name__}", key)
+        if allowed is not None:
+            unknown = [k for k in keys(node) if k not in allowed]
+            if unknown:
+                raise self.fail(
+                    node, f"{path}.{unknown[0]}", f"unknown key; expected one of {', '.join(allowed)}", unknown[0]
+                )
+        return node
+
+    def number(self, node: dict, key: str, path: str, default: float | None = None) -> float | None:
+        v = node.get(key, default)
+        if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
+            raise self.fail(node, f"{path}.{key}", f"expected a non-negative number, got {v!r}", key)
+        return None if v is None else float(v)
