@@ -386,6 +386,27 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("file", nargs="?")
     va.set_defaults(func=cmd_healing_validate)
 
+    co = sub.add_parser("cost", help="cost: routing plans and their replay").add_subparsers(
+        dest="action", required=True
+    )
+    op = co.add_parser(
+        "optimize",
+        help="fit a routing plan on all but the last day of a gateway log; replay the last day under it",
+        description="Fits on all but the last 24 h of the log and replays those 24 h under the plan, the observed "
+        "allocation, cheapest-within-limits, lowest-latency-first and round-robin. With a budget: the fastest mix "
+        "within it; with only a latency SLO: the cheapest mix meeting it; with neither: the cheapest mix no slower "
+        "on average than today.",
+    )
+    op.add_argument("--calls", required=True, help="a gateway call log (JSONL or CSV)")
+    op.add_argument("--catalog", help="a price catalog (default: $RHYTHM_PRICE_CATALOG or the shipped one)")
+    op.add_argument("--budget-usd-per-day", type=float, help="minimise latency within this daily spend")
+    op.add_argument("--latency-slo-ms", type=float, help="p95 latency every plan must meet")
+    op.add_argument("--max-error-rate", type=float, default=0.05, help="expected error rate ceiling (default 0.05)")
+    op.add_argument("--slots", type=int, default=24, help="mixes per day: 24 (hourly, default) ... 1 (one mix)")
+    op.add_argument("--skip-bad-rows", action="store_true", help="report bad rows and go on without them")
+    op.add_argument("--json", action="store_true", help="print one JSON object")
+    op.set_defaults(func=cmd_cost_optimize)
+
     d = sub.add_parser("demo-seed", help="seed the demo fleet for `make dev` (once)")
     d.add_argument("--days", type=float, default=3.0)
     d.add_argument("--seed", type=int, default=0)
@@ -393,6 +414,47 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-materialize", action="store_true", help="only write the files; print the backfill")
     d.set_defaults(func=cmd_demo_seed)
     return p
+
+
+def cmd_cost_optimize(args: argparse.Namespace) -> int:
+    from rhythm_pipelines.cost import catalog as catalogs
+    from rhythm_pipelines.cost.evaluation import evaluate
+    from rhythm_pipelines.metrics.calls import read_call_log
+
+    path = Path(args.calls)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such call log")
+    catalog = catalogs.load(args.catalog)
+    calls, bad = read_call_log(path)
+    if bad:
+        for e in bad[:5]:
+            print(f"rhythm: {'warning' if args.skip_bad_rows else 'error'}: {e.as_error()}", file=sys.stderr)
+        if not args.skip_bad_rows:
+            more = f" ({len(bad) - 5} more)" if len(bad) > 5 else ""
+            print(f"rhythm: {len(bad)} bad row(s){more}; fix them or pass --skip-bad-rows", file=sys.stderr)
+            return 2
+        print(f"rhythm: going on without {len(bad)} bad row(s)", file=sys.stderr)
+    if args.budget_usd_per_day is not None and args.budget_usd_per_day <= 0:
+        raise ValueError("--budget-usd-per-day must be positive")
+    ev = evaluate(calls, catalog, args.budget_usd_per_day, args.latency_slo_ms, args.max_error_rate, slots=args.slots)
+    report = ev.as_dict()
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"plan: {report['mode']}  (fit {report['fit'][0][:16]} .. {report['fit'][1][:16]}, replay the last day)")
+    print(f"{'policy':12s} {'cost $':>10s} {'mean ms':>9s} {'p95 ms':>9s} {'errors':>8s} {'over limit':>10s}")
+    rows = {"observed": report["baseline"], "plan": report["plan"], **report["policies"]}
+    for name, r in rows.items():
+        print(
+            f"{name:12s} {r['cost_usd']:10.2f} {r['mean_latency_ms']:9.1f} {r['p95_latency_ms']:9.1f} "
+            f"{r['error_rate']:8.2%} {r['over_limit_calls']:10d}"
+        )
+    print(f"cost {-report['cost_reduction']:+.1%}, mean latency {report['latency_change']:+.1%} against observed")
+    for cls, shares in report["plan"]["shares"].items():
+        print(f"  {cls}: " + ", ".join(f"{r} {v:.0%}" for r, v in sorted(shares.items(), key=lambda x: -x[1])))
+    if report["dominated_by"]:
+        print(f"note: {', '.join(report['dominated_by'])} did better on both cost and latency on the replayed day")
+    return 0
 
 
 def cmd_chaos_run(args: argparse.Namespace) -> int:

@@ -4,6 +4,7 @@ import dagster as dg
 
 from rhythm_pipelines.defs import chaos
 from rhythm_pipelines.defs.anomaly import anomaly_assets
+from rhythm_pipelines.defs.cost import budget_alert_job, budget_sensor, cost_assets, cost_from_env
 from rhythm_pipelines.defs.forecasting import (
     forecast_training_job,
     forecast_training_schedule,
@@ -24,6 +25,7 @@ defs = dg.Definitions(
         *forecasting_assets,
         healing_log,
         healing_report,
+        *cost_assets,
         *(chaos.chaos_assets if chaos.enabled() else []),
     ],
     asset_checks=ingestion_checks,
@@ -33,14 +35,16 @@ defs = dg.Definitions(
         forecast_training_job,
         live_forecasts_job,
         healing_job,
+        budget_alert_job,
         *(chaos.chaos_jobs if chaos.enabled() else []),
     ],
     schedules=[forecast_training_schedule, live_forecasts_schedule],
-    sensors=[host_sampler, *healing_sensors],
+    sensors=[host_sampler, *healing_sensors, budget_sensor],
     resources={
         "store": store_from_env(),
         "landing": landing_from_env(),
         "model_registry": registry_from_env(),
         "healing": healing_from_env(),
+        "cost": cost_from_env(),
     },
 )

@@ -117,3 +117,39 @@ def plot_incidents(
     ax.set_xlim(start, end)
     ax.set_title(title, fontsize=10)
     return _png(fig, title)
+
+
+def png_md(png: bytes, title: str) -> dg.MarkdownMetadataValue:
+    """PNG bytes made elsewhere, inline in markdown."""
+    return dg.MetadataValue.md(f"![{title}](data:image/png;base64,{base64.b64encode(png).decode()})")
+
+
+def plot_frontier(routes: pd.DataFrame, curve: pd.DataFrame, title: str) -> dg.MarkdownMetadataValue:
+    """Left: routes on cost per call vs p95 latency, the Pareto ones filled. Right: the budget sweep, the
+    best mean (and p95) latency the optimiser reaches for each daily budget."""
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6), dpi=90)
+    on = routes["pareto"].to_numpy(dtype=bool)
+    a.scatter(routes.loc[~on, "cost_per_call"], routes.loc[~on, "p95_latency_ms"], facecolors="none",
+              edgecolors="tab:gray", label="dominated")  # fmt: skip
+    a.scatter(routes.loc[on, "cost_per_call"], routes.loc[on, "p95_latency_ms"], color="tab:blue", label="Pareto")
+    for r in routes.itertuples(index=False):
+        a.annotate(r.route, (r.cost_per_call, r.p95_latency_ms), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    a.set_xscale("log")
+    a.set_xlabel("cost per call ($, average request)")
+    a.set_ylabel("p95 latency (ms)")
+    a.legend(fontsize=7)
+    a.set_title("routes", fontsize=9)
+    if len(curve):
+        b.plot(curve["cost_usd"], curve["mean_latency_ms"], marker=".", label="mean latency")
+        b.plot(curve["cost_usd"], curve["p95_latency_ms"], marker=".", label="p95 latency")
+        b.legend(fontsize=7)
+    b.set_xlabel("daily cost ($) of the best mix within the budget")
+    b.set_ylabel("latency (ms)")
+    b.set_title("traffic mixes: budget sweep", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return png_md(buf.getvalue(), title)

@@ -1,0 +1,245 @@
+"""Budgets (daily, weekly, monthly; global, per channel, per region), spend to date, the projected
+end-of-period spend, and the alerts they raise: once per budget, period and threshold (a stable id)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+
+from rhythm_pipelines.yaml_lines import ConfigError, Reader
+
+PERIODS = ("daily", "weekly", "monthly")
+
+
+class BudgetError(ConfigError):
+    """A budgets file that cannot be used: ``origin:line: path: reason``."""
+
+
+@dataclass(frozen=True)
+class Budget:
+    name: str
+    period: str
+    amount: float
+    channel: str | None = None
+    region: str | None = None
+
+    @property
+    def scope(self) -> str:
+        parts = [f"channel {self.channel}" if self.channel else "", f"region {self.region}" if self.region else ""]
+        return ", ".join(p for p in parts if p) or "all channels"
+
+    def select(self, spend: pd.DataFrame) -> pd.DataFrame:
+        """The rows of a (ts, channel, region, cost) frame this budget covers."""
+        keep = pd.Series(True, index=spend.index)
+        if self.channel:
+            keep &= spend["channel"] == self.channel
+        if self.region:
+            keep &= spend["region"] == self.region
+        return spend[keep]
+
+
+@dataclass(frozen=True)
+class BudgetSet:
+    budgets: tuple[Budget, ...]
+    thresholds: tuple[float, ...] = (0.85, 0.95, 1.0)
+    projection_window_h: float = 24.0
+
+
+def period_bounds(period: str, ts: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """The [start, end) of the period containing ``ts`` (UTC; weeks start on Monday)."""
+    day = pd.Timestamp(ts).tz_convert("UTC").floor("D")
+    if period == "daily":
+        return day, day + pd.Timedelta(days=1)
+    if period == "weekly":
+        start = day - pd.Timedelta(days=day.dayofweek)
+        return start, start + pd.Timedelta(days=7)
+    if period == "monthly":
+        start = day.replace(day=1)
+        return start, start + pd.DateOffset(months=1)
+    raise ValueError(f"unknown period {period!r}; known: {', '.join(PERIODS)}")
+
+
+def period_key(period: str, start: pd.Timestamp) -> str:
+    if period == "daily":
+        return start.strftime("%Y-%m-%d")
+    if period == "weekly":
+        iso = start.isocalendar()
+        return f"{iso.year}-W{iso.week:02d}"
+    return start.strftime("%Y-%m")
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    budget: Budget
+    key: str
+    start: pd.Timestamp
+    end: pd.Timestamp
+    spent: float
+    projected: float
+
+    @property
+    def used(self) -> float:
+        return self.spent / self.budget.amount if self.budget.amount else float("inf")
+
+    @property
+    def projected_used(self) -> float:
+        return self.projected / self.budget.amount if self.budget.amount else float("inf")
+
+
+@dataclass(frozen=True)
+class BudgetAlert:
+    alert_id: str  # budget|period key|threshold: raised once
+    status: BudgetStatus
+    threshold: str  # "85%", "95%", "100%" or "projected"
+
+    @property
+    def text(self) -> str:
+        s, b = self.status, self.status.budget
+        head = f"budget {b.name} ({b.period}, {b.scope}) {s.key}: "
+        if self.threshold == "projected":
+            return head + f"projected ${s.projected:,.2f} overruns ${b.amount:,.2f} (spent ${s.spent:,.2f} so far)"
+        return head + f"spent ${s.spent:,.2f} = {s.used:.0%} of ${b.amount:,.2f} (crossed {self.threshold})"
+
+    def payload(self) -> dict:
+        s, b = self.status, self.status.budget
+        return {
+            "alert_id": self.alert_id,
+            "kind": "budget",
+            "budget": b.name,
+            "period": b.period,
+            "period_key": s.key,
+            "scope": b.scope,
+            "threshold": self.threshold,
+            "amount": b.amount,
+            "spent": round(s.spent, 4),
+            "projected": round(s.projected, 4),
+        }
+
+
+def status(budget: Budget, spend: pd.DataFrame, now: pd.Timestamp, projection_window_h: float = 24.0) -> BudgetStatus:
+    """Spend to date in the period containing ``now`` and the projection: spend so far plus the rate of
+    the last ``projection_window_h`` hours (or of the data there is) over the rest of the period.
+    ``spend`` has ``ts, channel, region, cost`` rows (calls or daily totals stamped at their start)."""
+    start, end = period_bounds(budget.period, now)
+    mine = budget.select(spend)
+    ts = mine["ts"]
+    spent = float(mine.loc[(ts >= start) & (ts <= now), "cost"].sum())
+    window = pd.Timedelta(hours=projection_window_h)
+    first = ts.min() if len(ts) else now
+    if now - first < window:  # less history than the window: the rate of all of it
+        span = max(now - first, pd.Timedelta(hours=1))
+        recent = float(mine.loc[ts <= now, "cost"].sum())
+    else:
+        span = window
+        recent = float(mine.loc[(ts > now - window) & (ts <= now), "cost"].sum())
+    rate = recent / span.total_seconds()
+    projected = spent + rate * max((end - now).total_seconds(), 0.0)
+    return BudgetStatus(budget, period_key(budget.period, start), start, end, spent, projected)
+
+
+def alerts(st: BudgetStatus, thresholds: tuple[float, ...]) -> list[BudgetAlert]:
+    """Every threshold the status has crossed, and a projected overrun (ids repeat: dedup on them)."""
+    out = []
+    for t in sorted(thresholds):
+        if st.used >= t:
+            label = f"{t:.0%}"
+            out.append(BudgetAlert(f"budget|{st.budget.name}|{st.key}|{label}", st, label))
+    if st.projected_used > 1.0 and st.used < 1.0:
+        out.append(BudgetAlert(f"budget|{st.budget.name}|{st.key}|projected", st, "projected"))
+    return out
+
+
+def default_text() -> str:
+    return resources.files("rhythm_pipelines.configs").joinpath("budgets.yaml").read_text()
+
+
+def load(path: str | Path | None = None) -> BudgetSet:
+    """The budgets at ``path``, else ``$RHYTHM_BUDGETS``, else the shipped file."""
+    path = path or os.environ.get("RHYTHM_BUDGETS") or None
+    if path is None:
+        return parse(default_text(), "budgets.yaml (shipped)")
+    p = Path(path)
+    if not p.is_file():
+        raise BudgetError(f"{p}: no such budgets file")
+    return parse(p.read_text(), str(p))
+
+
+def parse(text: str, origin: str = "<budgets>") -> BudgetSet:
+    r = Reader(origin, BudgetError)
+    doc = r.mapping(r.load(text), "(top)", ("version", "thresholds", "projection_window_h", "budgets"))
+    if doc.get("version", 1) != 1:
+        raise r.fail(doc, "version", f"unsupported version {doc.get('version')!r} (this code reads 1)", "version")
+    thresholds = doc.get("thresholds", [0.85, 0.95, 1.0])
+    if not isinstance(thresholds, list) or not all(
+        isinstance(t, int | float) and not isinstance(t, bool) and t > 0 for t in thresholds
+    ):
+        raise r.fail(doc, "thresholds", f"expected a list of positive shares, got {thresholds!r}", "thresholds")
+    window = r.number(doc, "projection_window_h", "(top)", 24.0)
+    items = doc.get("budgets") or []
+    if not isinstance(items, list):
+        raise r.fail(doc, "budgets", "expected a list", "budgets")
+    budgets, names = [], set()
+    for i, item in enumerate(items):
+        path = f"budgets[{i}]"
+        node = r.mapping(item, path, ("name", "period", "amount", "channel", "region"), doc, "budgets")
+        for k in ("name", "period", "amount"):
+            if k not in node:
+                raise r.fail(node, f"{path}.{k}", "required")
+        name = node["name"]
+        if not isinstance(name, str) or not name.strip() or "|" in name:
+            raise r.fail(node, f"{path}.name", f"expected a name without '|', got {name!r}", "name")
+        if name in names:
+            raise r.fail(node, f"{path}.name", f"duplicate budget name {name!r}", "name")
+        names.add(name)
+        if node["period"] not in PERIODS:
+            raise r.fail(node, f"{path}.period", f"expected one of {', '.join(PERIODS)}, got {node['period']!r}",
+                         "period")  # fmt: skip
+        amount = r.number(node, "amount", path)
+        if not amount:
+            raise r.fail(node, f"{path}.amount", "must be positive", "amount")
+        for k in ("channel", "region"):
+            if k in node and (not isinstance(node[k], str) or not node[k].strip()):
+                raise r.fail(node, f"{path}.{k}", f"expected a name, got {node[k]!r}", k)
+        budgets.append(Budget(name, node["period"], amount, node.get("channel"), node.get("region")))
+    return BudgetSet(tuple(budgets), tuple(float(t) for t in thresholds), float(window))
+
+
+def spend_records(read_table, catalog, start: pd.Timestamp, now: pd.Timestamp, window_h: float = 24.0) -> pd.DataFrame:
+    """``ts, channel, region, cost`` from ``start`` to ``now``: the channel_costs table's daily totals for
+    days it covers that end before the projection window, priced calls for the rest (so the trailing rate
+    is measured on calls, and a day the asset has not run for yet is still counted)."""
+    recent = min((now - pd.Timedelta(hours=window_h)).floor("D"), now.floor("D"))
+    daily = read_table("channel_costs", start, recent) if start < recent else pd.DataFrame()
+    frames = []
+    covered: set[pd.Timestamp] = set()
+    if len(daily):
+        frames.append(daily.rename(columns={"cost_usd": "cost"})[["ts", "channel", "region", "cost"]])
+        covered = set(daily["ts"].dt.floor("D"))
+    day = start.floor("D")
+    while day < now:
+        if day not in covered:
+            calls = read_table("channel_calls", max(day, start), min(day + pd.Timedelta(days=1), now))
+            if len(calls):
+                frames.append(catalog.price_calls(calls)[["ts", "channel", "region", "cost"]])
+        day += pd.Timedelta(days=1)
+    if not frames:
+        return pd.DataFrame({"ts": pd.Series([], dtype="datetime64[ns, UTC]"), "channel": [], "region": [],
+                             "cost": pd.Series([], dtype=float)})  # fmt: skip
+    out = pd.concat(frames, ignore_index=True)
+    out["cost"] = pd.to_numeric(out["cost"], errors="coerce").fillna(0.0)
+    return out
+
+
+def check(budgets: BudgetSet, read_table, catalog, now: pd.Timestamp) -> tuple[list[BudgetStatus], list[BudgetAlert]]:
+    """Every budget's status for the period containing ``now``, and the alerts due (not yet deduped)."""
+    if not budgets.budgets:
+        return [], []
+    start = min(period_bounds(b.period, now)[0] for b in budgets.budgets)
+    start = min(start, now - pd.Timedelta(hours=budgets.projection_window_h))
+    spend = spend_records(read_table, catalog, start, now, budgets.projection_window_h)
+    statuses = [status(b, spend, now, budgets.projection_window_h) for b in budgets.budgets]
+    return statuses, [a for s in statuses for a in alerts(s, budgets.thresholds)]
