@@ -84,3 +84,26 @@ def test_error_inside_the_transaction_rolls_back(sqlite_store, monkeypatch):
     assert "new-host" not in set(sqlite_store.list_series()["source"])
     sqlite_store.write_metrics(points(T0 + pd.Timedelta("2h"), 50, source="new-host"))
     assert len(sqlite_store.read_metrics(T0, T0 + pd.Timedelta(days=1))) == 150
+
+
+def test_a_file_made_before_a_column_existed_gains_it_and_keeps_its_rows(tmp_path):
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # channel_calls as it was before calls had a task
+        conn.execute(
+            'CREATE TABLE "channel_calls" ("ts" INTEGER, "call_id" TEXT, "channel" TEXT, "region" TEXT, '
+            '"latency_ms" REAL, "status" TEXT, "tokens_in" INTEGER, "tokens_out" INTEGER, "cost_usd" REAL, '
+            '"origin" TEXT, PRIMARY KEY ("call_id"))'
+        )
+        conn.execute(
+            "INSERT INTO channel_calls VALUES (1772409600000000000, 'old', 'a', 'r', 1.0, 'ok', 1, 1, 0.1, 'x')"
+        )
+    new = pd.DataFrame(
+        [{"ts": pd.Timestamp("2026-03-02 01:00", tz="UTC"), "call_id": "new", "channel": "a", "region": "r",
+          "latency_ms": 2.0, "status": "ok", "task": "chat", "origin": "y"}]
+    )  # fmt: skip
+    with SQLiteMetricsStore(path) as s:
+        s.write_table("channel_calls", new)
+        rows = s.read_table("channel_calls")
+    assert rows["call_id"].tolist() == ["old", "new"]
+    assert rows["task"].tolist() == [None, "chat"]
