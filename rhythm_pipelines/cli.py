@@ -148,8 +148,15 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
     base = cmd[: cmd.index("--select")]
     train = [*base, "--select", "forecaster_models", "--partition", f"{yesterday:%Y-%m-%d}"]
     live = [*base, "--select", "latency_forecasts,cpu_forecasts,memory_forecasts"]
+    costs = [
+        *base,
+        "--select",
+        "channel_costs,cost_pareto_frontier,routing_plan,cost_report_daily",
+        "--partition",
+        f"{yesterday:%Y-%m-%d}",
+    ]
     if args.no_materialize:
-        for c in (cmd, train, live):
+        for c in (cmd, train, live, costs):
             print("then:" if c is not cmd else "backfill with:", " ".join(c))
         return 0
     print("materializing the demo hours in one run:", " ".join(cmd[3:]), flush=True)
@@ -157,7 +164,9 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
     if rc or yesterday < first.floor("D"):
         return rc
     print(f"training the forecasters on the days up to {yesterday:%Y-%m-%d}, then forecasting", flush=True)
-    return subprocess.call(train) or subprocess.call(live)
+    rc = subprocess.call(train) or subprocess.call(live)
+    print(f"costs, the frontier, a routing plan and the cost report of {yesterday:%Y-%m-%d}", flush=True)
+    return rc or subprocess.call(costs)
 
 
 def cmd_anomalies_detect(args: argparse.Namespace) -> int:
