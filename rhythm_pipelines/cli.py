@@ -458,7 +458,10 @@ def cmd_cost_optimize(args: argparse.Namespace) -> int:
             f"{name:12s} {r['cost_usd']:10.2f} {r['mean_latency_ms']:9.1f} {r['p95_latency_ms']:9.1f} "
             f"{r['error_rate']:8.2%} {r['over_limit_calls']:10d}"
         )
-    print(f"cost {-report['cost_reduction']:+.1%}, mean latency {report['latency_change']:+.1%} against observed")
+    if report["cost_reduction"] is not None:
+        print(f"cost {-report['cost_reduction']:+.1%}, mean latency {report['latency_change']:+.1%} against observed")
+    else:
+        print("the observed calls cost nothing: no cost reduction to report (are they priced in the catalog?)")
     for cls, shares in report["plan"]["shares"].items():
         print(f"  {cls}: " + ", ".join(f"{r} {v:.0%}" for r, v in sorted(shares.items(), key=lambda x: -x[1])))
     if report["dominated_by"]:

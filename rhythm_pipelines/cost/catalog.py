@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rhythm_pipelines.yaml_lines import ConfigError, Reader, keys
+from rhythm_pipelines.yaml_lines import ConfigError, Reader, keys, plain
 
 DEFAULT_CLASS = "default"
 
@@ -176,6 +176,9 @@ def parse(text: str, origin: str = "<catalog>") -> Catalog:
         if listed is not None:
             if not isinstance(listed, list) or not listed:
                 raise r.fail(node, f"{path}.channels", "expected a non-empty list of channel names", "channels")
+            odd = [c for c in listed if not isinstance(c, str)]
+            if odd:
+                raise r.fail(node, f"{path}.channels", f"expected channel names, got {plain(odd[0])!r}", "channels")
             unknown = [c for c in listed if c not in channels]
             if unknown:
                 raise r.fail(node, f"{path}.channels", f"unknown channel {unknown[0]!r}", "channels")

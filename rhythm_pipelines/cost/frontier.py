@@ -20,10 +20,11 @@ def non_dominated(points: np.ndarray) -> np.ndarray:
 
 
 def route_frontier(problem: RoutingProblem) -> pd.DataFrame:
-    """Per route: cost per call (for the average request), p95 latency, error rate, and whether it is on
-    the Pareto frontier of the three."""
+    """Per route: cost per call (for the average request of the classes it may serve), p95 latency, error
+    rate, and whether it is on the Pareto frontier of the three."""
     p = problem
-    cost = p.weights.sum(axis=0) @ p.cost
+    w = p.weights.sum(axis=0)[:, None] * p.allowed  # the classes each route may serve
+    cost = (w * p.cost).sum(axis=0) / np.where(w.sum(axis=0) > 0, w.sum(axis=0), 1)
     p95 = np.array([float(np.quantile(s, 0.95)) for s in p.samples])
     frame = pd.DataFrame(
         {

@@ -76,22 +76,30 @@ class RoutingProblem:
         """Expected daily cost, mean and p95 latency and error rate of an (S, K, C) share array."""
         w = self.weights
         mix = np.einsum("sk,skc->c", w, shares)  # the share of all traffic on each route
-        surv = mix @ self.survival
-        below = np.flatnonzero(surv <= 0.05)
-        if len(below) == 0:
-            p95 = float(GRID_MS[-1])
-        elif below[0] == 0:
-            p95 = float(GRID_MS[0])
-        else:  # interpolate between the grid points either side of 5%
-            i = below[0]
-            a, b = surv[i - 1], surv[i]
-            p95 = float(GRID_MS[i - 1] + (GRID_MS[i] - GRID_MS[i - 1]) * (a - 0.05) / max(a - b, 1e-12))
         return {
             "cost_usd": float(np.einsum("sk,kc,skc->", self.calls_per_day, self.cost, shares)),
             "mean_latency_ms": float(np.einsum("sk,sc,skc->", w, self.mean_latency, shares)),
-            "p95_latency_ms": p95,
+            "p95_latency_ms": self.mixture_p95(mix),
             "error_rate": float(mix @ self.error_rate),
         }
+
+    def mixture_p95(self, mix: np.ndarray) -> float:
+        """The p95 latency of traffic spread over the routes by ``mix``: the smallest observed latency y with
+        P(latency > y) <= 5%, from the routes' own samples (the tail the SLO constraint uses)."""
+        used = np.flatnonzero(mix > 1e-12)
+        if not self.samples or not len(used):
+            return float("nan")
+        coarse = np.flatnonzero(mix @ self.survival <= 0.05 + 1e-12)  # bracket it on the grid first
+        hi = GRID_MS[coarse[0]] if len(coarse) else np.inf
+        lo = GRID_MS[coarse[0] - 1] if len(coarse) and coarse[0] > 0 else -np.inf
+        ys = np.unique(np.concatenate([s[(s > lo) & (s <= hi)] for s in (self.samples[j] for j in used)]))
+        if not len(ys):
+            return float(hi)
+        tail = np.zeros(len(ys))
+        for j in used:
+            s = self.samples[j]
+            tail += mix[j] * (1 - np.searchsorted(s, ys, side="right") / len(s))
+        return float(ys[np.argmax(tail <= 0.05 + 1e-12)])
 
 
 @dataclass
@@ -162,7 +170,6 @@ def build_problem(
     if slots < 1 or 24 % slots:
         raise ValueError(f"slots must divide 24, not {slots}")
     priced = catalog.price_calls(calls)
-    days = max((priced["ts"].max() - priced["ts"].min()) / pd.Timedelta(days=1), 1 / 24)
     route = priced["channel"] + "@" + priced["region"]
     counts = route.value_counts()
     keep = [
@@ -181,27 +188,32 @@ def build_problem(
     mean_out = tout.groupby(priced["cls"]).mean().reindex(classes).fillna(0).to_numpy()
     slot = (priced["ts"].dt.hour * S // 24).to_numpy()
     k_of = pd.Categorical(priced["cls"], categories=classes).codes
+    # calls per day in each slot: over the days that slot was seen (a log need not cover whole days)
+    seen = pd.Series(priced["ts"].dt.floor("D").to_numpy()).groupby(slot).nunique().reindex(range(S)).fillna(1)
     per_day = np.zeros((S, K))
-    np.add.at(per_day, (slot, k_of), 1.0 / days)
+    np.add.at(per_day, (slot, k_of), 1.0)
+    per_day /= seen.to_numpy()[:, None]
     hourly = priced.groupby([slot, k_of, priced["ts"].dt.floor("h")]).size()
     peak = np.zeros((S, K))
     for (s, k), v in hourly.groupby(level=[0, 1]).max().items():
         peak[s, k] = v / 60.0
 
+    failed = ~ok.to_numpy()
+    groups = route.groupby(route).indices
+    err = np.array([failed[groups[r]].mean() for r in keep])
     cost = np.zeros((K, C))
     allowed = np.zeros((K, C), dtype=bool)
     rpm, tpm = np.full(C, np.inf), np.full(C, np.inf)
     for j, r in enumerate(keep):
         channel, region = r.split("@", 1)
         price = catalog.price(channel, region)
+        # priced as if it succeeds: a failed call is usually retried, so a flaky route must not look cheap
         cost[:, j] = price.cost(mean_in, mean_out)
         rpm[j] = price.requests_per_minute or np.inf
         tpm[j] = price.tokens_per_minute or np.inf
         for i, k in enumerate(classes):
             allowed[i, j] = catalog.allows(k, channel, region)
     lat = priced["latency_ms"].to_numpy(dtype=float)
-    failed = ~ok.to_numpy()
-    groups = route.groupby(route).indices
     samples = [np.sort(lat[groups[r]]) for r in keep]
     survival = np.array([1 - np.searchsorted(s, GRID_MS, side="right") / len(s) for s in samples])
     overall = np.array([s.mean() for s in samples])
@@ -221,7 +233,7 @@ def build_problem(
         cost=cost,
         allowed=allowed,
         mean_latency=mean_latency,
-        error_rate=np.array([failed[groups[r]].mean() for r in keep]),
+        error_rate=err,
         rpm=rpm,
         tpm=tpm,
         survival=survival,
@@ -336,14 +348,20 @@ def _explain(p, budget, p95_slo_ms, max_error_rate, max_mean_latency_ms) -> Rout
             + f" (at {p.utilisation:.0%} utilisation)"
         )
     if max_error_rate is not None and feasible(max_error_rate=max_error_rate) is None:
-        best = min(p.error_rate[p.allowed[k]].min() for k in range(len(p.classes)))
-        return RoutingInfeasible(f"no mix keeps the error rate under {max_error_rate:.2%} (best route: {best:.2%})")
+        best = p.weights.sum(axis=0) @ np.array([p.error_rate[p.allowed[k]].min() for k in range(len(p.classes))])
+        return RoutingInfeasible(
+            f"no mix keeps the error rate under {max_error_rate:.2%} within the rate limits "
+            f"(every class on its most reliable route would give {best:.2%})"
+        )
     rest = dict(max_error_rate=max_error_rate, p95_slo_ms=p95_slo_ms, max_mean_latency_ms=max_mean_latency_ms)
     cheapest = feasible(**rest)
     if cheapest is None:
         what = [f"p95 <= {p95_slo_ms:g} ms"] if p95_slo_ms is not None else []
         what += [f"mean latency <= {max_mean_latency_ms:g} ms"] if max_mean_latency_ms is not None else []
-        return RoutingInfeasible(f"no mix meets the latency target ({', '.join(what)}) within the rate limits")
+        also = " and the error ceiling" if max_error_rate is not None else ""
+        return RoutingInfeasible(f"no mix meets the latency target ({', '.join(what)}) within the rate limits{also}")
+    if budget is None:
+        return RoutingInfeasible("HiGHS found the problem infeasible, and no single constraint explains it")
     min_budget = cheapest.expected["cost_usd"]
     return RoutingInfeasible(
         f"a budget of ${budget:,.2f}/day cannot carry the demand; the cheapest feasible plan costs "

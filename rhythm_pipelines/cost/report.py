@@ -42,7 +42,11 @@ class CostReport:
         lines = [f"# Cost report, {self.period} {self.key}", ""]
         trend = "" if self.change is None else f" ({self.change:+.1%} against the previous period)"
         lines.append(f"**Spend:** {self.total:,.2f} {cur} over {self.calls:,} calls{trend}.")
-        if self.savings:
+        if self.savings and "error" in self.savings:
+            lines.append(
+                f"**The routing plan** ({self.savings['fitted_on']}): none could be fitted: {self.savings['error']}."
+            )
+        elif self.savings:
             s = self.savings
             lines.append(
                 f"**The routing plan** ({s['fitted_on']}) would have cost {s['plan_cost']:,.2f} {cur} instead of "
@@ -50,7 +54,7 @@ class CostReport:
                 f"latency {s['latency_change']:+.1%}."
             )
         else:
-            lines.append("**The routing plan:** not enough calls to fit one.")
+            lines.append("**The routing plan:** no calls in this period.")
         for title, frame in (("By channel", self.by_channel), ("By region", self.by_region),
                              ("Top cost drivers (channel x class)", self.drivers)):  # fmt: skip
             lines += ["", f"## {title}", "", frame.to_markdown(index=False, floatfmt=".4g") if len(frame) else "_none_"]
@@ -98,8 +102,8 @@ def plan_savings(fit_calls: pd.DataFrame, calls: pd.DataFrame, catalog: Catalog,
         problem = build_problem(fit_calls, catalog)
         plan, _ = fit_plan(problem, observed_mean_latency_ms=float(fit_calls["latency_ms"].mean()))
         replay = Replay(calls, problem, catalog)
-    except (RoutingInfeasible, ValueError):
-        return None
+    except (RoutingInfeasible, ValueError) as exc:
+        return {"fitted_on": fitted_on, "error": str(exc)}
     observed, planned = replay.run("observed"), replay.run("plan", plan)
     saving = observed.cost_usd - planned.cost_usd
     return {

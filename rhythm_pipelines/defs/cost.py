@@ -23,6 +23,7 @@ from rhythm_pipelines.defs.resources import MetricsStoreResource, rhythm_home
 
 COST_GROUP = "cost"
 BUDGET_INTERVAL_S = int(os.environ.get("RHYTHM_BUDGET_INTERVAL_S", "300"))
+MAX_ALERT_ATTEMPTS = 5  # a webhook that keeps failing: the alert stays in alerts.jsonl and the table
 weekly_partitions = dg.WeeklyPartitionsDefinition(start_date=PARTITIONS_START, day_offset=1, timezone="UTC")
 monthly_partitions = dg.MonthlyPartitionsDefinition(start_date=PARTITIONS_START[:8] + "01", timezone="UTC")
 
@@ -231,7 +232,9 @@ def _report_asset(name: str, period: str, partitions: dg.TimeWindowPartitionsDef
                 "spend_usd": round(report.total, 4),
                 "calls": report.calls,
                 "change_vs_previous": None if report.change is None else round(report.change, 4),
-                "plan_saving_usd": None if not report.savings else round(report.savings["saving"], 4),
+                "plan_saving_usd": round(report.savings["saving"], 4)
+                if report.savings and "saving" in report.savings
+                else None,
                 "report": dg.MetadataValue.md(text),
                 "plot": png_md(png, f"{period} {key}"),
                 "file": dg.MetadataValue.path(str(out / f"{key}.md")),
@@ -260,15 +263,17 @@ def send_budget_alert(
     delivered, how = cost.notifier().send(config.text, payload)
     context.log.info(f"{config.text} -> {how}")
     with store.open() as s:
+        before = s.read_table("budget_alerts", alert_id=config.alert_id)
+        attempts = int(before["attempts"].fillna(1).iloc[0]) + 1 if len(before) else 1
         s.write_table(
             "budget_alerts",
             pd.DataFrame([{"ts": pd.Timestamp.now(tz="UTC"), "alert_id": config.alert_id, "budget": payload["budget"],
                            "period_key": payload["period_key"], "threshold": payload["threshold"],
                            "amount": payload["amount"], "spent": payload["spent"], "projected": payload["projected"],
-                           "delivered": int(delivered), "detail": how}]),
+                           "delivered": int(delivered), "attempts": attempts, "detail": how}]),
         )  # fmt: skip
-    if not delivered:
-        raise dg.Failure(f"budget alert not delivered: {how}")
+    if not delivered:  # the sensor tries again on a later tick, under a new run key
+        raise dg.Failure(f"budget alert not delivered (attempt {attempts} of {MAX_ALERT_ATTEMPTS}): {how}")
 
 
 @dg.job(description="One budget alert; launched by budget_sensor with run_key = the alert id.",
@@ -290,23 +295,30 @@ def budget_sensor(context: dg.SensorEvaluationContext, store: MetricsStoreResour
     budgets = cost.load_budgets()
     with store.open() as s:
         statuses, due = budget_files.check(budgets, s.read_table, cost.load_catalog(), now)
-    if not due:
+        sent = s.read_table("budget_alerts", now - pd.Timedelta(days=62), now + pd.Timedelta(minutes=1))
+    tried = {r.alert_id: (int(r.delivered or 0), int(r.attempts or 1)) for r in sent.itertuples(index=False)}
+    requests = []
+    for a in due:
+        delivered, attempts = tried.get(a.alert_id, (0, 0))
+        if delivered or attempts >= MAX_ALERT_ATTEMPTS:
+            continue
+        requests.append(
+            dg.RunRequest(  # one run per alert (a failed delivery is retried under a new key)
+                run_key=a.alert_id if not attempts else f"{a.alert_id}#retry{attempts}",
+                run_config=dg.RunConfig(
+                    ops={
+                        "send_budget_alert": BudgetAlertConfig(
+                            alert_id=a.alert_id, text=a.text, payload=json.dumps(a.payload())
+                        )
+                    }
+                ),
+                tags={"rhythm/budget": a.status.budget.name},
+            )  # fmt: skip
+        )
+    if not requests:
         used = ", ".join(f"{st.budget.name} {st.used:.0%}" for st in statuses) or "no budgets"
-        return dg.SkipReason(f"no budget threshold crossed ({used})")
-    return [
-        dg.RunRequest(
-            run_key=a.alert_id,
-            run_config=dg.RunConfig(
-                ops={
-                    "send_budget_alert": BudgetAlertConfig(
-                        alert_id=a.alert_id, text=a.text, payload=json.dumps(a.payload())
-                    )
-                }
-            ),
-            tags={"rhythm/budget": a.status.budget.name},
-        )  # fmt: skip
-        for a in due
-    ]
+        return dg.SkipReason(f"no new budget alert ({used})")
+    return requests
 
 
 cost_assets = [

@@ -192,6 +192,7 @@ TABLES: dict[str, TableSpec] = {
                 "spent": "float",
                 "projected": "float",
                 "delivered": "int",
+                "attempts": "int",
                 "detail": "str",
             },
             key=("alert_id",),

@@ -65,6 +65,10 @@ def test_regional_prices_override_the_channels():
             "classes.x: no channel in the catalog may serve this class",
         ),
         ("channels: {}\n", "the catalog prices no channel"),
+        (
+            "channels:\n  a: {input_per_1k: 1, output_per_1k: 1}\nclasses:\n  x: {channels: [{name: a}]}\n",
+            "cat.yaml:4: classes.x.channels: expected channel names, got {'name': 'a'}",
+        ),
     ],
 )
 def test_a_bad_catalog_names_the_file_line_and_field(text, where):

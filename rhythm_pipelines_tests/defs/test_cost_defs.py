@@ -119,8 +119,32 @@ def test_the_budget_sensor_requests_one_run_per_alert_and_the_job_sends_it(cost_
         config = requests[-1].run_config
         result = budget_alert_job.execute_in_process(run_config=config, resources=resources, instance=instance)
         assert result.success
-    alert = json.loads((tmp_path / "reports" / "alerts.jsonl").read_text().splitlines()[-1])
-    assert alert["budget"] == "tight" and alert["threshold"] == "100%" and "crossed 100%" in alert["text"]
+        after = list(budget_sensor(dg.build_sensor_context(instance=instance, resources=resources)))
+        assert [r.run_key for r in after] == keys[:2]  # the delivered one is not asked for again
+        # a webhook that is down: the run fails, the sensor retries under a new key
+        port = _closed_port()
+        down = {**resources, "cost": CostResource(reports_dir=str(tmp_path / "reports"), budgets=str(budgets),
+                                                  webhook_url=f"http://127.0.0.1:{port}/hook")}  # fmt: skip
+        failed = budget_alert_job.execute_in_process(
+            run_config=requests[0].run_config, resources=down, instance=instance, raise_on_error=False
+        )
+        assert not failed.success
+        retry = list(budget_sensor(dg.build_sensor_context(instance=instance, resources=down)))
+        assert [r.run_key for r in retry] == [f"{keys[0]}#retry1", keys[1]]
+    alerts = [json.loads(line) for line in (tmp_path / "reports" / "alerts.jsonl").read_text().splitlines()]
+    assert alerts[0]["budget"] == "tight" and alerts[0]["threshold"] == "100%" and "crossed 100%" in alerts[0]["text"]
+    assert alerts[1]["threshold"] == "85%"  # kept in the file even though the webhook failed
     with cost_resources["store"].open() as s:
-        logged = s.read_table("budget_alerts")
-    assert logged["alert_id"].tolist() == [f"budget|tight|{day}|100%"] and logged["delivered"].tolist() == [1]
+        logged = s.read_table("budget_alerts").set_index("alert_id")
+    assert logged.loc[f"budget|tight|{day}|100%", "delivered"] == 1
+    assert logged.loc[f"budget|tight|{day}|85%", "delivered"] == 0
+    assert logged.loc[f"budget|tight|{day}|85%", "attempts"] == 1
+    assert "webhook failed" in logged.loc[f"budget|tight|{day}|85%", "detail"]
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -37,13 +37,14 @@ def test_a_host_leak_is_over_when_memory_gave_back_part_of_its_rise(tmp_path):
 
 def test_a_channel_is_healthy_again_when_whoever_serves_it_is(tmp_path):
     routes = tmp_path / "routes.json"
+    now = pd.Timestamp.now(tz="UTC")  # not the module's: routes expire on the wall clock
     log = pd.concat([calls("gpt@a", 900.0), calls("gpt@b", 40.0)], ignore_index=True)
     probe = LocalProbe(DetectorSettings(), HOST, routes, calls=lambda a, b: log[(log["ts"] >= a) & (log["ts"] < b)])
-    slow = HealthEvent("high_latency", "gpt@a", NOW - pd.Timedelta(minutes=1))
-    ok, detail = probe.resolved(slow, NOW - pd.Timedelta(minutes=1))
+    slow = HealthEvent("high_latency", "gpt@a", now - pd.Timedelta(minutes=1))
+    ok, detail = probe.resolved(slow, now - pd.Timedelta(minutes=1))
     assert not ok and "gpt@a: p95 900 ms" in detail
-    set_route(routes, "gpt@a", "gpt@b", NOW + pd.Timedelta(minutes=5), slow.event_id)
-    ok, detail = probe.resolved(slow, NOW - pd.Timedelta(minutes=1))
+    set_route(routes, "gpt@a", "gpt@b", now + pd.Timedelta(minutes=5), slow.event_id)
+    ok, detail = probe.resolved(slow, now - pd.Timedelta(minutes=1))
     assert ok and detail.startswith("gpt@b: p95 40 ms")
 
 
