@@ -296,7 +296,10 @@ def budget_sensor(context: dg.SensorEvaluationContext, store: MetricsStoreResour
     with store.open() as s:
         statuses, due = budget_files.check(budgets, s.read_table, cost.load_catalog(), now)
         sent = s.read_table("budget_alerts", now - pd.Timedelta(days=62), now + pd.Timedelta(minutes=1))
-    tried = {r.alert_id: (int(r.delivered or 0), int(r.attempts or 1)) for r in sent.itertuples(index=False)}
+    tried = {
+        r.alert_id: (0 if pd.isna(r.delivered) else int(r.delivered), 1 if pd.isna(r.attempts) else int(r.attempts))
+        for r in sent.itertuples(index=False)
+    }
     requests = []
     for a in due:
         delivered, attempts = tried.get(a.alert_id, (0, 0))
