@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -9,6 +12,21 @@ import yaml
 
 class ConfigError(ValueError):
     """A config file that cannot be used: ``origin:line: path: reason``."""
+
+
+def config_text(
+    path: str | Path | None, env: str, package: str, shipped: str, what: str, error: type[ConfigError] = ConfigError
+) -> tuple[str, str]:
+    """(text, origin) of the config at ``path``, else at ``$env``, else the package's shipped file."""
+    path = path or os.environ.get(env) or None
+    if path is None:
+        return resources.files(package).joinpath(shipped).read_text(), f"{shipped} (shipped)"
+    p = Path(path)
+    try:
+        return p.read_text(), str(p)
+    except OSError as exc:
+        why = f"no such {what} file" if isinstance(exc, FileNotFoundError) else exc.strerror
+        raise error(f"{p}: cannot read the {what} file: {why}") from exc
 
 
 class _Loader(yaml.SafeLoader):

@@ -3,14 +3,12 @@ end-of-period spend, and the alerts they raise: once per budget, period and thre
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
 
-from rhythm_pipelines.yaml_lines import ConfigError, Reader
+from rhythm_pipelines.yaml_lines import ConfigError, Reader, config_text
 
 PERIODS = ("daily", "weekly", "monthly")
 
@@ -153,19 +151,31 @@ def alerts(st: BudgetStatus, thresholds: tuple[float, ...]) -> list[BudgetAlert]
     return out
 
 
-def default_text() -> str:
-    return resources.files("rhythm_pipelines.configs").joinpath("budgets.yaml").read_text()
+def to_send(due: list[BudgetAlert], sent: pd.DataFrame, max_attempts: int = 5) -> list[tuple[BudgetAlert, str]]:
+    """The alerts still to send and their run keys, given the ``budget_alerts`` records: a delivered alert is
+    done; one whose delivery failed gets a new key per attempt (``id#retryN``) until ``max_attempts``."""
+    tried = {
+        r.alert_id: (0 if pd.isna(r.delivered) else int(r.delivered), 1 if pd.isna(r.attempts) else int(r.attempts))
+        for r in sent.itertuples(index=False)
+    }
+    out = []
+    for a in due:
+        delivered, attempts = tried.get(a.alert_id, (0, 0))
+        if not delivered and attempts < max_attempts:
+            out.append((a, a.alert_id if not attempts else f"{a.alert_id}#retry{attempts}"))
+    return out
+
+
+def attempts_so_far(records: pd.DataFrame) -> int:
+    """Delivery attempts already recorded for one alert (its ``budget_alerts`` rows)."""
+    return int(records["attempts"].fillna(1).iloc[0]) if len(records) else 0
 
 
 def load(path: str | Path | None = None) -> BudgetSet:
     """The budgets at ``path``, else ``$RHYTHM_BUDGETS``, else the shipped file."""
-    path = path or os.environ.get("RHYTHM_BUDGETS") or None
-    if path is None:
-        return parse(default_text(), "budgets.yaml (shipped)")
-    p = Path(path)
-    if not p.is_file():
-        raise BudgetError(f"{p}: no such budgets file")
-    return parse(p.read_text(), str(p))
+    return parse(
+        *config_text(path, "RHYTHM_BUDGETS", "rhythm_pipelines.configs", "budgets.yaml", "budgets", BudgetError)
+    )
 
 
 def parse(text: str, origin: str = "<budgets>") -> BudgetSet:

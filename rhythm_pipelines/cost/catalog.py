@@ -5,15 +5,13 @@ a user file (``$RHYTHM_PRICE_CATALOG`` or ``--catalog``) replaces it. Errors nam
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, replace
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from rhythm_pipelines.yaml_lines import ConfigError, Reader, keys, plain
+from rhythm_pipelines.yaml_lines import ConfigError, Reader, config_text, keys, plain
 
 DEFAULT_CLASS = "default"
 
@@ -97,19 +95,18 @@ class Catalog:
         return out
 
 
-def default_text() -> str:
-    return resources.files("rhythm_pipelines.configs").joinpath("price_catalog.yaml").read_text()
-
-
 def load(path: str | Path | None = None) -> Catalog:
     """The catalog at ``path``, else ``$RHYTHM_PRICE_CATALOG``, else the shipped one."""
-    path = path or os.environ.get("RHYTHM_PRICE_CATALOG") or None
-    if path is None:
-        return parse(default_text(), "price_catalog.yaml (shipped)")
-    p = Path(path)
-    if not p.is_file():
-        raise CatalogError(f"{p}: no such price catalog file")
-    return parse(p.read_text(), str(p))
+    return parse(
+        *config_text(
+            path,
+            "RHYTHM_PRICE_CATALOG",
+            "rhythm_pipelines.configs",
+            "price_catalog.yaml",
+            "price catalog",
+            CatalogError,
+        )
+    )
 
 
 _PRICE_KEYS = ("input_per_1k", "output_per_1k", "per_call", "quality", "rate_limits")

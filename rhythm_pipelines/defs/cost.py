@@ -263,8 +263,7 @@ def send_budget_alert(
     delivered, how = cost.notifier().send(config.text, payload)
     context.log.info(f"{config.text} -> {how}")
     with store.open() as s:
-        before = s.read_table("budget_alerts", alert_id=config.alert_id)
-        attempts = int(before["attempts"].fillna(1).iloc[0]) + 1 if len(before) else 1
+        attempts = budget_files.attempts_so_far(s.read_table("budget_alerts", alert_id=config.alert_id)) + 1
         s.write_table(
             "budget_alerts",
             pd.DataFrame([{"ts": pd.Timestamp.now(tz="UTC"), "alert_id": config.alert_id, "budget": payload["budget"],
@@ -296,28 +295,20 @@ def budget_sensor(context: dg.SensorEvaluationContext, store: MetricsStoreResour
     with store.open() as s:
         statuses, due = budget_files.check(budgets, s.read_table, cost.load_catalog(), now)
         sent = s.read_table("budget_alerts", now - pd.Timedelta(days=62), now + pd.Timedelta(minutes=1))
-    tried = {
-        r.alert_id: (0 if pd.isna(r.delivered) else int(r.delivered), 1 if pd.isna(r.attempts) else int(r.attempts))
-        for r in sent.itertuples(index=False)
-    }
-    requests = []
-    for a in due:
-        delivered, attempts = tried.get(a.alert_id, (0, 0))
-        if delivered or attempts >= MAX_ALERT_ATTEMPTS:
-            continue
-        requests.append(
-            dg.RunRequest(  # one run per alert (a failed delivery is retried under a new key)
-                run_key=a.alert_id if not attempts else f"{a.alert_id}#retry{attempts}",
-                run_config=dg.RunConfig(
-                    ops={
-                        "send_budget_alert": BudgetAlertConfig(
-                            alert_id=a.alert_id, text=a.text, payload=json.dumps(a.payload())
-                        )
-                    }
-                ),
-                tags={"rhythm/budget": a.status.budget.name},
-            )  # fmt: skip
-        )
+    requests = [
+        dg.RunRequest(  # one run per alert (a failed delivery is retried under a new key)
+            run_key=run_key,
+            run_config=dg.RunConfig(
+                ops={
+                    "send_budget_alert": BudgetAlertConfig(
+                        alert_id=a.alert_id, text=a.text, payload=json.dumps(a.payload())
+                    )
+                }
+            ),
+            tags={"rhythm/budget": a.status.budget.name},
+        )  # fmt: skip
+        for a, run_key in budget_files.to_send(due, sent, MAX_ALERT_ATTEMPTS)
+    ]
     if not requests:
         used = ", ".join(f"{st.budget.name} {st.used:.0%}" for st in statuses) or "no budgets"
         return dg.SkipReason(f"no new budget alert ({used})")

@@ -15,7 +15,7 @@ from typing import Any
 from rhythm_pipelines.healing.detectors import DetectorSettings, Watch
 from rhythm_pipelines.healing.events import KINDS, LEVELS, HealthEvent, level_index
 from rhythm_pipelines.healing.safety import ProcessRule, SafetyPolicy
-from rhythm_pipelines.yaml_lines import ConfigError, Reader
+from rhythm_pipelines.yaml_lines import ConfigError, Reader, config_text
 from rhythm_pipelines.yaml_lines import keys as _keys
 from rhythm_pipelines.yaml_lines import plain as _plain
 
@@ -280,12 +280,8 @@ def default_text() -> str:
 
 def load(path: str | Path | None = None) -> PlaybookSet:
     """The playbooks at ``path``, else ``$RHYTHM_PLAYBOOKS``, else the shipped defaults."""
-    path = path or os.environ.get("RHYTHM_PLAYBOOKS")
-    if not path:
-        return parse(default_text(), "recovery_playbooks.yaml (shipped)")
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise PlaybookError(f"{p}: cannot read the playbook file: {exc.strerror}") from exc
-    return parse(text, str(p))
+    return parse(
+        *config_text(
+            path, "RHYTHM_PLAYBOOKS", "rhythm_pipelines.playbooks", "recovery_playbooks.yaml", "playbook", PlaybookError
+        )
+    )
