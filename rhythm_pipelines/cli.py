@@ -193,17 +193,22 @@ def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
         from rhythm_pipelines.simulate import SimConfig, simulate
 
         sim = simulate(SimConfig(days=args.sim_days, seed=args.sim_seed, start=pd.Timestamp("2026-03-02", tz="UTC")))
-        simulated = score_simulation(sim, args.method)[1]
+        simulated = score_simulation(sim, args.sim_method)[1]
     if args.json:
         report = {"method": args.method, "files": per_file, "aggregate": total.as_dict()}
         if simulated is not None:
-            report["simulator"] = {"days": args.sim_days, "seed": args.sim_seed, **simulated.as_dict()}
+            report["simulator"] = {
+                "days": args.sim_days,
+                "seed": args.sim_seed,
+                "method": args.sim_method,
+                **simulated.as_dict(),
+            }
         print(json.dumps(report, indent=2))
         return 0
     print(f"{'file':58s} {'tp':>3s} {'fp':>3s} {'fn':>3s} {'prec':>6s} {'rec':>6s} {'f1':>6s}")
     rows = {**per_file, "AGGREGATE": total.as_dict()}
     if simulated is not None:
-        rows[f"SIMULATOR incidents ({args.sim_days:g} days, seed {args.sim_seed})"] = simulated.as_dict()
+        rows[f"SIMULATOR {args.sim_method} ({args.sim_days:g} d, seed {args.sim_seed})"] = simulated.as_dict()
     for key, s in rows.items():
         print(
             f"{key:58s} {s['tp']:3d} {s['fp']:3d} {s['fn']:3d} {s['precision']:6.3f} {s['recall']:6.3f} {s['f1']:6.3f}"
@@ -348,6 +353,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--sim-days", type=float, default=3.0, help="also score a simulated fleet's incidents (0: skip)")
     ev.add_argument("--sim-seed", type=int, default=0)
+    ev.add_argument(
+        "--sim-method",
+        default="auto",
+        help="method on the simulator (default auto: each metric by its profile, channels on raw calls)",
+    )
     ev.set_defaults(func=cmd_anomalies_evaluate)
 
     fc = sub.add_parser("forecast", help="forecasting: backtest a CSV series, train and predict from the registry")

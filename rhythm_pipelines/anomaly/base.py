@@ -21,6 +21,8 @@ import pandas as pd
 from rhythm_pipelines.anomaly.rolling import RunningMean, TrailingWindow, trailing_median
 
 MAD_TO_SIGMA = 1.4826
+DIRECTIONS = ("both", "up", "down")  # which side of the baseline counts: a CPU dip is no incident
+SPREADS = ("wide", "mad")  # robust_scale's choices
 Channels = tuple[np.ndarray, np.ndarray]  # (deviation, z), each of shape (channels, n) or (channels,)
 
 
@@ -37,16 +39,46 @@ def scale_floor(center: np.ndarray | float) -> np.ndarray | float:
     return 1e-3 * (np.abs(center) + 1e-3)
 
 
-def robust_scale(mad: np.ndarray | float, mean_square: np.ndarray | float, center: np.ndarray | float):
-    """The larger of 1.4826·MAD and the RMS deviation: heavy-tailed series get the wider of the two."""
-    return np.maximum(np.maximum(MAD_TO_SIGMA * mad, np.sqrt(np.maximum(mean_square, 0.0))), scale_floor(center))
+def robust_scale(
+    mad: np.ndarray | float, mean_square: np.ndarray | float, center: np.ndarray | float, spread: str = "wide"
+):
+    """``wide``: the larger of 1.4826·MAD and the RMS deviation (heavy-tailed series get the wider of the two);
+    ``mad``: 1.4826·MAD alone (earlier incidents in the window do not widen it)."""
+    scale = MAD_TO_SIGMA * mad
+    if spread == "wide":
+        scale = np.maximum(scale, np.sqrt(np.maximum(mean_square, 0.0)))
+    return np.maximum(scale, scale_floor(center))
 
 
-def robust_deviation(feature: np.ndarray, window: int, min_periods: int, delay: int = 1) -> Channels:
+def one_sided(signed: np.ndarray | float, direction: str) -> np.ndarray | float:
+    """A signed deviation as the distance on the side that matters: ``up``, ``down`` or ``both``."""
+    if direction == "up":
+        return np.maximum(signed, 0.0)
+    if direction == "down":
+        return np.maximum(-signed, 0.0)
+    return np.abs(signed)
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose from {', '.join(choices)}")
+    return value
+
+
+def robust_deviation(
+    feature: np.ndarray,
+    window: int,
+    min_periods: int,
+    delay: int = 1,
+    direction: str = "both",
+    spread: str = "wide",
+) -> Channels:
     """Batch: each point's feature against the median of the feature up to ``delay`` points earlier.
 
     The spread is the MAD and RMS of the one-step-ahead deviations over the same trailing window.
     ``delay`` > 1 keeps a feature that averages the last ``delay`` points out of its own baseline.
+    ``direction`` keeps the deviations on one side only (``up``: above the median); ``spread`` is
+    ``robust_scale``'s.
     """
     m = np.asarray(feature, dtype="float64")
     n = len(m)
@@ -60,16 +92,16 @@ def robust_deviation(feature: np.ndarray, window: int, min_periods: int, delay: 
     mad = trailing_median(resid, w, min_periods)
     mean_square = bn.move_mean(resid * resid, w, min_count=min_periods)
     med = lag(base, delay)
-    dev = np.abs(m - med)
-    z = dev / robust_scale(lag(mad, delay), lag(mean_square, delay), med)
+    dev = one_sided(m - med, direction)
+    z = dev / robust_scale(lag(mad, delay), lag(mean_square, delay), med, spread)
     return np.nan_to_num(dev, nan=0.0), np.nan_to_num(z, nan=0.0)
 
 
 class RobustBaseline:
     """Streaming twin of ``robust_deviation``: push one feature value, get its (deviation, z)."""
 
-    def __init__(self, window: int, min_periods: int, delay: int = 1):
-        self.min_periods, self.delay = min_periods, delay
+    def __init__(self, window: int, min_periods: int, delay: int = 1, direction: str = "both", spread: str = "wide"):
+        self.min_periods, self.delay, self.direction, self.spread = min_periods, delay, direction, spread
         self._values = TrailingWindow(window)
         self._resid = TrailingWindow(window)
         self._squares = RunningMean(window)
@@ -90,10 +122,10 @@ class RobustBaseline:
         if len(self._history) <= self.delay:
             return 0.0, 0.0
         med, mad, ms = self._history.popleft()
-        dev = abs(m - med)
+        dev = float(one_sided(m - med, self.direction))
         if math.isnan(dev) or math.isnan(mad) or math.isnan(ms):
             return (0.0 if math.isnan(dev) else dev), 0.0
-        return dev, dev / float(robust_scale(mad, ms, med))
+        return dev, dev / float(robust_scale(mad, ms, med, self.spread))
 
 
 class Detector(ABC):
@@ -101,12 +133,29 @@ class Detector(ABC):
 
     name: str = "detector"
 
-    def __init__(self, window: int = 1000, min_periods: int = 20):
+    def __init__(self, window: int = 1000, min_periods: int = 20, direction: str = "both", spread: str = "wide"):
         self.window = window
         self.min_periods = min_periods
+        self.direction = check_choice("direction", direction, DIRECTIONS)
+        self.spread = check_choice("spread", spread, SPREADS)
 
     def get_params(self) -> dict:
-        return {"window": self.window, "min_periods": self.min_periods}
+        return {
+            "window": self.window,
+            "min_periods": self.min_periods,
+            "direction": self.direction,
+            "spread": self.spread,
+        }
+
+    def _deviation(self, feature: np.ndarray, delay: int = 1) -> Channels:
+        """``robust_deviation`` of a feature with this detector's window and direction, as one channel."""
+        return one_channel(
+            *robust_deviation(feature, self.window, self.min_periods, delay, self.direction, self.spread)
+        )
+
+    def _baseline(self, delay: int = 1) -> RobustBaseline:
+        """The streaming twin of ``_deviation``."""
+        return RobustBaseline(self.window, self.min_periods, delay, self.direction, self.spread)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"

@@ -23,10 +23,8 @@ import numpy as np
 from rhythm_pipelines.anomaly.base import (
     Channels,
     Detector,
-    RobustBaseline,
     lag,
     one_channel,
-    robust_deviation,
     scale_floor,
 )
 from rhythm_pipelines.anomaly.iforest import WindowedIsolationForest
@@ -41,10 +39,10 @@ class RobustZScore(Detector):
     name = "zscore"
 
     def deviations(self, values, timestamps=None) -> Channels:
-        return one_channel(*robust_deviation(np.asarray(values, dtype="float64"), self.window, self.min_periods))
+        return self._deviation(np.asarray(values, dtype="float64"))
 
     def _reset_state(self) -> None:
-        self._base = RobustBaseline(self.window, self.min_periods)
+        self._base = self._baseline()
 
     def update(self, value: float, ts=None) -> Channels:
         self._live()
@@ -58,8 +56,10 @@ class LevelShift(Detector):
 
     name = "level_shift"
 
-    def __init__(self, window: int = 1000, min_periods: int = 20, short: int = 12):
-        super().__init__(window, min_periods)
+    def __init__(
+        self, window: int = 1000, min_periods: int = 20, direction: str = "both", spread: str = "wide", short: int = 12
+    ):
+        super().__init__(window, min_periods, direction, spread)
         self.short = short
 
     def get_params(self) -> dict:
@@ -74,11 +74,11 @@ class LevelShift(Detector):
         if len(x) < self.short:
             return one_channel(np.zeros(len(x)), np.zeros(len(x)))
         mean = bn.move_mean(x, self.short, min_count=self.short)
-        return one_channel(*robust_deviation(mean, self.window, self.min_periods, delay=self.short))
+        return self._deviation(mean, delay=self.short)
 
     def _reset_state(self) -> None:
         self._mean = RunningMean(self.short)
-        self._base = RobustBaseline(self.window, self.min_periods, delay=self.short)
+        self._base = self._baseline(delay=self.short)
 
     def update(self, value: float, ts=None) -> Channels:
         self._live()
@@ -94,8 +94,10 @@ class LocalJump(Detector):
 
     name = "jump"
 
-    def __init__(self, window: int = 1000, min_periods: int = 20, local: int = 30):
-        super().__init__(window, min_periods)
+    def __init__(
+        self, window: int = 1000, min_periods: int = 20, direction: str = "both", spread: str = "wide", local: int = 30
+    ):
+        super().__init__(window, min_periods, direction, spread)
         self.local = local
 
     def get_params(self) -> dict:
@@ -109,11 +111,11 @@ class LocalJump(Detector):
         if len(x) == 0:
             return one_channel(np.zeros(0), np.zeros(0))
         local = lag(trailing_median(x, self.local, self._local_min()))
-        return one_channel(*robust_deviation(x - local, self.window, self.min_periods))
+        return self._deviation(x - local)
 
     def _reset_state(self) -> None:
         self._recent = TrailingWindow(self.local)
-        self._base = RobustBaseline(self.window, self.min_periods)
+        self._base = self._baseline()
 
     def update(self, value: float, ts=None) -> Channels:
         self._live()
@@ -128,11 +130,16 @@ class IQRFence(Detector):
 
     name = "iqr"
 
+    def _outside(self, x, q1, q3):
+        """How far past the fence on this detector's side(s): above Q3, below Q1, or either."""
+        up, down = np.maximum(x - q3, 0.0), np.maximum(q1 - x, 0.0)
+        return up if self.direction == "up" else down if self.direction == "down" else np.maximum(up, down)
+
     def deviations(self, values, timestamps=None) -> Channels:
         x = np.asarray(values, dtype="float64")
         q1 = lag(trailing_quantile(x, self.window, 0.25, self.min_periods))
         q3 = lag(trailing_quantile(x, self.window, 0.75, self.min_periods))
-        dev = np.maximum(np.maximum(x - q3, q1 - x), 0.0)
+        dev = self._outside(x, q1, q3)
         z = dev / np.maximum(q3 - q1, scale_floor((q1 + q3) / 2))
         return one_channel(np.nan_to_num(dev, nan=0.0), np.nan_to_num(z, nan=0.0))
 
@@ -146,7 +153,7 @@ class IQRFence(Detector):
             return np.zeros(1), np.zeros(1)
         q1, q3 = self._values.quantile(0.25), self._values.quantile(0.75)
         self._values.push(value)
-        dev = max(value - q3, q1 - value, 0.0)
+        dev = float(self._outside(value, q1, q3))
         return np.array([dev]), np.array([dev / max(q3 - q1, scale_floor((q1 + q3) / 2))])
 
 
@@ -163,8 +170,15 @@ class Ensemble(Detector):
     name = "ensemble"
     DEFAULT_MEMBERS = ("zscore", "level_shift", "jump", "trend")
 
-    def __init__(self, window: int = 1000, min_periods: int = 20, members: tuple[str, ...] = DEFAULT_MEMBERS):
-        super().__init__(window, min_periods)
+    def __init__(
+        self,
+        window: int = 1000,
+        min_periods: int = 20,
+        direction: str = "both",
+        spread: str = "wide",
+        members: tuple[str, ...] = DEFAULT_MEMBERS,
+    ):
+        super().__init__(window, min_periods, direction, spread)
         unknown = [m for m in members if m not in DETECTORS or m == self.name]
         if unknown:
             raise ValueError(f"unknown ensemble members {unknown}; choose from {', '.join(MEMBER_NAMES)}")
@@ -174,7 +188,7 @@ class Ensemble(Detector):
         return {**super().get_params(), "members": self.members}
 
     def _detectors(self) -> list[Detector]:
-        return [DETECTORS[m](window=self.window, min_periods=self.min_periods) for m in self.members]
+        return [DETECTORS[m](self.window, self.min_periods, self.direction, self.spread) for m in self.members]
 
     @property
     def spans(self) -> tuple[int, ...]:
@@ -209,11 +223,11 @@ DETECTORS: dict[str, type[Detector]] = {
 MEMBER_NAMES = tuple(n for n in DETECTORS if n != Ensemble.name)
 
 
-def make_detector(method: str) -> Detector:
+def make_detector(method: str, direction: str = "both") -> Detector:
     """A detector by name, with its defaults; ``a+b+c`` is an ensemble of those members."""
     if "+" in method:
-        return Ensemble(members=tuple(m.strip() for m in method.split("+")))
+        return Ensemble(direction=direction, members=tuple(m.strip() for m in method.split("+")))
     try:
-        return DETECTORS[method]()
+        return DETECTORS[method](direction=direction)
     except KeyError:
         raise ValueError(f"unknown method {method!r}; choose from {', '.join(DETECTORS)} or a+b+...") from None

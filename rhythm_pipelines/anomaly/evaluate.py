@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from rhythm_pipelines.anomaly.profiles import AUTO, detect_stored
+
 if TYPE_CHECKING:
     from rhythm_pipelines.simulate import Simulation
 
@@ -102,13 +104,12 @@ def simulation_points(sim: Simulation) -> pd.DataFrame:
     return pd.concat([sim.metrics, channel_minute_metrics(sim.calls)], ignore_index=True)
 
 
-def score_simulation(sim: Simulation, method: str = "ensemble") -> tuple[pd.DataFrame, Score]:
-    """Score every series of the metrics the simulator's incidents live on, windows = its incidents.
+def score_simulation(sim: Simulation, method: str = AUTO) -> tuple[pd.DataFrame, Score]:
+    """Score every series of the metrics the simulator's incidents live on, windows = its incidents, as the
+    pipeline does (``auto``: by metric profile, channels on their raw calls).
 
     Series with no incident count their false alarms too.
     """
-    from rhythm_pipelines.anomaly.series import detect
-
     incidents = sim.incidents
     points = simulation_points(sim)
     points = points[points["metric"].isin(set(incidents["metric"]))]
@@ -116,25 +117,23 @@ def score_simulation(sim: Simulation, method: str = "ensemble") -> tuple[pd.Data
     for (source, metric), g in points.groupby(["source", "metric"], sort=True):
         g = g.sort_values("ts")
         mine = incidents[(incidents["source"] == source) & (incidents["metric"] == metric)]
-        _, flags = detect(g["value"].to_numpy(), method, pd.DatetimeIndex(g["ts"]))
+        _, flags = detect_stored(g["value"].to_numpy(), pd.DatetimeIndex(g["ts"]), source, metric, method, sim.calls)
         s = score_flags(g["ts"], flags, list(zip(mine["start"], mine["end"], strict=True)))
         total = total + s
         rows.append({"source": source, "metric": metric, "incidents": len(mine), **s.as_dict()})
     return pd.DataFrame(rows), total
 
 
-def simulation_example(sim: Simulation, method: str = "ensemble") -> tuple[pd.DataFrame, list[tuple], str, str]:
+def simulation_example(sim: Simulation, method: str = AUTO) -> tuple[pd.DataFrame, list[tuple], str, str]:
     """The simulated series with the most incidents, scored: (ts/value/score/flagged frame, its incident
     windows, source, metric) for a picture of what the detector sees."""
-    from rhythm_pipelines.anomaly.series import detect
-
     counts = sim.incidents.groupby(["source", "metric"]).size().sort_values(ascending=False, kind="stable")
     source, metric = counts.index[0]
     points = simulation_points(sim)
     g = points[(points["source"] == source) & (points["metric"] == metric)].sort_values("ts")
     ts = pd.DatetimeIndex(g["ts"])
     values = g["value"].to_numpy(dtype="float64")
-    scores, flags = detect(values, method, timestamps=ts)
+    scores, flags = detect_stored(values, ts, source, metric, method, sim.calls)
     mine = sim.incidents[(sim.incidents["source"] == source) & (sim.incidents["metric"] == metric)]
     frame = pd.DataFrame({"ts": ts, "value": values, "score": scores, "flagged": flags})
     return frame, list(zip(mine["start"], mine["end"], strict=True)), source, metric
@@ -165,9 +164,12 @@ def nab_paths(data_dir: str | Path, windows_path: str | Path | None = None) -> t
 def evaluate_nab(
     data_dir: str | Path, windows_path: str | Path, method: str = "ensemble"
 ) -> tuple[pd.DataFrame, Score]:
-    """Window P/R/F1 of ``method`` on every labelled CSV of a NAB-format directory: (per file, total)."""
+    """Window P/R/F1 of ``method`` on every labelled CSV of a NAB-format directory: (per file, total).
+
+    A NAB file's metric has no known meaning, so ``auto`` is the generic ensemble there."""
     from rhythm_pipelines.anomaly.series import detect_frame, read_series
 
+    method = "ensemble" if method == AUTO else method
     windows_by_file = load_windows(Path(windows_path))
     files = labelled_files(Path(data_dir), windows_by_file)
     if not files:

@@ -4,7 +4,8 @@ Each point's feature vector is its last ``width`` values relative to the median 
 them (the shape of the recent path, not the level). A forest fitted at index b on the feature vectors of
 the ``window`` points before b scores the points b … b + refit − 1; then it is refitted. The forest's
 anomaly score (higher = more isolated) is then scored on its own trailing robust baseline. Batch and
-streaming fit at the same indices with the same seed, so they agree.
+streaming fit at the same indices with the same seed, so they agree. With a ``direction``, only points on
+that side of their recent level count.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ class WindowedIsolationForest(Detector):
         self,
         window: int = 1000,
         min_periods: int = 20,
+        direction: str = "both",
+        spread: str = "wide",
         width: int = 6,
         refit: int = 500,
         min_fit: int = 200,
         n_estimators: int = 50,
         random_state: int = 0,
     ):
-        super().__init__(window, min_periods)
+        super().__init__(window, min_periods, direction, spread)
         self.width, self.refit, self.min_fit = width, refit, min_fit
         self.n_estimators, self.random_state = n_estimators, random_state
 
@@ -82,15 +85,23 @@ class WindowedIsolationForest(Detector):
             out[b : b + self.refit] = -forest.score_samples(feats[b : b + self.refit])
         return out
 
+    def _side(self, last: np.ndarray | float) -> np.ndarray | float:
+        """1 where the point lies on the detector's side of its recent level (the isolation score has none)."""
+        if self.direction == "both":
+            return 1.0
+        return np.where(np.nan_to_num(last) > 0 if self.direction == "up" else np.nan_to_num(last) < 0, 1.0, 0.0)
+
     def deviations(self, values, timestamps=None) -> Channels:
-        return one_channel(*robust_deviation(self.raw_scores(values), self.window, self.min_periods))
+        dev, z = robust_deviation(self.raw_scores(values), self.window, self.min_periods, spread=self.spread)
+        side = self._side(self.features(values)[:, -1])
+        return one_channel(dev * side, z * side)
 
     def _reset_state(self) -> None:
         self._values: deque[float] = deque(maxlen=2 * self.width)
         self._rows: deque[np.ndarray] = deque(maxlen=self.window)
         self._forest_now: IsolationForest | None = None
         self._i = 0
-        self._base = RobustBaseline(self.window, self.min_periods)
+        self._base = RobustBaseline(self.window, self.min_periods, spread=self.spread)
 
     def update(self, value: float, ts=None) -> Channels:
         self._live()
@@ -109,4 +120,5 @@ class WindowedIsolationForest(Detector):
         self._rows.append(row)
         self._i += 1
         dev, z = self._base.update(score)
-        return np.array([dev]), np.array([z])
+        side = float(self._side(row[-1]))
+        return np.array([dev * side]), np.array([z * side])

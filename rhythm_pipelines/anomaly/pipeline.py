@@ -26,8 +26,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from rhythm_pipelines.anomaly.channels import CHANNEL_TESTS
 from rhythm_pipelines.anomaly.events import AlertEvent, assemble_events, events_frame
-from rhythm_pipelines.anomaly.series import detect
+from rhythm_pipelines.anomaly.profiles import AUTO, detect_stored
 from rhythm_pipelines.metrics.schema import SCORE_PREFIX, is_derived, tags_to_json
 from rhythm_pipelines.metrics.store import MetricsStore, utc
 
@@ -94,11 +95,15 @@ def detect_window(
     points: pd.DataFrame,
     start: pd.Timestamp,
     end: pd.Timestamp,
-    method: str = "ensemble",
+    method: str = AUTO,
     min_points: int = MIN_POINTS,
     history: pd.Timedelta = DEFAULT_HISTORY,
+    calls: pd.DataFrame | None = None,
 ) -> WindowResult:
     """Score long-format ``points`` (history + window, sorted by source, metric, ts) for ``[start, end)``.
+
+    ``method`` ``auto`` judges each series by its metric's profile (``profiles``); ``calls`` (rows of the
+    ``channel_calls`` table over the same span) let it test channel metrics on the raw calls.
 
     Continued events are those open at ``start`` whose start lies in the later half of the history (an
     event starting in the cold first half could come out differently in the window that starts it).
@@ -117,7 +122,7 @@ def detect_window(
             skipped.append((source, metric, len(g)))
             continue
         values = g["value"].to_numpy(dtype="float64")
-        scores, flags = detect(values, method, timestamps=ts)
+        scores, flags = detect_stored(values, ts, source, metric, method, calls)
         found = assemble_events(ts, scores, flags, source, metric)
         mine = [e for e in found if start <= e.start < end]
         events += mine
@@ -167,12 +172,13 @@ def score_window(
     store: MetricsStore,
     start: pd.Timestamp,
     end: pd.Timestamp,
-    method: str = "ensemble",
+    method: str = AUTO,
     history: pd.Timedelta = DEFAULT_HISTORY,
     min_points: int = MIN_POINTS,
     include_processes: bool = True,
 ) -> WindowResult:
-    """Read every series worth scoring over ``[start - history, end)`` in one query and score the window."""
+    """Read every series worth scoring over ``[start - history, end)`` in one query (and the channels' raw
+    calls, for ``auto``) and score the window."""
     start, end = utc(start), utc(end)
     wanted = series_to_score(store.list_series(), include_processes)
     if wanted.empty:
@@ -184,7 +190,10 @@ def score_window(
         )
         points = points.merge(wanted, on=["source", "metric"], how="inner", sort=False)
         points = points.sort_values(["source", "metric", "ts"], kind="stable", ignore_index=True)
-    return detect_window(points, start, end, method, min_points, history)
+    calls = None
+    if method == AUTO and (wanted["metric"].isin(CHANNEL_TESTS) & wanted["source"].str.contains("@")).any():
+        calls = store.read_table("channel_calls", start - history, end)
+    return detect_window(points, start, end, method, min_points, history, calls)
 
 
 def merge_stored_events(store: MetricsStore, frame: pd.DataFrame) -> pd.DataFrame:

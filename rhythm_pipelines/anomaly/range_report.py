@@ -109,7 +109,7 @@ def score_range(
     store: MetricsStore,
     start: pd.Timestamp,
     end: pd.Timestamp,
-    method: str = "ensemble",
+    method: str = pipeline.AUTO,
     history: pd.Timedelta = pipeline.DEFAULT_HISTORY,
     min_points: int = pipeline.MIN_POINTS,
     include_processes: bool = True,

@@ -14,7 +14,7 @@ from bisect import bisect_right
 import numpy as np
 import pandas as pd
 
-from rhythm_pipelines.anomaly.base import Channels, Detector, RobustBaseline, one_channel, robust_deviation
+from rhythm_pipelines.anomaly.base import Channels, Detector
 
 
 def _ns(timestamps) -> np.ndarray:
@@ -30,12 +30,14 @@ class SeasonalProfile(Detector):
         self,
         window: int = 1000,
         min_periods: int = 20,
+        direction: str = "both",
+        spread: str = "wide",
         period: str = "1D",
         cycles: int = 7,
         min_cycles: int = 2,
         tolerance: str = "1h",
     ):
-        super().__init__(window, min_periods)
+        super().__init__(window, min_periods, direction, spread)
         self.period, self.cycles, self.min_cycles, self.tolerance = period, cycles, min_cycles, tolerance
 
     def get_params(self) -> dict:
@@ -69,12 +71,12 @@ class SeasonalProfile(Detector):
 
     def deviations(self, values, timestamps=None) -> Channels:
         x = np.asarray(values, dtype="float64")
-        return one_channel(*robust_deviation(x - self.profile(x, timestamps), self.window, self.min_periods))
+        return self._deviation(x - self.profile(x, timestamps))
 
     def _reset_state(self) -> None:
         self._ts: list[int] = []
         self._x: list[float] = []
-        self._base = RobustBaseline(self.window, self.min_periods)
+        self._base = self._baseline()
 
     def update(self, value: float, ts=None) -> Channels:
         self._live()

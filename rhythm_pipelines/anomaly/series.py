@@ -49,34 +49,43 @@ def read_series(path: Path, timestamp_col: str = "timestamp", value_col: str = "
 
 
 def detect(
-    values: np.ndarray, method: str = "ensemble", timestamps: pd.DatetimeIndex | None = None
+    values: np.ndarray,
+    method: str = "ensemble",
+    timestamps: pd.DatetimeIndex | None = None,
+    direction: str = "both",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Causal scores and flags of one series: a detector's channels through the record threshold.
 
     Scores are relative to the alert bar (above 1 = past it). ``timestamps`` (one per value) let the
-    seasonal detector find the time of day; the others ignore them.
+    seasonal detector find the time of day; the others ignore them. ``direction`` ``up`` scores only
+    rises (a CPU dip or a memory drop after a restart is no incident), ``down`` only falls.
     """
-    detector = make_detector(method)
+    detector = make_detector(method, direction)
     threshold = RecordThreshold()
     scores = threshold.scores(*detector.deviations(np.asarray(values, dtype="float64"), timestamps), detector.spans)
     return scores, threshold.flags(scores)
 
 
 def detect_streaming(
-    values: np.ndarray, method: str = "ensemble", timestamps: pd.DatetimeIndex | None = None
+    values: np.ndarray,
+    method: str = "ensemble",
+    timestamps: pd.DatetimeIndex | None = None,
+    direction: str = "both",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The same as ``detect``, one point at a time through ``update`` (what a live feed does)."""
-    detector, threshold = make_detector(method), RecordThreshold()
+    detector, threshold = make_detector(method, direction), RecordThreshold()
     stamps = [None] * len(values) if timestamps is None else list(pd.DatetimeIndex(timestamps))
     spans = detector.spans
     out = [threshold.update(*detector.update(float(v), t), spans) for v, t in zip(values, stamps, strict=True)]
     return np.array([s for s, _ in out], dtype="float64"), np.array([f for _, f in out], dtype=bool)
 
 
-def detect_frame(series: pd.DataFrame, method: str = "ensemble") -> pd.DataFrame:
+def detect_frame(series: pd.DataFrame, method: str = "ensemble", direction: str = "both") -> pd.DataFrame:
     """One output row per input row, in input order; a repeated timestamp gets the first's score, no flag."""
     first = ~series["duplicate"].to_numpy()
-    scores, flags = detect(series["value"].to_numpy()[first], method, pd.DatetimeIndex(series["timestamp"][first]))
+    scores, flags = detect(
+        series["value"].to_numpy()[first], method, pd.DatetimeIndex(series["timestamp"][first]), direction
+    )
     position = np.cumsum(first) - 1  # each row's index among the first occurrences
     return pd.DataFrame(
         {

@@ -24,6 +24,18 @@ import numpy as np
 from rhythm_pipelines.anomaly.base import lag
 
 
+def refractory_flags(scores: np.ndarray, refractory: int, warmup: int) -> np.ndarray:
+    """Scores above 1, at most one flag per ``refractory`` points and none in the first ``warmup``."""
+    scores = np.asarray(scores, dtype="float64")
+    out = np.zeros(len(scores), dtype=bool)
+    last = -(10**18)
+    for i in np.flatnonzero(scores > 1.0):
+        if i >= warmup and i - last > refractory:
+            out[i] = True
+            last = i
+    return out
+
+
 class RecordThreshold:
     def __init__(
         self,
@@ -66,14 +78,7 @@ class RecordThreshold:
 
     def flags(self, scores: np.ndarray) -> np.ndarray:
         """Batch: scores above 1, at most one per ``refractory`` points, none in the warm-up."""
-        scores = np.asarray(scores, dtype="float64")
-        out = np.zeros(len(scores), dtype=bool)
-        last = -(10**18)
-        for i in np.flatnonzero(scores > 1.0):
-            if i >= self.warmup and i - last > self.refractory:
-                out[i] = True
-                last = i
-        return out
+        return refractory_flags(scores, self.refractory, self.warmup)
 
     def reset(self) -> None:
         self._records: list[deque[tuple[int, float]]] = []  # per channel: (index, dev), decreasing devs
@@ -106,5 +111,40 @@ class RecordThreshold:
             self._last = i
         for c, pending in enumerate(self._pending):
             pending.append((i, float(dev[c])))
+        self._i += 1
+        return score, flag
+
+
+class FixedBar:
+    """A fixed bar on the robust z: a point is flagged when some channel's z reaches ``zbar``.
+
+    For series whose meaning is known (a host's CPU, memory, zombies), where incidents recur: a record bar
+    goes blind for a day after the first one, a z bar does not. Pair it with ``spread="mad"`` detectors so
+    an earlier incident does not widen the spread either. Score: the best channel's z / ``zbar``.
+    """
+
+    def __init__(self, zbar: float = 6.0, refractory: int = 50, warmup: int = 100):
+        self.zbar, self.refractory, self.warmup = zbar, refractory, warmup
+
+    def __repr__(self) -> str:
+        return f"FixedBar(zbar={self.zbar}, refractory={self.refractory}, warmup={self.warmup})"
+
+    def scores(self, dev: np.ndarray, z: np.ndarray, spans: tuple[int, ...] | None = None) -> np.ndarray:
+        z = np.atleast_2d(z)
+        return z.max(axis=0) / self.zbar if z.shape[1] else np.zeros(0)
+
+    def flags(self, scores: np.ndarray) -> np.ndarray:
+        return refractory_flags(scores, self.refractory, self.warmup)
+
+    def reset(self) -> None:
+        self._i, self._last = 0, -(10**18)
+
+    def update(self, dev: np.ndarray, z: np.ndarray, spans: tuple[int, ...] | None = None) -> tuple[float, bool]:
+        if not hasattr(self, "_i"):
+            self.reset()
+        score = float(np.max(np.atleast_1d(z))) / self.zbar
+        flag = score > 1.0 and self._i >= self.warmup and self._i - self._last > self.refractory
+        if flag:
+            self._last = self._i
         self._i += 1
         return score, flag

@@ -12,8 +12,9 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
-from rhythm_pipelines.anomaly.base import Channels, Detector, RobustBaseline, one_channel, robust_deviation
+from rhythm_pipelines.anomaly.base import Channels, Detector
 
 
 @dataclass(frozen=True)
@@ -61,8 +62,10 @@ class TrendTest(Detector):
 
     name = "trend"
 
-    def __init__(self, window: int = 1000, min_periods: int = 20, span: int = 120):
-        super().__init__(window, min_periods)
+    def __init__(
+        self, window: int = 1000, min_periods: int = 20, direction: str = "both", spread: str = "wide", span: int = 120
+    ):
+        super().__init__(window, min_periods, direction, spread)
         self.span = span
 
     def get_params(self) -> dict:
@@ -78,12 +81,12 @@ class TrendTest(Detector):
         if len(x) >= self.span:
             # convolve flips the kernel: weight j applies to the point span-1-j places back
             rise[self.span - 1 :] = np.convolve(x, _rise_weights(self.span)[::-1], mode="valid")
-        return one_channel(*robust_deviation(rise, self.window, self.min_periods))
+        return self._deviation(rise)
 
     def _reset_state(self) -> None:
         self._recent: deque[float] = deque(maxlen=self.span)
         self._weights = _rise_weights(self.span)
-        self._base = RobustBaseline(self.window, self.min_periods)
+        self._base = self._baseline()
 
     def update(self, value: float, ts=None) -> Channels:
         self._live()
@@ -91,3 +94,59 @@ class TrendTest(Detector):
         rise = float(np.dot(self._weights, self._recent)) if len(self._recent) == self.span else math.nan
         dev, z = self._base.update(rise)
         return np.array([dev]), np.array([z])
+
+
+class LeakTest:
+    """A slow leak, as an operator would call it: over the trailing ``window`` the series rises steadily
+    (Mann–Kendall z at least ``zbar``) and fast (Sen's slope at least ``min_rate`` units per hour).
+
+    Both bars are fixed, in the metric's own units and in sigmas, not fitted to any labels: host memory
+    gaining 4 points an hour for two hours is a leak whatever the series did before. A window is judged
+    once it spans ``min_cover`` of ``window``; it is thinned to at most ``max_points`` (every k-th point
+    back from the newest) so 10-second samples cost the same as minute ones. The score is
+    ``min(slope / min_rate, z / zbar)``: above 1 both bars are passed. ``scores`` (batch) and ``update``
+    (streaming) judge the same windows.
+    """
+
+    def __init__(
+        self,
+        window: str = "2h",
+        min_rate: float = 4.0,
+        zbar: float = 5.0,
+        max_points: int = 120,
+        min_cover: float = 0.8,
+    ):
+        self.window, self.min_rate, self.zbar = window, min_rate, zbar
+        self.max_points, self.min_cover = max_points, min_cover
+        self._span = pd.Timedelta(window).value
+
+    def __repr__(self) -> str:
+        return f"LeakTest(window={self.window!r}, min_rate={self.min_rate}, zbar={self.zbar})"
+
+    def _judge(self, t: np.ndarray, x: np.ndarray) -> float:
+        """The score of one trailing window (ns timestamps, values; oldest first)."""
+        if len(x) < 3 or t[-1] - t[0] < self.min_cover * self._span:
+            return 0.0
+        k = -(-len(x) // self.max_points)
+        t, x = t[::-1][::k][::-1], x[::-1][::k][::-1]
+        mk = mann_kendall(x, (t - t[0]) / 3.6e12)  # slope per hour
+        return max(0.0, min(mk.slope / self.min_rate, mk.z / self.zbar))
+
+    def scores(self, values, timestamps) -> np.ndarray:
+        x = np.asarray(values, dtype="float64")
+        t = pd.DatetimeIndex(timestamps).as_unit("ns").asi8
+        lo = np.searchsorted(t, t - self._span, side="left")
+        return np.array([self._judge(t[a : i + 1], x[a : i + 1]) for i, a in enumerate(lo)])
+
+    def reset(self) -> None:
+        self._recent: deque[tuple[int, float]] = deque()
+
+    def update(self, value: float, ts) -> float:
+        if not hasattr(self, "_recent"):
+            self.reset()
+        t = pd.Timestamp(ts).as_unit("ns").value
+        self._recent.append((t, float(value)))
+        while self._recent[0][0] < t - self._span:
+            self._recent.popleft()
+        times = np.fromiter((r[0] for r in self._recent), dtype="int64", count=len(self._recent))
+        return self._judge(times, np.fromiter((r[1] for r in self._recent), dtype="float64"))

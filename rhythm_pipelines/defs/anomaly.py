@@ -8,6 +8,7 @@ import pandas as pd
 from pydantic import Field
 
 from rhythm_pipelines.anomaly import pipeline
+from rhythm_pipelines.anomaly.profiles import AUTO
 from rhythm_pipelines.anomaly.range_report import events_table, score_range
 from rhythm_pipelines.anomaly.series import METHODS
 from rhythm_pipelines.defs.ingestion import channel_calls, raw_metrics, window
@@ -20,7 +21,11 @@ SIM_START = pd.Timestamp("2026-03-02", tz="UTC")  # a fixed start: the scorecard
 
 
 class AnomalyConfig(dg.Config):
-    method: str = Field(default="ensemble", description=f"Detector: one of {', '.join(METHODS)}, or a+b+...")
+    method: str = Field(
+        default=AUTO,
+        description=f"'{AUTO}' (each metric by its profile: channels on raw calls, host gauges on a fixed bar), "
+        f"or one detector for every series: {', '.join(METHODS)}, or a+b+...",
+    )
     history_hours: float = Field(
         default=pipeline.DEFAULT_HISTORY / pd.Timedelta("1h"),
         description="Hours read before the window so the detectors' trailing windows are warm (seasonal: 168+).",
@@ -170,7 +175,7 @@ def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfi
     from rhythm_pipelines.anomaly.evaluate import evaluate_nab, nab_paths, score_simulation, simulation_example
     from rhythm_pipelines.simulate import SimConfig, simulate
 
-    methods = list(config.methods) or list(METHODS)
+    methods = list(config.methods) or [AUTO, *METHODS]
     sim = simulate(SimConfig(days=config.sim_days, seed=config.sim_seed, start=SIM_START))
     sim_name = f"simulator ({config.sim_days:g} d, seed {config.sim_seed})"
     rows, errors = [], []
@@ -209,7 +214,7 @@ def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfi
         metadata[f"f1_{key}_{r['method']}"] = dg.MetadataValue.float(float(r["f1"]))
     scored = [r["method"] for r in rows if r["dataset"] == sim_name]
     if scored:
-        shown = "ensemble" if "ensemble" in scored else scored[0]
+        shown = AUTO if AUTO in scored else scored[0]
         frame, labelled, source, metric = simulation_example(sim, shown)
         metadata["example"] = plot_flags(
             frame,

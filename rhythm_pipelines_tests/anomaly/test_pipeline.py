@@ -130,3 +130,37 @@ def test_an_empty_window_and_range_chunks():
     assert result.scores.empty and result.events == [] and result.score_points().empty
     cuts = list(windows(T0, T0 + 50 * H))
     assert [b - a for a, b in cuts] == [24 * H, 24 * H, 2 * H] and cuts[0][0] == T0 and cuts[-1][1] == T0 + 50 * H
+
+
+def test_auto_judges_a_channel_on_its_raw_calls_from_the_store(sqlite_store):
+    from rhythm_pipelines.metrics.calls import channel_minute_metrics
+
+    rng = np.random.default_rng(5)
+    n = 6 * 60 * 3  # 6 hours of 3 calls a minute before and through the window
+    ts = T0 - 5 * H + pd.to_timedelta(np.sort(rng.uniform(0, 6 * 3600, n)), unit="s")
+    status = np.where(rng.random(n) < 0.01, "error", "ok")
+    burst = (ts >= T0 + 20 * MIN) & (ts < T0 + 30 * MIN)
+    status[burst & (rng.random(n) < 0.6)] = "error"
+    calls = pd.DataFrame(
+        {
+            "ts": ts,
+            "call_id": [f"c{i}" for i in range(n)],
+            "channel": "gpt-4o",
+            "region": "us-east-1",
+            "latency_ms": 800 * np.exp(rng.normal(0, 0.3, n)),
+            "status": status,
+            "tokens_in": 500,
+            "tokens_out": 200,
+            "cost_usd": 0.003,
+            "task": "chat",
+            "origin": "test",
+        }
+    )
+    sqlite_store.write_table("channel_calls", calls)
+    sqlite_store.write_metrics(channel_minute_metrics(calls))
+    auto = score_window(sqlite_store, T0, T0 + H)
+    flagged = auto.scores[auto.scores["flagged"].astype(bool)]
+    errors = flagged[flagged["metric"] == "error_rate"]
+    assert len(errors) == 1 and T0 + 20 * MIN <= errors["ts"].iloc[0] < T0 + 30 * MIN
+    metrics = {e.metric for e in auto.events}
+    assert "error_rate" in metrics and not metrics & {"latency_ms_p95", "cost_usd"}  # latency and cost held

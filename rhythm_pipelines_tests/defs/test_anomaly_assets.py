@@ -77,7 +77,9 @@ def test_the_hourly_job_scores_the_hour_after_ingesting_it(resources, instance):
     job = dg.Definitions(
         assets=[*ingestion_assets, anomaly_detection], jobs=[hourly_ingestion_job], resources=resources
     ).resolve_job_def("hourly_ingestion_job")
-    result = job.execute_in_process(partition_key=PARTITION, instance=instance)  # what the host sampler launches
+    # what the host sampler launches; the generic ensemble sees dips too (auto's CPU profile only rises)
+    ensemble = {"ops": {"anomaly_detection": {"config": {"method": "ensemble"}}}}
+    result = job.execute_in_process(partition_key=PARTITION, instance=instance, run_config=ensemble)
     assert result.success
     done = [e.step_key for e in result.all_events if e.event_type == dg.DagsterEventType.STEP_SUCCESS]
     assert done.index("anomaly_detection") > max(done.index("raw_metrics"), done.index("channel_calls"))
@@ -110,7 +112,7 @@ def test_a_burst_becomes_one_stored_event_and_a_rerun_duplicates_nothing(resourc
             stored.append((table, len(score_points), len(s.list_series())))
     (first, n_scores, n_series), (again, n_scores2, n_series2) = stored
     assert len(first) == 1 and first["source"].iloc[0] == "db-01" and first["ts"].iloc[0] == T0 + 20 * MIN
-    assert json.loads(first["payload"].iloc[0])["method"] == "ensemble"
+    assert json.loads(first["payload"].iloc[0])["method"] == "auto"
     pd.testing.assert_frame_equal(first, again)
     assert n_scores == n_scores2 == len(HOSTS) * 60 and n_series == n_series2 == 2 * len(HOSTS)
 
@@ -153,14 +155,14 @@ def test_a_range_in_one_run_equals_hour_by_hour(resources, instance, tmp_path):
 
 
 def test_detector_scorecard_on_the_simulator(instance):
-    config = {"sim_days": 2.0, "sim_seed": 3, "methods": ["ensemble", "jump"]}
+    config = {"sim_days": 2.0, "sim_seed": 3, "methods": ["auto", "jump"]}
     result = dg.materialize(
         [detector_scorecard], instance=instance, run_config={"ops": {"detector_scorecard": {"config": config}}}
     )
     assert result.success
     meta = metadata(result, "detector_scorecard")
     sim = simulate(SimConfig(days=2.0, seed=3, start=SIM_START))
-    for method in ("ensemble", "jump"):
+    for method in ("auto", "jump"):
         expected = score_simulation(sim, method)[1]
         assert meta[f"f1_sim_{method}"].value == pytest.approx(round(expected.f1, 4))
         row = f"| simulator (2 d, seed 3) | {method} | {expected.tp} | {expected.fp} | {expected.fn} |"
