@@ -42,10 +42,6 @@ class Profile:
     direction: str = "both"
     leak: bool = False
 
-    @property
-    def label(self) -> str:
-        return f"{self.kind}{'+leak' if self.leak else ''} ({self.direction})"
-
 
 def profile_for(source: str, metric: str, has_calls: bool = False) -> Profile:
     """How ``auto`` judges ``metric`` of ``source`` (``has_calls``: the channel's raw calls are at hand)."""
