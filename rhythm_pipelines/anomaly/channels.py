@@ -36,6 +36,13 @@ def _cumsum(values: np.ndarray) -> np.ndarray:
     return np.concatenate([[0.0], np.cumsum(values, dtype="float64")])
 
 
+def _bounds(t: np.ndarray, ends: np.ndarray, window: int, baseline: str) -> tuple[np.ndarray, ...]:
+    """Per point, indices into the sorted call times ``t``: the baseline's start, the window's start, the
+    last minute's start and the end (calls [b0, lo) are the baseline, [lo, hi) the window)."""
+    at = lambda times: np.searchsorted(t, times, side="left")  # noqa: E731
+    return at(ends - window - pd.Timedelta(baseline).value), at(ends - window), at(ends - MINUTE.value), at(ends)
+
+
 @dataclass(frozen=True)
 class ChannelTests:
     window: str = "15min"
@@ -66,11 +73,9 @@ class ChannelTests:
 
     def _error_z(self, t: np.ndarray, errors: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
         cum = _cumsum(errors)
-        hi = np.searchsorted(t, ends, side="left")
-        lo = np.searchsorted(t, ends - window, side="left")
-        b0 = np.searchsorted(t, ends - window - pd.Timedelta(self.error_baseline).value, side="left")
+        b0, lo, last, hi = _bounds(t, ends, window, self.error_baseline)
         n, e = hi - lo, cum[hi] - cum[lo]
-        now = cum[hi] - cum[np.searchsorted(t, ends - MINUTE.value, side="left")]  # errors in the last minute
+        now = cum[hi] - cum[last]  # errors in the last minute
         p0 = (cum[lo] - cum[b0] + self.prior_rate * self.prior_calls) / (lo - b0 + self.prior_calls)
         tail = binom.sf(e - 1, n, p0)  # P(at least e errors in n calls)
         z = norm.isf(np.clip(tail, 1e-300, 1.0))
@@ -78,16 +83,13 @@ class ChannelTests:
 
     def _mean_z(self, t: np.ndarray, v: np.ndarray, ends: np.ndarray, window: int) -> np.ndarray:
         s1, s2 = _cumsum(v), _cumsum(v * v)
-        hi = np.searchsorted(t, ends, side="left")
-        lo = np.searchsorted(t, ends - window, side="left")
-        b0 = np.searchsorted(t, ends - window - pd.Timedelta(self.baseline).value, side="left")
+        b0, lo, last, hi = _bounds(t, ends, window, self.baseline)
         n, nb = hi - lo, lo - b0
         mean = (s1[hi] - s1[lo]) / np.maximum(n, 1)
         base = (s1[lo] - s1[b0]) / np.maximum(nb, 1)
         var = ((s2[lo] - s2[b0]) - nb * base * base) / np.maximum(nb - 1, 1)
         se = np.sqrt(np.maximum(var, 1e-6) / np.maximum(n, 1))
         z = (mean - base) / se
-        last = np.searchsorted(t, ends - MINUTE.value, side="left")
         now = (s1[hi] - s1[last]) / np.maximum(hi - last, 1)  # the last minute's mean
         still = (hi > last) & (now > base)
         return np.where((n >= self.min_calls) & (nb >= self.min_baseline_calls) & still, z, 0.0)

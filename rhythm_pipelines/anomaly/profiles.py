@@ -24,6 +24,7 @@ import pandas as pd
 
 from rhythm_pipelines.anomaly.channels import CHANNEL_TESTS, ChannelTests
 from rhythm_pipelines.anomaly.detectors import Ensemble
+from rhythm_pipelines.anomaly.series import detect
 from rhythm_pipelines.anomaly.threshold import FixedBar, RecordThreshold, refractory_flags
 from rhythm_pipelines.anomaly.trend import LeakTest
 
@@ -96,6 +97,4 @@ def detect_stored(
     """Scores and flags of a stored series: by its profile (``auto``) or by one named detector for all."""
     if method == AUTO:
         return score_series(values, timestamps, source, metric, channel_calls_of(calls, source))
-    from rhythm_pipelines.anomaly.series import detect
-
     return detect(values, method, timestamps)
