@@ -8,15 +8,31 @@ DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 RHYTHM_HOME ?= $(CURDIR)/.rhythm
 DEV_ENV := DAGSTER_HOME=$(DAGSTER_HOME) RHYTHM_HOME=$(RHYTHM_HOME)
 
-.PHONY: dev test venv system-deps lint validate bench clean
+.PHONY: dev test venv lock-check lock system-deps lint validate bench clean
 
-$(BIN)/.installed: pyproject.toml requirements.lock
+# The lock holds name==version lines only (no file paths or URLs): checked before every install and test.
+lock-check:
+	@$(PYTHON) tools/check_lock.py requirements.lock
+
+$(BIN)/.installed: pyproject.toml requirements.lock tools/check_lock.py
+	$(PYTHON) tools/check_lock.py requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade "pip>=24"
 	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
 	touch $@
 
 venv: $(BIN)/.installed
+
+# Regenerate the lock in a clean venv (nothing from this machine's other installs can leak in).
+LOCK_VENV := $(CURDIR)/.lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install --quiet --upgrade "pip>=24"
+	$(LOCK_VENV)/bin/pip install --quiet --no-cache-dir -e '.[test]'
+	$(LOCK_VENV)/bin/pip freeze --exclude-editable | grep -v '^pip==' > requirements.lock
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) tools/check_lock.py requirements.lock
 
 # Servers the tests start for real (Debian's influxdb). Installed when missing and we are root.
 system-deps:
@@ -28,12 +44,12 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
-dev: venv $(DAGSTER_HOME)/dagster.yaml
+dev: lock-check venv $(DAGSTER_HOME)/dagster.yaml
 	$(DEV_ENV) $(BIN)/rhythm demo-seed
 	$(DEV_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 # tests make their own instances and homes; an outer DAGSTER_HOME must not leak in
-test: venv system-deps
+test: lock-check venv system-deps
 	$(BIN)/ruff check .
 	env -u DAGSTER_HOME $(BIN)/dagster definitions validate -m rhythm_pipelines.definitions
 	env -u DAGSTER_HOME $(BIN)/pytest -q
