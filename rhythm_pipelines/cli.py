@@ -16,11 +16,15 @@ HOURLY_FMT = "%Y-%m-%d-%H:%M"
 
 
 def _home() -> Path:
-    return Path(os.environ.get("RHYTHM_HOME", ".rhythm")).resolve()
+    from rhythm_pipelines.home import rhythm_home
+
+    return rhythm_home()
 
 
 def _default_store() -> str:
-    return os.environ.get("RHYTHM_STORE_URL", f"sqlite:///{_home() / 'metrics.db'}")
+    from rhythm_pipelines.home import store_url
+
+    return store_url()
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

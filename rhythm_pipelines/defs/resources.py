@@ -10,15 +10,11 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
+from rhythm_pipelines.home import influx_settings, rhythm_home, sqlite_path, store_kind
 from rhythm_pipelines.metrics.store import MetricsStore
 
 if TYPE_CHECKING:
     from rhythm_pipelines.forecasting.registry import ModelRegistry
-
-
-def rhythm_home() -> Path:
-    """Where the embedded store, landing zone and reports live (``$RHYTHM_HOME``, default ``./.rhythm``)."""
-    return Path(os.environ.get("RHYTHM_HOME", ".rhythm")).resolve()
 
 
 def sampler_host() -> str:
@@ -71,17 +67,11 @@ class LandingZone(dg.ConfigurableResource):
 
 def store_from_env() -> MetricsStoreResource:
     """``RHYTHM_STORE=influx`` selects InfluxDB (``RHYTHM_INFLUX_URL``/``_TOKEN``/``_ORG``/``_BUCKET``)."""
-    kind = os.environ.get("RHYTHM_STORE", "sqlite").lower()
-    if kind == "influx":
+    if store_kind() == "influx":
         return InfluxStoreResource(
-            url=dg.EnvVar("RHYTHM_INFLUX_URL"),
-            token=dg.EnvVar("RHYTHM_INFLUX_TOKEN"),
-            org=os.environ.get("RHYTHM_INFLUX_ORG", "rhythm"),
-            bucket=os.environ.get("RHYTHM_INFLUX_BUCKET", "rhythm"),
+            url=dg.EnvVar("RHYTHM_INFLUX_URL"), token=dg.EnvVar("RHYTHM_INFLUX_TOKEN"), **influx_settings()
         )
-    if kind != "sqlite":
-        raise ValueError(f"RHYTHM_STORE must be 'sqlite' or 'influx', not {kind!r}")
-    return SQLiteStoreResource(path=os.environ.get("RHYTHM_SQLITE_PATH", str(rhythm_home() / "metrics.db")))
+    return SQLiteStoreResource(path=sqlite_path())
 
 
 def landing_from_env() -> LandingZone:
@@ -89,20 +79,24 @@ def landing_from_env() -> LandingZone:
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
-    """The versioned model registry (a local directory, or S3 through boto3's default credentials)."""
+    """The versioned model registry (a local directory, or S3 through boto3's default credentials). With
+    ``hmac_key`` it saves signed versions and loads only those (see ``forecasting/registry.py``)."""
 
     root: str
+    hmac_key: str = ""
 
     def open(self) -> ModelRegistry:
         from rhythm_pipelines.forecasting.registry import ModelRegistry
 
-        return ModelRegistry(self.root)
+        return ModelRegistry(self.root, hmac_key=self.hmac_key)
 
 
 def registry_from_env() -> ModelRegistryResource:
-    from rhythm_pipelines.forecasting.registry import default_root
+    """``$RHYTHM_MODEL_REGISTRY`` and the signing key ``$RHYTHM_MODEL_HMAC_KEY`` (a secret: read through EnvVar)."""
+    from rhythm_pipelines.forecasting.registry import HMAC_ENV, default_root
 
-    return ModelRegistryResource(root=default_root())
+    key = dg.EnvVar(HMAC_ENV) if os.environ.get(HMAC_ENV) else ""
+    return ModelRegistryResource(root=default_root(), hmac_key=key)
 
 
 class HealingResource(dg.ConfigurableResource):

@@ -9,15 +9,30 @@ Layout under the root (a directory, or ``s3://bucket/prefix``)::
 Versions count up per series and are never overwritten. A tag names a version and can move. The version
 served by default is the one tagged ``current`` (the trainer moves it only to a model trained on newer
 data, so backfilling old days never replaces the served model), else the highest complete one. Names are
-percent-encoded into path segments, so any source or metric name is safe.
+percent-encoded into path segments (dots too where a segment would be ``.`` or ``..``), and every local
+path is checked to lie strictly inside the root, so no source or metric name can leave it.
+
+Trust: ``model.pkl`` is a pickle, and unpickling runs code. Every version's ``meta.json`` holds the
+SHA-256 of its model file and a file that does not match is never unpickled (a torn or swapped file).
+That does not stop someone who can write both files; with a key (``$RHYTHM_MODEL_HMAC_KEY``, or
+``hmac_key=``) each version also carries an HMAC-SHA256 of (source, metric, version, digest), and a
+registry opened with the key loads only versions signed with it: a writer without the key cannot plant
+a model, nor move a signed one to another series or version. Use a key for any registry that others
+can write (S3).
+
+Versions are claimed atomically: the model file is created exclusively (``link`` onto a fresh name
+locally, ``If-None-Match: *`` on S3), so two trainings never take the same version.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
-import pickle
+import pickle  # noqa: S403  models are pickles; loading is gated by a digest and optional HMAC (module doc)
 import re
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,10 +47,33 @@ CURRENT = "current"
 TAG_RE = re.compile(r"^[A-Za-z0-9._-]+$")
 
 
+HMAC_ENV = "RHYTHM_MODEL_HMAC_KEY"
+
+
+class IntegrityError(RuntimeError):
+    """A model file that does not match its version's digest or signature: it is never unpickled."""
+
+
 def default_root() -> str:
     """``$RHYTHM_MODEL_REGISTRY`` (a directory or ``s3://bucket/prefix``), default ``$RHYTHM_HOME/models``."""
-    home = Path(os.environ.get("RHYTHM_HOME", ".rhythm")).resolve()
-    return os.environ.get("RHYTHM_MODEL_REGISTRY", str(home / "models"))
+    from rhythm_pipelines.home import rhythm_home
+
+    return os.environ.get("RHYTHM_MODEL_REGISTRY", str(rhythm_home() / "models"))
+
+
+def segment(name: str) -> str:
+    """A source or metric name as one path segment: percent-encoded, never empty, ``.``, ``..`` or hidden
+    (a leading dot is encoded too, so the registry's own staging files never clash with a name)."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"a registry name must be a non-empty string, not {name!r}")
+    seg = quote(name, safe="")
+    return "%2E" + seg[1:] if seg.startswith(".") else seg
+
+
+def signature(key: bytes, source: str, metric: str, version: int, digest: str) -> str:
+    """HMAC-SHA256 binding a model's digest to its series and version."""
+    msg = json.dumps([source, metric, int(version), digest]).encode()
+    return hmac.new(key, msg, hashlib.sha256).hexdigest()
 
 
 def library_versions() -> dict[str, str]:
@@ -53,6 +91,10 @@ class Storage(ABC):
     def put(self, key: str, data: bytes) -> None: ...
 
     @abstractmethod
+    def create(self, key: str, data: bytes) -> bool:
+        """Write ``key`` only if it does not exist, atomically; False if it already did."""
+
+    @abstractmethod
     def get(self, key: str) -> bytes: ...
 
     @abstractmethod
@@ -62,21 +104,45 @@ class Storage(ABC):
 
 class LocalStorage(Storage):
     def __init__(self, root: str | Path):
-        self.root = Path(root)
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        """``key`` under the root; anything that would resolve outside it (or to it) is refused."""
+        path = (self.root / key).resolve()
+        if path == self.root and key.strip("/") == "":
+            return path
+        if self.root not in path.parents:
+            raise ValueError(f"registry key {key!r} leaves the registry root {self.root}")
+        return path
+
+    def _staged(self, path: Path, data: bytes) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        return Path(tmp)
 
     def put(self, key: str, data: bytes) -> None:
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(path)  # atomic: a reader never sees half a model
+        path = self._path(key)
+        self._staged(path, data).replace(path)  # atomic: a reader never sees half a file
+
+    def create(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        tmp = self._staged(path, data)
+        try:
+            os.link(tmp, path)  # fails if the name exists: exclusive and whole, like O_EXCL on a full file
+            return True
+        except FileExistsError:
+            return False
+        finally:
+            tmp.unlink()
 
     def get(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
+        return self._path(key).read_bytes()
 
     def children(self, prefix: str) -> list[str]:
-        d = self.root / prefix
-        return sorted(p.name for p in d.iterdir()) if d.is_dir() else []
+        d = self._path(prefix)
+        return sorted(p.name for p in d.iterdir() if not p.name.startswith(".")) if d.is_dir() else []
 
 
 class S3Storage(Storage):
@@ -91,6 +157,17 @@ class S3Storage(Storage):
 
     def put(self, key: str, data: bytes) -> None:
         self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def create(self, key: str, data: bytes) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:  # a conditional write: S3 refuses it (412) when the key exists
+            self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise
 
     def get(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
@@ -121,7 +198,10 @@ def _train_end(mv: ModelVersion) -> datetime:
 
 
 class ModelRegistry:
-    def __init__(self, root: str | Path, s3_client: Any = None):
+    """Versions of fitted models per (source, metric). ``hmac_key``: None reads ``$RHYTHM_MODEL_HMAC_KEY``;
+    ``b""`` means no key (digests are still checked)."""
+
+    def __init__(self, root: str | Path, s3_client: Any = None, hmac_key: bytes | str | None = None):
         root = str(root)
         if root.startswith("s3://"):
             bucket, _, prefix = root[len("s3://") :].partition("/")
@@ -129,10 +209,16 @@ class ModelRegistry:
         else:
             self.storage = LocalStorage(root)
         self.root = root
+        key = os.environ.get(HMAC_ENV, "") if hmac_key is None else hmac_key
+        self._key: bytes = key.encode() if isinstance(key, str) else bytes(key)
+
+    @property
+    def signed(self) -> bool:
+        return bool(self._key)
 
     @staticmethod
     def _series(source: str, metric: str) -> str:
-        return f"{quote(source, safe='')}/{quote(metric, safe='')}/"
+        return f"{segment(source)}/{segment(metric)}/"
 
     def versions(self, source: str, metric: str) -> list[int]:
         names = self.storage.children(self._series(source, metric))
@@ -149,11 +235,17 @@ class ModelRegistry:
     def save(self, source: str, metric: str, model: Any, meta: dict, tags: Sequence[str] = ()) -> ModelVersion:
         """Store a new version (the model first, then its metadata: a version is complete once meta exists),
         then point ``tags`` at it."""
+        data = pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL)
+        digest = hashlib.sha256(data).hexdigest()
         existing = self.versions(source, metric)
         version = (existing[-1] + 1) if existing else 1
+        while not self.storage.create(f"{self._series(source, metric)}v{version:06d}/model.pkl", data):
+            version += 1  # another training claimed it first
         meta = {**meta, "source": source, "metric": metric, "version": version, "libraries": library_versions()}
+        meta["artifact_sha256"] = digest
+        if self._key:
+            meta["artifact_hmac"] = signature(self._key, source, metric, version, digest)
         base = f"{self._series(source, metric)}v{version:06d}/"
-        self.storage.put(base + "model.pkl", pickle.dumps(model, protocol=pickle.HIGHEST_PROTOCOL))
         self.storage.put(base + "meta.json", json.dumps(meta, indent=2, default=str).encode())
         for tag in tags:
             self.tag(source, metric, tag, version)
@@ -202,7 +294,20 @@ class ModelRegistry:
     ) -> tuple[Any, ModelVersion]:
         """The model and its metadata: a version, a tagged one, or the served one (see module doc)."""
         mv = self.meta(source, metric, version, tag)
-        model = pickle.loads(self.storage.get(f"{self._series(source, metric)}v{mv.version:06d}/model.pkl"))
+        where = f"{self.root} {source!r} {metric!r} v{mv.version}"
+        data = self.storage.get(f"{self._series(source, metric)}v{mv.version:06d}/model.pkl")
+        expected = mv.meta.get("artifact_sha256")
+        if not isinstance(expected, str):
+            raise IntegrityError(f"{where}: no artifact_sha256 in its metadata (saved before digests): retrain it")
+        digest = hashlib.sha256(data).hexdigest()
+        if not hmac.compare_digest(digest, expected):
+            raise IntegrityError(f"{where}: model.pkl does not match its SHA-256 ({digest[:12]}… != {expected[:12]}…)")
+        if self._key:
+            sig = mv.meta.get("artifact_hmac")
+            want = signature(self._key, source, metric, mv.version, digest)
+            if not isinstance(sig, str) or not hmac.compare_digest(sig, want):
+                raise IntegrityError(f"{where}: not signed with this registry's key ({HMAC_ENV}): refused")
+        model = pickle.loads(data)  # noqa: S301  digest (and signature, with a key) checked just above
         return model, mv
 
     def _resolve(self, source: str, metric: str, version: int | None) -> int:

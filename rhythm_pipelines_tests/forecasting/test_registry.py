@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import boto3
@@ -98,3 +99,132 @@ def test_forecaster_follows_new_points_and_predicts_with_intervals(tmp_path):
     assert horizon_steps("1h", pd.Timedelta("10s")) == 360 and horizon_steps("7min", STEP) == 2
     with pytest.raises(ValueError, match="shorter than one step"):
         horizon_steps("0s", STEP)
+
+
+@pytest.mark.parametrize("source", ["..", ".", "a/../../x", "../../etc", "%2e%2e", "a\\..\\..\\x"])
+def test_hostile_names_stay_inside_the_root(tmp_path, source):
+    root = tmp_path / "reg" / "models"
+    registry = ModelRegistry(root, hmac_key=b"")
+    _, trained = _train(n=300)
+    registry.save(source, "..", trained.model, trained.meta)
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert written and all(root.resolve() in p.resolve().parents for p in written), written
+    assert registry.series() == [(source, "..")]
+    assert registry.load(source, "..")[1].version == 1
+    with pytest.raises(ValueError, match="non-empty"):
+        registry.save("", METRIC, trained.model, trained.meta)
+
+
+def test_a_raw_key_cannot_leave_the_root(tmp_path):
+    from rhythm_pipelines.forecasting.registry import LocalStorage
+
+    storage = LocalStorage(tmp_path / "models")
+    with pytest.raises(ValueError, match="leaves the registry root"):
+        storage.put("../outside.pkl", b"x")
+    assert not (tmp_path / "outside.pkl").exists()
+
+
+def test_a_tampered_model_is_never_unpickled(tmp_path):
+    from rhythm_pipelines.forecasting.registry import IntegrityError
+
+    registry = ModelRegistry(tmp_path, hmac_key=b"")
+    _, trained = _train(n=300)
+    mv = registry.save(SOURCE, METRIC, trained.model, trained.meta)
+    assert len(mv.meta["artifact_sha256"]) == 64 and "artifact_hmac" not in mv.meta
+    pkl = next(tmp_path.rglob("model.pkl"))
+    marker = tmp_path / "pwned"
+
+    class Planted:
+        def __reduce__(self):
+            return (marker.touch, ())
+
+    import pickle
+
+    pkl.write_bytes(pickle.dumps(Planted()))
+    with pytest.raises(IntegrityError, match="does not match its SHA-256"):
+        registry.load(SOURCE, METRIC)
+    assert not marker.exists()
+    meta = next(tmp_path.rglob("meta.json"))  # a version saved before digests is refused, not trusted
+    doc = json.loads(meta.read_text())
+    del doc["artifact_sha256"]
+    meta.write_text(json.dumps(doc))
+    with pytest.raises(IntegrityError, match="no artifact_sha256"):
+        registry.load(SOURCE, METRIC)
+    assert not marker.exists()
+
+
+def _plant(registry: ModelRegistry, model, meta) -> None:
+    """A writer without the key: a model and metadata with a correct digest, but no valid signature."""
+    unsigned = ModelRegistry(registry.root, s3_client=getattr(registry.storage, "client", None), hmac_key=b"")
+    unsigned.save(SOURCE, METRIC, model, meta)
+
+
+def _signed_registry_refuses_unsigned(registry: ModelRegistry, other_key: ModelRegistry):
+    from rhythm_pipelines.forecasting.registry import IntegrityError
+
+    _, trained = _train(n=300)
+    good = registry.save(SOURCE, METRIC, trained.model, trained.meta)
+    assert len(good.meta["artifact_hmac"]) == 64
+    assert registry.load(SOURCE, METRIC, version=good.version)[1].version == good.version
+    _plant(registry, trained.model, trained.meta)
+    with pytest.raises(IntegrityError, match="not signed with this registry's key"):
+        registry.load(SOURCE, METRIC)  # the newest, planted, version
+    with pytest.raises(IntegrityError, match="not signed"):
+        other_key.load(SOURCE, METRIC, version=good.version)
+    # a signed model moved to another series does not verify there either
+    meta2 = dict(good.meta)
+    registry.storage.put(
+        f"{registry._series(SOURCE, 'moved')}v000001/model.pkl",
+        registry.storage.get(f"{registry._series(SOURCE, METRIC)}v000001/model.pkl"),
+    )
+    registry.storage.put(f"{registry._series(SOURCE, 'moved')}v000001/meta.json", json.dumps(meta2).encode())
+    with pytest.raises(IntegrityError, match="not signed"):
+        registry.load(SOURCE, "moved")
+
+
+def test_local_registry_with_a_key_loads_only_signed_versions(tmp_path):
+    _signed_registry_refuses_unsigned(
+        ModelRegistry(tmp_path, hmac_key=b"k" * 32), ModelRegistry(tmp_path, hmac_key=b"another key")
+    )
+
+
+@mock_aws
+def test_s3_registry_with_a_key_from_the_environment(monkeypatch):
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket="rhythm-models")
+    monkeypatch.setenv("RHYTHM_MODEL_HMAC_KEY", "s3cret-s3cret-s3cret")
+    signed = ModelRegistry("s3://rhythm-models/p", s3_client=client)
+    assert signed.signed
+    _signed_registry_refuses_unsigned(signed, ModelRegistry("s3://rhythm-models/p", client, hmac_key="other"))
+
+
+def _race(registry_factory, n: int = 8) -> list[int]:
+    """``n`` trainings saving the same series at once, each through its own registry object."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    _, trained = _train(n=300)
+    barrier = Barrier(n)
+
+    def one(_):
+        registry = registry_factory()
+        original = registry.versions
+        registry.versions = lambda s, m: (barrier.wait(), original(s, m))[1]  # all list before any writes
+        return registry.save(SOURCE, METRIC, trained.model, trained.meta).version
+
+    with ThreadPoolExecutor(n) as pool:
+        return sorted(pool.map(one, range(n)))
+
+
+def test_concurrent_saves_take_distinct_versions_locally(tmp_path):
+    versions = _race(lambda: ModelRegistry(tmp_path, hmac_key=b""))
+    assert versions == list(range(1, 9))
+    assert ModelRegistry(tmp_path, hmac_key=b"").versions(SOURCE, METRIC) == versions
+
+
+@mock_aws
+def test_concurrent_saves_take_distinct_versions_on_s3():
+    client = boto3.client("s3", region_name="us-east-1")
+    client.create_bucket(Bucket="rhythm-models")
+    versions = _race(lambda: ModelRegistry("s3://rhythm-models/p", s3_client=client, hmac_key=b""), n=4)
+    assert versions == [1, 2, 3, 4]
