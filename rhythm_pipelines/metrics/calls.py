@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from rhythm_pipelines.metrics.landing import read_records
-from rhythm_pipelines.metrics.schema import CONTROL_CHARS, RowError, ValidationError, in_window, parse_utc
+from rhythm_pipelines.metrics.schema import RowError, ValidationError, identifiers, in_window, parse_utc
 
 STATUSES = ("ok", "error", "timeout")
 REQUIRED = ("timestamp", "channel", "region", "latency_ms", "status")
@@ -53,14 +53,16 @@ def parse_calls(
     ts = parse_utc(raw["timestamp"])
     flag(ts.isna(), "timestamp", "not a parsable timestamp")
     text = {}
-    for col in ("channel", "region", "status", "task"):
-        if col not in raw.columns:  # only `task` is optional
+    for col in ("channel", "region", "status", "task", "request_id"):
+        if col not in raw.columns:  # `task` and `request_id` are optional
             text[col] = pd.Series([""] * n)
             continue
-        text[col] = raw[col].astype(object).where(raw[col].notna(), "").astype(str).str.strip()
-        if col != "task":
-            flag(text[col] == "", col, "empty")
-        flag(text[col].str.contains(CONTROL_CHARS), col, "contains a control character")
+        optional = col in ("task", "request_id")
+        values, problems = identifiers(raw[col], tag=col in ("channel", "region"))
+        for mask, reason in problems:
+            if not (optional and reason == "empty"):
+                flag(mask, col, reason)
+        text[col] = pd.Series(values, dtype=object).where(raw[col].notna().to_numpy(), "").astype(str)
     status = text["status"].str.lower()
     flag(~status.isin(STATUSES) & (status != ""), "status", f"must be one of {', '.join(STATUSES)}")
 
@@ -114,7 +116,7 @@ def parse_calls(
         }
     )
     calls["ts"] = pd.to_datetime(calls["ts"], utc=True)
-    request_ids = raw["request_id"][good].to_numpy() if "request_id" in raw.columns else None
+    request_ids = text["request_id"][good].to_numpy() if "request_id" in raw.columns else None
     calls.insert(1, "call_id", _call_ids(calls, request_ids))
     if start is not None and end is not None:
         calls = calls[(calls["ts"] >= start) & (calls["ts"] < end)].reset_index(drop=True)

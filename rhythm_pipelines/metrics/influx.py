@@ -1,15 +1,24 @@
 """The InfluxDB metrics store, for fleets.
 
-Writes go through influxdb-client's write API (``/api/v2/write``) in batches of line protocol;
-reads use InfluxQL over ``/query``, which InfluxDB 1.x, 2.x (with a DBRP mapping for the bucket) and
+Writes go through influxdb-client's write API (``/api/v2/write``) in batches, serialised by the
+client's own DataFrame serializer (metrics) and ``Point`` (table rows): no hand-written line protocol.
+Reads use InfluxQL over ``/query``, which InfluxDB 1.x, 2.x (with a DBRP mapping for the bucket) and
 3.x all serve. Metrics live in one measurement, ``metrics``, tagged by ``source`` and ``metric`` with a
 ``value`` field (and the point's tags as a JSON string field), so a point's identity is exactly
-(source, metric, ts) and a re-write replaces it. Each record table is a measurement of its own, its key
-columns as Influx tags.
+(source, metric, ts) and a re-write replaces it.
+
+Each record table is a measurement of its own. Only the spec's low-cardinality ``tags`` columns are
+Influx tags; per-row ids (``call_id``, ``entry_id``, ``event_id``...) are fields, since one series per
+row defeats InfluxDB. Where the key is not (tags, time), a row's identity comes from its key: a
+``shard`` tag (one of 64) and a point time offset under 1 ms, both hashed from the key, keep rows that
+share a time apart (a collision needs equal tags, time, shard and offset: about 1 in 64 million for two
+rows stamped the same instant) and make a re-write of the same key land on the same point. The exact
+time is kept in the ``_ts`` field; reads pad their window by 1 ms and filter on it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from datetime import datetime
@@ -18,20 +27,17 @@ from urllib.parse import urlencode
 import pandas as pd
 import urllib3
 
-from rhythm_pipelines.metrics.schema import empty_metrics, ns_to_utc, to_epoch_ns
+from rhythm_pipelines.metrics.schema import empty_metrics, from_epoch_ns, ns_to_utc, to_epoch_ns
 from rhythm_pipelines.metrics.store import MetricsStore, utc
 from rhythm_pipelines.metrics.tables import TableSpec, table_spec
 
 METRICS_MEASUREMENT = "metrics"
+SHARDS = 64  # the `shard` tag's values, for tables keyed by a per-row id
+OFFSET_NS = 1_000_000  # a row's point time lies under a millisecond after its own time
 
 
 class InfluxError(RuntimeError):
     pass
-
-
-def _escape_tag(value: str) -> str:
-    """Line-protocol escaping of a tag key/value (InfluxDB unescapes exactly these three)."""
-    return str(value).replace(",", "\\,").replace("=", "\\=").replace(" ", "\\ ")
 
 
 def _series_key_tags(key: str) -> dict[str, str]:
@@ -56,16 +62,54 @@ def _series_key_tags(key: str) -> dict[str, str]:
     return dict(part.partition("\0")[::2] for part in parts[1:])
 
 
-def _escape_field_str(value: str) -> str:
-    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def _quote_str(value: str) -> str:
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '\\"') + '"'
+
+
+def exact_identity(spec: TableSpec) -> bool:
+    """Is a row of ``spec`` identified by its tags and time alone (no shard, no offset)?"""
+    return set(spec.key) <= {*spec.tags, spec.time}
+
+
+def row_hash(spec: TableSpec, values: dict) -> int:
+    """A stable hash of a row's key (not Python's salted ``hash``)."""
+    key = json.dumps([str(values[c]) for c in spec.key])
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big")
+
+
+def table_point(spec: TableSpec, row: tuple):
+    """One table row as an influxdb-client ``Point`` (see the module doc for its identity)."""
+    from influxdb_client import Point, WritePrecision
+
+    values = dict(zip(spec.columns, row, strict=True))
+    point = Point(spec.name)
+    for col in spec.tags:
+        if values[col] is not None:
+            point.tag(col, str(values[col]))
+    for col, kind in spec.columns.items():
+        v = values[col]
+        if col == spec.time or col in spec.tags or v is None or (not isinstance(v, str) and pd.isna(v)):
+            continue
+        if kind == "ts":
+            point.field(col, int(pd.Timestamp(v).value))
+        elif kind == "int":
+            point.field(col, int(v))
+        elif kind == "float":
+            point.field(col, float(v))
+        else:
+            point.field(col, str(v))
+    t = values[spec.time]
+    ts = 0 if t is None or pd.isna(t) else int(pd.Timestamp(t).value)
+    point.field("_ts", ts)  # the exact time (and Influx needs at least one field)
+    if not exact_identity(spec):
+        h = row_hash(spec, values)
+        point.tag("shard", str(h % SHARDS))
+        ts += (h // SHARDS) % OFFSET_NS
+    return point.time(ts, WritePrecision.NS)
 
 
 class InfluxMetricsStore(MetricsStore):
@@ -91,61 +135,42 @@ class InfluxMetricsStore(MetricsStore):
         self._db = bucket.split("/")[0]
 
     # -- writing -------------------------------------------------------------------------------
-    def _write_lines(self, lines: list[str]) -> None:
-        for i in range(0, len(lines), self.batch_size):
-            self._write.write(bucket=self.bucket, org=self.org, record=lines[i : i + self.batch_size])
+    def _send(self, records) -> None:
+        self._write.write(bucket=self.bucket, org=self.org, record=records)
 
     def write_metrics(self, frame: pd.DataFrame) -> int:
         if frame.empty:
             return 0
-        prefix = (
-            METRICS_MEASUREMENT
-            + ",metric="
-            + frame["metric"].map(_escape_tag)
-            + ",source="
-            + frame["source"].map(_escape_tag)
-            + " value="
-            + frame["value"].map(repr)
+        tags = frame["tags"] if "tags" in frame.columns else pd.Series([None] * len(frame), index=frame.index)
+        data = pd.DataFrame(
+            {
+                "metric": frame["metric"].astype(str).to_numpy(),
+                "source": frame["source"].astype(str).to_numpy(),
+                "value": frame["value"].astype("float64").to_numpy(),
+                # always write the tags field ("" for none): Influx merges fields, so a missing one keeps old tags
+                "tags": tags.astype(object).where(tags.notna(), "").astype(str).to_numpy(),
+            },
+            index=pd.DatetimeIndex(from_epoch_ns(to_epoch_ns(frame["ts"]))),
         )
-        tags = frame["tags"] if "tags" in frame.columns else pd.Series([None] * len(frame))
-        # always write the tags field ("" for none): Influx merges fields, so a missing one would keep old tags
-        tag_field = tags.map(lambda t: ',tags=""' if t is None or t != t else ",tags=" + _escape_field_str(t))
-        ts = pd.Series(to_epoch_ns(frame["ts"]).astype(str), index=frame.index)
-        lines = (prefix + tag_field.to_numpy() + " " + ts).tolist()
-        self._write_lines(lines)
-        return len(lines)
+        for i in range(0, len(data), self.batch_size):
+            self._write.write(
+                bucket=self.bucket,
+                org=self.org,
+                record=data.iloc[i : i + self.batch_size],
+                data_frame_measurement_name=METRICS_MEASUREMENT,
+                data_frame_tag_columns=["metric", "source"],
+            )
+        return len(data)
 
     def write_table(self, table: str, frame: pd.DataFrame) -> int:
         spec = table_spec(table)
         if frame.empty:
             return 0
         data = spec.conform(frame)
-        lines = [self._table_line(spec, row) for row in data.itertuples(index=False)]
-        self._write_lines(lines)
-        return len(lines)
-
-    @staticmethod
-    def _table_line(spec: TableSpec, row: tuple) -> str:
-        values = dict(zip(spec.columns, row, strict=True))
-        tags = [f"{_escape_tag(c)}={_escape_tag(values[c])}" for c in sorted(spec.key) if c != spec.time]
-        fields = []
-        for col, kind in spec.columns.items():
-            v = values[col]
-            if col == spec.time or col in spec.key or v is None or (not isinstance(v, str) and pd.isna(v)):
-                continue
-            if kind == "ts":
-                fields.append(f"{_escape_tag(col)}={int(pd.Timestamp(v).value)}i")
-            elif kind == "int":
-                fields.append(f"{_escape_tag(col)}={int(v)}i")
-            elif kind == "float":
-                fields.append(f"{_escape_tag(col)}={float(v)!r}")
-            else:
-                fields.append(f"{_escape_tag(col)}={_escape_field_str(v)}")
-        if not fields:  # Influx needs at least one field
-            fields.append("_present=true")
-        t = values[spec.time]
-        ts = 0 if t is None or pd.isna(t) else int(pd.Timestamp(t).value)
-        return f"{_escape_tag(spec.name)},{','.join(tags)} {','.join(fields)} {ts}"
+        points = [table_point(spec, row) for row in data.itertuples(index=False)]
+        for i in range(0, len(points), self.batch_size):
+            self._send(points[i : i + self.batch_size])
+        return len(points)
 
     # -- reading -------------------------------------------------------------------------------
     def query(self, influxql: str) -> Iterator[dict]:
@@ -242,7 +267,8 @@ class InfluxMetricsStore(MetricsStore):
         **equals: str,
     ) -> pd.DataFrame:
         spec = table_spec(table)
-        where = self._time_where(start, end)
+        pad = pd.Timedelta(0) if exact_identity(spec) else pd.Timedelta(OFFSET_NS, "ns")
+        where = self._time_where(None if start is None else utc(start) - pad, None if end is None else utc(end) + pad)
         for col, value in equals.items():
             if col not in spec.columns:
                 raise KeyError(f"table {table} has no column '{col}'")
@@ -251,10 +277,16 @@ class InfluxMetricsStore(MetricsStore):
         if raw.empty:
             return spec.conform(pd.DataFrame(columns=list(spec.columns)))
         raw = raw.rename(columns={"time": spec.time})
+        if "_ts" in raw.columns:  # the exact time, without the row's identity offset
+            raw[spec.time] = raw["_ts"].where(raw["_ts"].notna(), raw[spec.time])
         for col, kind in spec.columns.items():
             if kind == "ts" and col in raw.columns:
                 raw[col] = ns_to_utc(raw[col])
         out = spec.conform(raw)
+        if start is not None:
+            out = out[out[spec.time] >= utc(start)]
+        if end is not None:
+            out = out[out[spec.time] < utc(end)]
         return out.sort_values([spec.time, *[k for k in spec.key if k != spec.time]], ignore_index=True)
 
     def close(self) -> None:

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 METRIC_COLUMNS = ["ts", "source", "metric", "value", "tags"]
-CONTROL_CHARS = r"[\x00-\x1f\x7f]"  # never in an identifier: they would break line protocol and logs
+CONTROL_CHARS = r"[\x00-\x1f\x7f-\x9f\u2028\u2029]"  # never in an identifier: they break line protocol and logs
+MAX_ID_LEN = 256  # characters in a source, metric, channel, region, task or request id
 # derived series: the anomaly score of metric M of a source is stored as metric "anomaly_score:M" of that source
 SCORE_PREFIX = "anomaly_score:"
 
@@ -140,17 +141,34 @@ def find_metric_errors(frame: pd.DataFrame, origin: str, first_row: int = 1) -> 
     return _check(frame, origin, first_row)[1]
 
 
-def _identifiers(col: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(stripped text, empty, has a control character) of an id column, computed once per distinct value."""
+def identifiers(col: pd.Series, tag: bool = True) -> tuple[np.ndarray, list[tuple[np.ndarray, str]]]:
+    """An id column's stripped text and its problems as (row mask, reason), checked once per distinct value:
+    empty (missing or blank), not text (a number or ``true`` given for a name), longer than ``MAX_ID_LEN``,
+    a control character; with ``tag`` (it becomes an InfluxDB tag) a trailing backslash too, which line protocol
+    would read as escaping the separator after it."""
     codes, uniq = pd.factorize(col.reset_index(drop=True))
-    u = pd.Series(uniq, dtype=object).astype(str).str.strip()
+    raw = pd.Series(uniq, dtype=object)
+    u = raw.astype(str).str.strip()
     if not len(u):
-        return np.full(len(codes), "", dtype=object), np.ones(len(codes), bool), np.zeros(len(codes), bool)
+        return np.full(len(codes), "", dtype=object), [(np.ones(len(codes), bool), "empty")]
     missing, safe = codes < 0, np.maximum(codes, 0)
+
+    def rows(per_value: pd.Series) -> np.ndarray:
+        return ~missing & per_value.to_numpy(dtype=bool)[safe]
+
+    def not_text(v: Any) -> bool:
+        return isinstance(v, bool | float | np.bool_ | np.floating) or not isinstance(v, str | int | np.integer)
+
     text = u.to_numpy(dtype=object)[safe]
-    empty = missing | (u == "").to_numpy()[safe]
-    control = ~missing & u.str.contains(CONTROL_CHARS).to_numpy()[safe]
-    return text, empty, control
+    problems = [
+        (missing | (u == "").to_numpy()[safe], "empty"),
+        (rows(raw.map(not_text)), "not text"),
+        (rows(u.str.len() > MAX_ID_LEN), f"longer than {MAX_ID_LEN} characters"),
+        (rows(u.str.contains(CONTROL_CHARS)), "contains a control character"),
+    ]
+    if tag:
+        problems.append((rows(u.str.endswith("\\")), "ends with a backslash"))
+    return text, problems
 
 
 def _check(frame: pd.DataFrame, origin: str, first_row: int) -> tuple[dict[str, np.ndarray], list[RowError]]:
@@ -168,9 +186,9 @@ def _check(frame: pd.DataFrame, origin: str, first_row: int) -> tuple[dict[str, 
     flag(ts.isna().to_numpy(), "ts", "not a parsable timestamp")
     parsed: dict[str, Any] = {"ts": ts}
     for col in ("source", "metric"):
-        text, empty, control = _identifiers(frame[col])
-        flag(empty, col, "empty")
-        flag(control, col, "contains a control character")
+        text, problems = identifiers(frame[col])
+        for mask, reason in problems:
+            flag(mask, col, reason)
         parsed[col] = text
     raw_values = frame["value"].reset_index(drop=True)
     values = pd.to_numeric(raw_values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)

@@ -22,6 +22,9 @@ class TableSpec:
     columns: dict[str, str]
     key: tuple[str, ...]
     time: str = "ts"
+    # columns an InfluxDB store indexes as tags: few distinct values, fixed for a key (never a per-row id,
+    # never a status that changes); everything else is a field
+    tags: tuple[str, ...] = ()
 
     def conform(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Columns in spec order with spec types; missing optional columns become null."""
@@ -63,6 +66,7 @@ TABLES: dict[str, TableSpec] = {
                 "origin": "str",
             },
             key=("call_id",),
+            tags=("channel", "region"),
         ),
         TableSpec(
             "quarantine",
@@ -76,6 +80,7 @@ TABLES: dict[str, TableSpec] = {
                 "raw": "str",
             },
             key=("origin", "row"),
+            tags=("kind",),
         ),
         TableSpec(
             "rollups",
@@ -90,6 +95,7 @@ TABLES: dict[str, TableSpec] = {
                 "count": "int",
             },
             key=("source", "metric", "ts"),
+            tags=("source", "metric"),
         ),
         TableSpec(
             "runs",
@@ -104,6 +110,7 @@ TABLES: dict[str, TableSpec] = {
                 "partition": "str",
             },
             key=("run_id",),
+            tags=("job",),
         ),
         TableSpec(
             "events",
@@ -119,6 +126,7 @@ TABLES: dict[str, TableSpec] = {
                 "payload": "str",
             },
             key=("event_id",),
+            tags=("kind",),
         ),
         TableSpec(  # every step of every healing run, including the decisions not to act
             "healing_log",
@@ -139,6 +147,7 @@ TABLES: dict[str, TableSpec] = {
                 "duration_ms": "float",
             },
             key=("entry_id",),
+            tags=("kind",),
         ),
         TableSpec(  # follow-ups a playbook scheduled (ts = when due); the follow-up sensor launches them
             "healing_followups",
@@ -152,6 +161,7 @@ TABLES: dict[str, TableSpec] = {
                 "status": "str",
             },
             key=("followup_id",),
+            tags=("action",),
         ),
         TableSpec(  # per day, channel and region (ts = the day): the channel_costs asset
             "channel_costs",
@@ -174,6 +184,7 @@ TABLES: dict[str, TableSpec] = {
                 "cost_mismatches": "int",
             },
             key=("ts", "channel", "region"),
+            tags=("channel", "region"),
         ),
         TableSpec(  # one routing plan per day it was fitted on (ts = the day)
             "routing_plans",
@@ -196,6 +207,7 @@ TABLES: dict[str, TableSpec] = {
                 "detail": "str",
             },
             key=("alert_id",),
+            tags=("budget",),
         ),
         TableSpec(  # forecasts served by the forecast assets: ts is the time forecast, issued when it was made
             "forecasts",
@@ -214,6 +226,7 @@ TABLES: dict[str, TableSpec] = {
                 "hi_95": "float",
             },
             key=("source", "metric", "issued", "ts"),
+            tags=("source", "metric"),
         ),
     )
 }
