@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -135,9 +136,9 @@ class Sandbox:
 def chaos_playbooks(sb: Sandbox) -> str:
     """The shipped playbooks with the chaos profile and this sandbox's allowlists."""
     doc = yaml.safe_load(default_text())
-    mine = re.escape(sb.tag)
+    mine = f".*{re.escape(sb.tag)}.*"  # the whole command line: only the sandbox's tagged workloads
     doc["safety"] |= CHAOS_PROFILE["safety"] | {
-        "allow_processes": [{"cmdline": mine}],
+        "allow_processes": [{"cmdline": mine, "user": pwd.getpwuid(os.getuid()).pw_name}],
         "cache_dirs": [str(sb.cache_dir)],
         "temp_roots": [str(sb.tmp_root)],
     }

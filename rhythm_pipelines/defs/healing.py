@@ -25,6 +25,7 @@ from rhythm_pipelines.healing.actions import Actuator
 from rhythm_pipelines.healing.detectors import cascade_failure, task_failure_pattern
 from rhythm_pipelines.healing.engine import Healer
 from rhythm_pipelines.healing.events import HealthEvent
+from rhythm_pipelines.healing.evidence import LocalEvidence
 from rhythm_pipelines.healing.playbooks import Step
 from rhythm_pipelines.healing.probe import LocalProbe
 from rhythm_pipelines.healing.processes import snapshot
@@ -175,6 +176,7 @@ def heal_event(
             healing.notifier(),
             DagsterWorkControl(context.instance, healing.paused_file, context.log),
             books.fallbacks,
+            evidence=LocalEvidence(books.detectors, sampler_host()),
         )
         probe = LocalProbe(
             books.detectors,

@@ -2,15 +2,15 @@
 
 :class:`Actuator` runs one :class:`~rhythm_pipelines.healing.playbooks.Step` for one event and returns an
 :class:`ActionRecord` whatever happens: ``done``, ``dry_run`` (what it would have done), ``refused`` (a
-rail held: allowlist, cooldown, rate limit, another host), ``noop`` (nothing to do) or ``failed``.
+rail held: allowlist, cooldown, rate limit, another host, no local evidence), ``noop`` (nothing to do) or
+``failed``. Actions on this machine's processes and files need the event confirmed here
+(:mod:`~rhythm_pipelines.healing.evidence`); signals go through a :class:`~processes.Signaller`.
 Dagster-side work (pausing schedules, re-executing runs) goes through a :class:`WorkControl`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +20,10 @@ from typing import Any, Protocol
 import pandas as pd
 
 from rhythm_pipelines.healing import processes as procs
+from rhythm_pipelines.healing.detectors import DetectorSettings
 from rhythm_pipelines.healing.events import HealthEvent
+from rhythm_pipelines.healing.evidence import LocalEvidence
+from rhythm_pipelines.healing.files import Removal, remove_old_files, root_problem
 from rhythm_pipelines.healing.notify import Notifier
 from rhythm_pipelines.healing.playbooks import Step
 from rhythm_pipelines.healing.routing import clear_route, set_route
@@ -75,6 +78,13 @@ class Actuator:
     fallbacks: dict[str, str] = field(default_factory=dict)
     now: Callable[[], pd.Timestamp] = lambda: pd.Timestamp.now(tz="UTC")
     protected: frozenset[int] = field(default_factory=protected_pids)
+    signaller: procs.Signaller = field(default_factory=procs.OsSignaller)
+    # confirms an event on this machine before a local process or file is touched (default: psutil, here)
+    evidence: Callable[[HealthEvent], tuple[bool, str]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.evidence is None:
+            self.evidence = LocalEvidence(DetectorSettings(), self.host)
 
     @property
     def routes_file(self) -> Path:
@@ -99,15 +109,22 @@ class Actuator:
     # -- processes -----------------------------------------------------------------------------------------
 
     def _local(self, event: HealthEvent) -> str | None:
-        """Why this runner cannot act on the event's host (None: it can)."""
-        return None if event.host == self.host else f"{event.host} is not this host ({self.host}): no remote actions"
+        """Why this runner cannot act on this machine for the event (None: it can): another host, or the
+        event is not confirmed here (a host name in the store is only what a writer asserted)."""
+        if event.host != self.host:
+            return f"{event.host} is not this host ({self.host}): no remote actions"
+        confirmed, what = self.evidence(event)
+        return None if confirmed else f"not confirmed on this machine: {what}"
 
     def _allowed(self, p: procs.ProcInfo) -> bool:
         return self.policy.allows_process(p.pid, p.name, p.cmdline, p.user, self.protected)
 
-    @staticmethod
-    def _describe(p: procs.ProcInfo) -> str:
-        return f"pid {p.pid} ({p.name}, user {p.user})"
+    def _refusal(self, p: procs.ProcInfo) -> str:
+        return self.policy.process_refusal(p.pid, p.name, p.cmdline, p.user, self.protected) or "allowed"
+
+    def _describe(self, p: procs.ProcInfo) -> str:
+        why = "" if self._allowed(p) else f": {self._refusal(p)}"
+        return f"pid {p.pid} ({p.name}, user {p.user}){why}"
 
     def _candidates(self, select: str, event: HealthEvent) -> tuple[list[procs.ProcInfo], list[procs.ProcInfo]]:
         """(allowlisted candidates best first, the top users that were not allowlisted)."""
@@ -121,7 +138,7 @@ class Actuator:
             created = event.detail.get("create_time")
             if created is not None and abs(p.create_time - float(created)) > 1e-3:
                 return [], []  # the pid was reused: not our process
-            return ([p], []) if self._allowed(p) else ([], [p])
+            return ([p], []) if self._allowed(p) else ([], [p])  # the refusal's reason is in the detail
         before = {p.pid: p for p in procs.snapshot() if not p.zombie}
         if select == "top_cpu":
             time.sleep(0.5)
@@ -149,7 +166,7 @@ class Actuator:
             return DRY_RUN, target, "would terminate " + ", ".join(map(self._describe, chosen)) + skipped, []
         results, touched = [], []
         for p in chosen:
-            how = procs.terminate(p, grace_s)
+            how = self.signaller.terminate(p, grace_s)
             results.append(f"{self._describe(p)}: {how}")
             touched.append({"pid": p.pid, "name": p.name, "cmdline": p.cmdline, "user": p.user, "how": how})
         ok = any(t["how"] in ("terminated", "killed") for t in touched)
@@ -171,13 +188,13 @@ class Actuator:
         if self.policy.dry_run:
             return DRY_RUN, event.source, f"would signal {self._describe(parent)} (SIGCHLD)", []
         n = len(procs.zombies_of(ppid))
-        procs.signal_parent(parent)
+        self.signaller.sigchld(parent)
         touched = [{"pid": ppid, "name": parent.name, "cmdline": parent.cmdline, "user": parent.user, "how": "SIGCHLD"}]
         if procs.wait_until(lambda: not procs.zombies_of(ppid), grace_s):
             return DONE, event.source, f"SIGCHLD to {self._describe(parent)}: {n} zombie(s) reaped", touched
         if not terminate_parent:
             return NOOP, event.source, f"SIGCHLD to {self._describe(parent)}: zombies remain", touched
-        how = procs.terminate(parent, grace_s)
+        how = self.signaller.terminate(parent, grace_s)
         touched.append({"pid": ppid, "name": parent.name, "cmdline": parent.cmdline, "user": parent.user, "how": how})
         return (
             DONE,
@@ -188,64 +205,39 @@ class Actuator:
 
     # -- files ---------------------------------------------------------------------------------------------
 
-    def _remove_under(self, roots: tuple[str, ...], older_than_s: float | None) -> tuple[int, int, int, list[str]]:
-        """Remove regular files under ``roots`` (older than ``older_than_s`` if given): never follow or
-        remove a symlink, never leave a root. Returns (files, bytes, symlinks skipped, errors)."""
-        cutoff = time.time() - older_than_s if older_than_s is not None else None
-        files = size = links = 0
-        errors: list[str] = []
-        for root in roots:
-            real_root = Path(os.path.realpath(root))
-            if not real_root.is_dir():
-                errors.append(f"{root}: not a directory")
-                continue
-            for dirpath, dirnames, filenames in os.walk(real_root, topdown=True, followlinks=False):
-                here = Path(dirpath)
-                if self.policy.inside(here, (str(real_root),)) is None:
-                    dirnames[:] = []
-                    continue
-                for d in list(dirnames):
-                    if (here / d).is_symlink():
-                        links += 1
-                        dirnames.remove(d)
-                for name in filenames:
-                    path = here / name
-                    try:
-                        st = path.lstat()
-                    except OSError as exc:
-                        errors.append(f"{path}: {exc.strerror}")
-                        continue
-                    if stat.S_ISLNK(st.st_mode):
-                        links += 1
-                        continue
-                    if not stat.S_ISREG(st.st_mode) or (cutoff is not None and st.st_mtime > cutoff):
-                        continue
-                    if self.policy.dry_run:
-                        files, size = files + 1, size + st.st_size
-                        continue
-                    try:
-                        path.unlink()
-                        files, size = files + 1, size + st.st_size
-                    except OSError as exc:
-                        errors.append(f"{path}: {exc.strerror}")
-        return files, size, links, errors
-
-    def _file_action(self, roots: tuple[str, ...], what: str, older_than_s: float | None):
+    def _file_action(self, event: HealthEvent, roots: tuple[str, ...], what: str, older_than_s: float):
         if not roots:
             return NOOP, "(none configured)", f"no {what} configured: nothing may be removed", []
-        files, size, links, errors = self._remove_under(roots, older_than_s)
+        why = self._local(event)
+        if why:
+            return REFUSED, ", ".join(roots), why, []
+        total, refused = Removal(), []
+        for root in roots:
+            problem = root_problem(root)  # checked when the policy was built, and again here
+            if problem:
+                refused.append(problem)
+                continue
+            r = remove_old_files(root, older_than_s, self.policy.dry_run, time.time())
+            total.files += r.files
+            total.bytes += r.bytes
+            total.symlinks += r.symlinks
+            total.errors += r.errors
         verb = "would remove" if self.policy.dry_run else "removed"
-        detail = f"{verb} {files} file(s), {size / 1e6:.1f} MB under {', '.join(roots)}"
-        detail += f"; {links} symlink(s) left alone" if links else ""
-        detail += f"; errors: {'; '.join(errors[:3])}" if errors else ""
-        outcome = DRY_RUN if self.policy.dry_run else (DONE if files else (FAILED if errors else NOOP))
-        return outcome, ", ".join(roots), detail, [{"files": files, "bytes": size}]
+        detail = f"{verb} {total.files} file(s), {total.bytes / 1e6:.1f} MB older than {older_than_s:g} s under "
+        detail += ", ".join(roots)
+        detail += f"; {total.symlinks} symlink(s) left alone" if total.symlinks else ""
+        detail += f"; refused: {'; '.join(refused)}" if refused else ""
+        detail += f"; errors: {'; '.join(total.errors[:3])}" if total.errors else ""
+        if refused and len(refused) == len(roots):
+            return REFUSED, ", ".join(roots), detail, []
+        outcome = DRY_RUN if self.policy.dry_run else (DONE if total.files else (FAILED if total.errors else NOOP))
+        return outcome, ", ".join(roots), detail, [{"files": total.files, "bytes": total.bytes}]
 
-    def _clear_cache(self, event, level):
-        return self._file_action(self.policy.cache_dirs, "cache dirs", None)
+    def _clear_cache(self, event, level, older_than_s=300):
+        return self._file_action(event, self.policy.cache_dirs, "cache dirs", float(older_than_s))
 
     def _remove_temp_files(self, event, level, older_than_s=3600):
-        return self._file_action(self.policy.temp_roots, "temp roots", float(older_than_s))
+        return self._file_action(event, self.policy.temp_roots, "temp roots", float(older_than_s))
 
     # -- work and channels ---------------------------------------------------------------------------------
 

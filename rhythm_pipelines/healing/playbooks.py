@@ -14,6 +14,7 @@ from typing import Any
 
 from rhythm_pipelines.healing.detectors import DetectorSettings, Watch
 from rhythm_pipelines.healing.events import KINDS, LEVELS, HealthEvent, level_index
+from rhythm_pipelines.healing.files import root_problem
 from rhythm_pipelines.healing.safety import ProcessRule, SafetyPolicy
 from rhythm_pipelines.yaml_lines import ConfigError, Reader, config_text
 from rhythm_pipelines.yaml_lines import keys as _keys
@@ -21,7 +22,7 @@ from rhythm_pipelines.yaml_lines import plain as _plain
 
 # action -> {param: (type(s), default)}; a default of ... means required
 ACTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
-    "clear_cache": {},
+    "clear_cache": {"older_than_s": ((int, float), 300)},
     "remove_temp_files": {"older_than_s": ((int, float), 3600)},
     "terminate_process": {"select": ((str,), "event"), "grace_s": ((int, float), 5), "count": ((int,), 1)},
     "reap_zombies": {"grace_s": ((int, float), 2), "terminate_parent": ((bool,), True)},
@@ -196,20 +197,28 @@ def parse(text: str, origin: str = "<playbooks>") -> PlaybookSet:
         p = f"safety.allow_processes[{i}]"
         item = r.mapping(item, p, ("name", "cmdline", "user"), s, "allow_processes")
         try:
-            rules.append(ProcessRule(item.get("name"), item.get("cmdline"), item.get("user")))
+            rule = ProcessRule(item.get("name"), item.get("cmdline"), item.get("user"))
         except Exception as exc:  # re.error or a rule with no pattern
             raise r.fail(item, p, str(exc)) from exc
+        problem = rule.allowlist_problem()
+        if problem:
+            raise r.fail(item, p, problem)
+        rules.append(rule)
     for name in ("cache_dirs", "temp_roots"):
         v = s.get(name) or []
         if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v):
             raise r.fail(s, f"safety.{name}", "expected a list of directory paths", name)
+        for i, path in enumerate(v):
+            problem = root_problem(os.path.expanduser(path) if path.startswith("~/") else path)
+            if problem:
+                raise r.fail(s, f"safety.{name}[{i}]", problem, name)
     if "dry_run" in s and not isinstance(s["dry_run"], bool):
         raise r.fail(s, "safety.dry_run", f"expected true or false, got {s['dry_run']!r}", "dry_run")
     policy = SafetyPolicy(
         dry_run=bool(s.get("dry_run", False)),
         processes=tuple(rules),
-        cache_dirs=tuple(os.path.expanduser(x) for x in s.get("cache_dirs") or []),
-        temp_roots=tuple(os.path.expanduser(x) for x in s.get("temp_roots") or []),
+        cache_dirs=tuple(os.path.expanduser(x) if x.startswith("~/") else x for x in s.get("cache_dirs") or []),
+        temp_roots=tuple(os.path.expanduser(x) if x.startswith("~/") else x for x in s.get("temp_roots") or []),
         cooldown_s=r.number(s, "cooldown_s", "safety", 300.0),
         max_actions_per_hour=int(r.number(s, "max_actions_per_hour", "safety", 30)),
         flap_window_s=r.number(s, "flap_window_s", "safety", 3600.0),

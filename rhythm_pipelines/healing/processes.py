@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from dataclasses import dataclass
+from typing import Protocol
 
 import psutil
+
+# Dagster's own processes: never signalled by healing, whatever an allowlist says (matched on the command line,
+# as `dagster-daemon run`, `/venv/bin/dagster api grpc ...` or `python -m dagster api execute_run ...`)
+_DAGSTER = r"(?:^|[\s/])(?:-m\s+)?"
+DAGSTER_ROLES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("daemon", re.compile(_DAGSTER + r"dagster-daemon(?:\s|$)")),
+    ("webserver", re.compile(_DAGSTER + r"(?:dagster-webserver|dagit)(?:\s|$)")),
+    ("dagster dev", re.compile(_DAGSTER + r"dagster\s+dev(?:\s|$)")),
+    ("code server", re.compile(_DAGSTER + r"dagster\s+(?:api\s+grpc|code-server\s+start)(?:\s|$)")),
+    ("run worker", re.compile(_DAGSTER + r"dagster\s+api\s+execute_(?:run|step)(?:\s|$)")),
+)
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,14 @@ class ProcInfo:
     @property
     def zombie(self) -> bool:
         return self.status == psutil.STATUS_ZOMBIE
+
+
+def dagster_role(cmdline: str) -> str | None:
+    """``daemon``, ``webserver``, ``dagster dev``, ``code server`` or ``run worker`` for a Dagster process."""
+    for role, pattern in DAGSTER_ROLES:
+        if pattern.search(cmdline or ""):
+            return role
+    return None
 
 
 def _info(p: psutil.Process) -> ProcInfo | None:
@@ -112,3 +133,21 @@ def wait_until(predicate, timeout_s: float, step_s: float = 0.1) -> bool:
             return True
         time.sleep(step_s)
     return predicate()
+
+
+class Signaller(Protocol):
+    """Who sends the signals: the OS for real, a recorder in tests of the rails."""
+
+    def terminate(self, info: ProcInfo, grace_s: float) -> str: ...
+
+    def sigchld(self, info: ProcInfo) -> None: ...
+
+
+class OsSignaller:
+    """Real signals (SIGTERM, then SIGKILL; SIGCHLD to a zombie's parent)."""
+
+    def terminate(self, info: ProcInfo, grace_s: float) -> str:
+        return terminate(info, grace_s)
+
+    def sigchld(self, info: ProcInfo) -> None:
+        signal_parent(info)

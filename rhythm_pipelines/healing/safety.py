@@ -1,9 +1,13 @@
 """Safety rails: what healing may touch, and when it must hold back.
 
-- **Allowlists**: processes may be signalled only when they match a :class:`ProcessRule` (name and/or
-  command line regex, and owner); files are removed only under configured cache dirs and temp roots.
+- **Allowlists**: processes may be signalled only when they match a :class:`ProcessRule`: a regex on the
+  whole process name and/or the whole command line, and the owner (required); a rule that would match
+  common system processes (``.*``, ``""``, ``python3`` alone...) is refused. Files are removed only under
+  configured cache dirs and temp roots, never ``/``, system or home directories (``healing/files.py``).
   Both are empty by default: out of the box healing can alert, pause work and reroute, but never kill
-  or delete. PID 1, this process and its ancestors (the run worker, the daemon) are never touched.
+  or delete. PID 1, this process and its ancestors, and Dagster's own processes (webserver, daemon, code
+  servers, run workers) are never touched. Each of these is checked when a policy is built *and* again
+  by the action itself.
 - **Dry run**: every decision is made and logged, nothing is done.
 - **Cooldown** per target, **rate limit** over all actions per hour, **flapping** suppression when one
   target raises too many events in a window. All read the healing log, so they hold across runs and
@@ -17,17 +21,37 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
+
+from rhythm_pipelines.healing.files import root_problem
+from rhythm_pipelines.healing.processes import dagster_role
 
 DONE = "done"
 
 
+# (name, command line) of processes found on most machines: an allowlist rule matching any of them is too broad
+COMMON_PROCESSES = (
+    ("systemd", "/sbin/init"),
+    ("init", "/sbin/init splash"),
+    ("kworker/0:1", ""),
+    ("sshd", "/usr/sbin/sshd -D"),
+    ("bash", "-bash"),
+    ("sh", "/bin/sh -c true"),
+    ("python3", "/usr/bin/python3"),
+    ("python3", "python3 -m http.server"),
+    ("postgres", "postgres: checkpointer"),
+    ("cron", "/usr/sbin/cron -f"),
+    ("dagster-daemon", "/usr/bin/python3 /usr/local/bin/dagster-daemon run"),
+    ("x", "x"),
+    ("", ""),
+)
+
+
 @dataclass(frozen=True)
 class ProcessRule:
-    """Matches a process when every given field matches: ``name`` (regex, whole name), ``cmdline``
-    (regex, searched in the joined command line), ``user`` (exact owner)."""
+    """Matches a process when every given field matches: ``name`` (regex on the whole process name),
+    ``cmdline`` (regex on the whole command line, arguments joined by spaces), ``user`` (exact owner)."""
 
     name: str | None = None
     cmdline: str | None = None
@@ -43,9 +67,18 @@ class ProcessRule:
     def matches(self, name: str, cmdline: str, user: str | None) -> bool:
         if self.name is not None and not re.fullmatch(self.name, name or ""):
             return False
-        if self.cmdline is not None and not re.search(self.cmdline, cmdline or ""):
+        if self.cmdline is not None and not re.fullmatch(self.cmdline, cmdline or ""):
             return False
         return self.user is None or self.user == user
+
+    def allowlist_problem(self) -> str | None:
+        """Why this rule may not allow signalling (None: it may): no owner, or it matches common processes."""
+        if not self.user:
+            return "an allowlist rule needs `user`: the owner whose processes it may signal"
+        hits = [f"{n or '?'} ({c!r})" for n, c in COMMON_PROCESSES if self.matches(n, c, self.user)]
+        if hits:
+            return f"too broad: it matches common processes such as {', '.join(hits[:3])}; narrow name/cmdline"
+        return None
 
 
 def protected_pids() -> frozenset[int]:
@@ -69,17 +102,33 @@ class SafetyPolicy:
     flap_window_s: float = 3600.0
     flap_max_events: int = 5  # more events than this for one target in the window: alert, do not act
 
-    def allows_process(self, pid: int, name: str, cmdline: str, user: str | None, protected: Iterable[int]) -> bool:
-        return pid not in set(protected) and any(r.matches(name, cmdline, user) for r in self.processes)
+    def __post_init__(self) -> None:
+        for rule in self.processes:
+            problem = rule.allowlist_problem()
+            if problem:
+                raise ValueError(f"process rule {rule}: {problem}")
+        for root in (*self.cache_dirs, *self.temp_roots):
+            problem = root_problem(root)
+            if problem:
+                raise ValueError(f"removal root refused: {problem}")
 
-    def inside(self, path: Path, roots: Iterable[str]) -> Path | None:
-        """The configured root that ``path`` lies under (symlinks resolved), or None."""
-        real = Path(os.path.realpath(path))
-        for root in roots:
-            r = Path(os.path.realpath(root))
-            if real == r or r in real.parents:
-                return r
-        return None
+    def process_refusal(
+        self, pid: int, name: str, cmdline: str, user: str | None, protected: Iterable[int]
+    ) -> str | None:
+        """Why this process may not be signalled (None: it may)."""
+        if pid in set(protected):
+            return "protected (PID 1, this process or its ancestors)"
+        role = dagster_role(cmdline)
+        if role:
+            return f"Dagster's own {role}: never signalled by healing"
+        for r in self.processes:  # re-checked here too: a rule built around the policy's checks never acts
+            if r.allowlist_problem() is None and r.matches(name, cmdline, user):
+                return None
+        return "not allowlisted"
+
+    def allows_process(self, pid: int, name: str, cmdline: str, user: str | None, protected: Iterable[int]) -> bool:
+        return self.process_refusal(pid, name, cmdline, user, protected) is None
+
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,8 @@ class HostSampler:
         total = sum(cpu) - getattr(cpu, "guest", 0.0) - getattr(cpu, "guest_nice", 0.0)  # Linux counts guest twice
         if dt and prev.get("cpu"):
             d_total = total - prev["cpu"][1]
-            add("cpu_percent", 100.0 * (d_total - (idle - prev["cpu"][0])) / d_total if d_total > 0 else 0.0)
+            busy = 100.0 * (d_total - (idle - prev["cpu"][0])) / d_total if d_total > 0 else 0.0
+            add("cpu_percent", min(100.0, max(0.0, busy)))  # float rounding can leave -7e-12 on an idle machine
         else:
             add("cpu_percent", psutil.cpu_percent(interval=0.1))
         mem = psutil.virtual_memory()

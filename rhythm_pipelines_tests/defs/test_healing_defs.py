@@ -4,6 +4,8 @@ the follow-up sensor, the run-failure sensor on real failed runs, and the low-pr
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import socket
 
 import dagster as dg
@@ -70,7 +72,9 @@ def test_healing_job_terminates_an_allowlisted_hung_worker_and_logs_every_step(
     monkeypatch.setenv("RHYTHM_HOST", socket.gethostname())  # the runner acts on its own host only
     worker, tag = spawn("hung", "--heartbeat-dir", str(tmp_path / "hb"))
     books = tmp_path / "books.yaml"
-    text = default_text().replace("allow_processes: []", f"allow_processes: [{{cmdline: {tag}}}]")
+    me = pwd.getpwuid(os.getuid()).pw_name
+    rule = f"allow_processes: [{{cmdline: '.*{tag}.*', user: {me}}}]"
+    text = default_text().replace("allow_processes: []", rule)
     books.write_text(text.replace("  wait_s: 3 ", "  wait_s: 0.5 "))
     resources = {
         **healing_resources,

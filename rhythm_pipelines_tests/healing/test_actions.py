@@ -1,5 +1,7 @@
 import json
 import os
+import pwd
+import re
 import socket
 import sys
 import threading
@@ -14,19 +16,45 @@ from rhythm_pipelines.healing import detectors as d
 from rhythm_pipelines.healing.actions import DONE, DRY_RUN, NOOP, REFUSED, Actuator
 from rhythm_pipelines.healing.detectors import DetectorSettings, Watch
 from rhythm_pipelines.healing.events import HealthEvent
+from rhythm_pipelines.healing.evidence import LocalEvidence
 from rhythm_pipelines.healing.notify import Notifier
 from rhythm_pipelines.healing.playbooks import Step
-from rhythm_pipelines.healing.processes import snapshot
+from rhythm_pipelines.healing.processes import ProcInfo, snapshot
 from rhythm_pipelines.healing.routing import route_for
 from rhythm_pipelines.healing.safety import Guard, ProcessRule, SafetyPolicy
 
 HOST = socket.gethostname()
 NOW = pd.Timestamp.now(tz="UTC")
+ME = pwd.getpwuid(os.getuid()).pw_name
+
+
+def confirmed(event: HealthEvent) -> tuple[bool, str]:
+    """Evidence stub: these tests are about the rails, not about reading this machine."""
+    return True, "confirmed (test)"
 
 
 def actuator(tmp_path, policy: SafetyPolicy, history=None, **kw) -> Actuator:
     guard = Guard(policy, history) if history is not None else Guard(policy)
-    return Actuator(policy, guard, HOST, tmp_path / "state", **{"now": lambda: NOW, **kw})
+    return Actuator(policy, guard, HOST, tmp_path / "state", **{"now": lambda: NOW, "evidence": confirmed, **kw})
+
+
+def mine(tag: str) -> ProcessRule:
+    """Allow exactly the processes a test started (their command lines carry its tag), owned by us."""
+    return ProcessRule(cmdline=f".*{re.escape(tag)}.*", user=ME)
+
+
+class RecordingSignaller:
+    """Records what would be signalled and signals nothing: for the rails around processes we did not start."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, int]] = []
+
+    def terminate(self, info: ProcInfo, grace_s: float) -> str:
+        self.sent.append(("terminate", info.pid))
+        return "terminated"
+
+    def sigchld(self, info: ProcInfo) -> None:
+        self.sent.append(("SIGCHLD", info.pid))
 
 
 def cmdline(pid: int) -> str:
@@ -46,7 +74,7 @@ def alive(pid: int) -> bool:
 def test_top_cpu_terminates_the_allowlisted_burner_and_never_the_bystander(tmp_path, spawn):
     burner, tag = spawn("burn")
     bystander, _ = spawn("burn")  # just as busy, not allowlisted
-    policy = SafetyPolicy(processes=(ProcessRule(cmdline=tag),))
+    policy = SafetyPolicy(processes=(mine(tag),))
     rec = actuator(tmp_path, policy).run(Step("terminate_process", {"select": "top_cpu", "grace_s": 2, "count": 1}),
                                          HealthEvent("cpu_spike", HOST, NOW), "hard")  # fmt: skip
     assert rec.outcome == DONE, rec.detail
@@ -67,18 +95,85 @@ def test_an_empty_allowlist_touches_nothing(tmp_path, spawn):
     assert rec.outcome == REFUSED and alive(p.pid)
 
 
-def test_never_pid_1_or_ourselves_even_when_a_rule_matches_them(tmp_path):
-    everything = SafetyPolicy(processes=(ProcessRule(name=".*"),))
+def test_never_pid_1_ourselves_or_dagster_even_when_a_rule_matches_them(tmp_path):
+    signaller = RecordingSignaller()
+    policy = SafetyPolicy(processes=(ProcessRule(name="[a-z0-9_.-]*-never-a-real-name", user=ME),))
+    assert policy.process_refusal(1, "init", "/sbin/init", "root", {1}).startswith("protected")
+    everything = ProcessRule(name=".*", user=ME)  # too broad to build a policy with, so forced past the check
+    object.__setattr__(policy, "processes", (everything,))
     for pid in (1, os.getpid()):
         ev = HealthEvent("process_hung", f"{HOST}/proc/{pid}", NOW, detail={"pid": pid})
-        rec = actuator(tmp_path, everything).run(Step("terminate_process", {"select": "event"}), ev, "soft")
-        assert rec.outcome == REFUSED
-    assert alive(1) and alive(os.getpid())
+        rec = actuator(tmp_path, policy, signaller=signaller).run(
+            Step("terminate_process", {"select": "event"}), ev, "soft"
+        )
+        assert rec.outcome == REFUSED, rec.detail
+    assert signaller.sent == [], "a catch-all rule smuggled into a policy still matches nothing"
+    for cmd, role in [
+        ("/venv/bin/python3 /venv/bin/dagster-daemon run", "daemon"),
+        ("/venv/bin/python /venv/bin/dagster api grpc --lazy-load-user-code -m x", "code server"),
+        ("/venv/bin/python -m dagster api execute_run {}", "run worker"),
+        ("/venv/bin/python3 /venv/bin/dagster-webserver -h 127.0.0.1", "webserver"),
+    ]:
+        wide = SafetyPolicy(processes=(ProcessRule(cmdline=".*/venv/bin/.*", user=ME),))
+        assert (
+            wide.process_refusal(4242, "python3", cmd, ME, set()) == f"Dagster's own {role}: never signalled by healing"
+        )
+    assert wide.process_refusal(4242, "python3", "/venv/bin/python3 my_worker.py", ME, set()) is None
+
+
+def test_allowlist_rules_match_whole_command_lines_and_need_an_owner():
+    rule = ProcessRule(cmdline="my_worker", user="svc")
+    assert not rule.matches("python3", "/usr/bin/python3 my_worker --x", "svc"), "a substring is not enough"
+    assert ProcessRule(cmdline=".*my_worker.*", user="svc").matches("python3", "/usr/bin/python3 my_worker --x", "svc")
+    assert not ProcessRule(cmdline=".*my_worker.*", user="svc").matches("python3", "python3 my_worker", "root")
+    for bad, why in [
+        (ProcessRule(cmdline=".*my_worker.*"), "needs `user`"),
+        (ProcessRule(name=".*", user="svc"), "too broad"),
+        (ProcessRule(cmdline="", user="svc"), "too broad"),
+        (ProcessRule(cmdline=".", user="svc"), "too broad"),
+        (ProcessRule(name="python3?", user="svc"), "too broad"),
+    ]:
+        assert why in bad.allowlist_problem()
+        with pytest.raises(ValueError, match=why.replace("`", ".")):
+            SafetyPolicy(processes=(bad,))
+
+
+def test_guard_decisions_with_a_recording_signaller(tmp_path):
+    """Which of the machine's processes would be chosen: nothing is signalled, whatever is running."""
+    signaller = RecordingSignaller()
+    everyone_mine = SafetyPolicy(processes=(ProcessRule(name="[a-z]+-rhythm-test-[0-9a-f]{8}", user=ME),))
+    act = actuator(tmp_path, everyone_mine, signaller=signaller)
+    rec = act.run(
+        Step("terminate_process", {"select": "top_memory", "count": 3}), HealthEvent("memory_leak", HOST, NOW), "hard"
+    )
+    assert rec.outcome == NOOP and signaller.sent == []  # no process has such a name
+    ours = psutil.Process()
+    me = ProcInfo(
+        os.getpid(), ours.ppid(), ours.name(), " ".join(ours.cmdline()), ME, "running", 0.0, 1, ours.create_time()
+    )
+    assert act._refusal(me).startswith("protected")
+
+
+def test_no_local_evidence_no_local_action(tmp_path, spawn):
+    """A host name in the store is only what a writer asserted: the event must hold on this machine."""
+    p, tag = spawn("idle")
+    signaller = RecordingSignaller()
+    doubting = lambda e: (False, "cpu_percent here 3.0 (not over 80)")  # noqa: E731
+    policy = SafetyPolicy(processes=(mine(tag),), temp_roots=(str(tmp_path),))
+    act = actuator(tmp_path, policy, signaller=signaller, evidence=doubting)
+    for step, ev in [
+        (Step("terminate_process", {"select": "top_cpu"}), HealthEvent("cpu_spike", HOST, NOW)),
+        (Step("terminate_process", {"select": "event"}), HealthEvent("process_hung", f"{HOST}/proc/{p.pid}", NOW)),
+        (Step("remove_temp_files", {"older_than_s": 0}), HealthEvent("disk_pressure", f"{HOST}:{tmp_path}", NOW)),
+    ]:
+        rec = act.run(step, ev, "hard")
+        assert rec.outcome == REFUSED and "not confirmed on this machine: cpu_percent here" in rec.detail
+    assert signaller.sent == [] and alive(p.pid)
 
 
 def test_dry_run_decides_and_does_nothing(tmp_path, spawn):
     p, tag = spawn("idle")
-    policy = SafetyPolicy(dry_run=True, processes=(ProcessRule(cmdline=tag),))
+    policy = SafetyPolicy(dry_run=True, processes=(mine(tag),))
     ev = HealthEvent("process_hung", f"{HOST}/proc/{p.pid}", NOW, detail={"pid": p.pid})
     rec = actuator(tmp_path, policy).run(Step("terminate_process", {"select": "event"}), ev, "soft")
     assert rec.outcome == DRY_RUN and f"would terminate pid {p.pid}" in rec.detail
@@ -89,7 +184,7 @@ def test_a_hung_worker_is_detected_by_its_heartbeat_and_terminated(tmp_path, spa
     hb = tmp_path / "hb"
     p, tag = spawn("hung", "--heartbeat-dir", str(hb), "--beat-s", "1")
     settings = DetectorSettings(hung_after_s=1.5)
-    watch = [Watch(ProcessRule(cmdline=tag), heartbeat_dir=str(hb))]
+    watch = [Watch(ProcessRule(cmdline=f".*{tag}.*"), heartbeat_dir=str(hb))]
     state: dict = {}
     found = []
     deadline = time.monotonic() + 15
@@ -98,7 +193,7 @@ def test_a_hung_worker_is_detected_by_its_heartbeat_and_terminated(tmp_path, spa
         time.sleep(0.3)
     (ev,) = found
     assert ev.detail["pid"] == p.pid and ev.detail["reason"] == "heartbeat"
-    rec = actuator(tmp_path, SafetyPolicy(processes=(ProcessRule(cmdline=tag),))).run(
+    rec = actuator(tmp_path, SafetyPolicy(processes=(mine(tag),)), evidence=LocalEvidence(settings, HOST)).run(
         Step("terminate_process", {"select": "event", "grace_s": 2}), ev, "soft"
     )
     assert rec.outcome == DONE and rec.touched[0]["how"] == "terminated"
@@ -123,7 +218,7 @@ def test_zombies_are_found_per_parent_and_reaped_through_the_allowlisted_parent(
     assert len(ev.detail["zombie_pids"]) == 4
     refused = actuator(tmp_path, SafetyPolicy()).run(Step("reap_zombies", {"grace_s": 1}), ev, "soft")
     assert refused.outcome == REFUSED and psutil.Process(ev.detail["parent_pid"]).is_running()
-    rec = actuator(tmp_path, SafetyPolicy(processes=(ProcessRule(cmdline=ztag),))).run(
+    rec = actuator(tmp_path, SafetyPolicy(processes=(mine(ztag),))).run(
         Step("reap_zombies", {"grace_s": 1, "terminate_parent": True}), ev, "soft"
     )
     assert rec.outcome == DONE, rec.detail
@@ -250,7 +345,7 @@ def test_prepare_reboot_writes_a_plan_and_never_reboots(tmp_path):
 
 
 def test_actions_on_another_host_are_refused(tmp_path):
-    rec = actuator(tmp_path, SafetyPolicy(processes=(ProcessRule(name=".*"),))).run(
+    rec = actuator(tmp_path, SafetyPolicy(processes=(mine("nothing-runs-with-this-tag"),))).run(
         Step("terminate_process", {"select": "top_cpu"}), HealthEvent("cpu_spike", "elsewhere-01", NOW), "hard"
     )
     assert rec.outcome == REFUSED and "no remote actions" in rec.detail

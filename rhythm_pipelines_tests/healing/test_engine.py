@@ -1,4 +1,6 @@
 import json
+import os
+import time
 
 import pandas as pd
 
@@ -49,13 +51,22 @@ def books(tmp_path, extra_safety: str = "", kind_book: str = ""):
 def healer(tmp_path, b, probe, history=None):
     entries = []
     guard = Guard(b.safety, history) if history is not None else Guard(b.safety)
-    act = Actuator(b.safety, guard, "h", tmp_path / "state", Notifier(None, tmp_path / "alerts.jsonl"))
+    act = Actuator(
+        b.safety,
+        guard,
+        "h",
+        tmp_path / "state",
+        Notifier(None, tmp_path / "alerts.jsonl"),
+        evidence=lambda e: (True, "confirmed (test: host 'h' is simulated)"),
+    )
     return Healer(b, act, probe, entries.append, run_id="run-1", sleep=lambda s: None), entries
 
 
 def fill(cache):
+    hour_ago = time.time() - 3600  # older than clear_cache's default cutoff (300 s)
     for i in range(3):
         (cache / f"f{i}").write_bytes(b"x")
+        os.utime(cache / f"f{i}", (hour_ago, hour_ago))
 
 
 def test_resolved_at_the_assessed_level(tmp_path):

@@ -37,11 +37,12 @@ def test_severity_soft_hard_critical_from_readings():
 
 def test_a_user_file_replaces_the_shipped_one(tmp_path, monkeypatch):
     path = tmp_path / "mine.yaml"
-    path.write_text("safety:\n  dry_run: true\n  allow_processes: [{cmdline: my_worker}]\n" + MINIMAL)
+    path.write_text("safety:\n  dry_run: true\n  allow_processes: [{cmdline: '.*my_worker.*', user: svc}]\n" + MINIMAL)
     monkeypatch.setenv("RHYTHM_PLAYBOOKS", str(path))
     books = playbooks.load()
     assert books.origin == str(path) and books.safety.dry_run
     assert books.safety.processes[0].matches("python", "python my_worker.py", "svc")
+    assert not books.safety.processes[0].matches("python", "python my_worker.py", "root")
 
 
 @pytest.mark.parametrize(
@@ -73,6 +74,26 @@ def test_a_user_file_replaces_the_shipped_one(tmp_path, monkeypatch):
             "safety:\n  allow_processes: [{name: '('}]\n" + MINIMAL,
             r"safety\.allow_processes\[0\]: missing \), unterminated subpattern",
         ),
+        (
+            "safety:\n  allow_processes: [{name: '.*', user: root}]\n" + MINIMAL,
+            r"x\.yaml:2: safety\.allow_processes\[0\]: too broad: it matches common processes such as systemd",
+        ),
+        ("safety:\n  allow_processes: [{cmdline: '', user: root}]\n" + MINIMAL, r"allow_processes\[0\]: too broad"),
+        ("safety:\n  allow_processes: [{cmdline: '.', user: root}]\n" + MINIMAL, r"allow_processes\[0\]: too broad"),
+        (
+            "safety:\n  allow_processes: [{cmdline: '.*my_worker.*'}]\n" + MINIMAL,
+            r"allow_processes\[0\]: an allowlist rule needs `user`",
+        ),
+        ("safety:\n  temp_roots: ['/']\n" + MINIMAL, r"x\.yaml:2: safety\.temp_roots\[0\]: / is a system directory"),
+        ("safety:\n  temp_roots: [/etc]\n" + MINIMAL, r"safety\.temp_roots\[0\]: /etc is a system directory"),
+        ("safety:\n  temp_roots: [/tmp/x, ..]\n" + MINIMAL, r"safety\.temp_roots\[1\]: '\.\.' is relative"),
+        (
+            "safety:\n  temp_roots: ['~']\n" + MINIMAL,
+            r"safety\.temp_roots\[0\]: '~' starts with '~', which is not expanded",
+        ),
+        ("safety:\n  temp_roots: ['~/']\n" + MINIMAL, r"safety\.temp_roots\[0\]: .* is a (home|system) directory"),
+        ("safety:\n  cache_dirs: [/tmp/c, /usr]\n" + MINIMAL, r"safety\.cache_dirs\[1\]: /usr is a system directory"),
+        ("safety:\n  cache_dirs: [/usr/../var]\n" + MINIMAL, r"cache_dirs\[0\]: /usr/\.\./var \(= /var\) is a system"),
         ("detectors:\n  cpu_pct: 3\n" + MINIMAL, r"x\.yaml:1: detectors: unknown setting\(s\) cpu_pct"),
         ("severity:\n  fatal: []\n" + MINIMAL, r"severity\.fatal: unknown key"),
         ("playbooks:\n  cpu_spike:\n    soft: []\n", r"no playbook for memory_leak"),

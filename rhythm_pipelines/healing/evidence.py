@@ -1,0 +1,94 @@
+"""Local evidence: before healing touches a process or a file on this machine, this machine confirms the event.
+
+A host name in the metrics store is only what an agent or a file asserted (``rhythm agent --host <this
+host>`` writes points as if it were us). So an action on a local process or file needs the event to hold
+on this machine *now*, read here with psutil: the host's CPU or memory over the bar, the process alive with
+the start time the detector saw (or started before the event) and, for a leaking process, its real RSS at
+the level the event claims; a temp root over its limit. Events that only the store knows (anomaly alerts,
+channel or job events) give no local evidence.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psutil
+
+from rhythm_pipelines.healing import processes as procs
+from rhythm_pipelines.healing.detectors import DetectorSettings, dir_bytes
+from rhythm_pipelines.healing.events import HealthEvent
+
+
+def _cpu() -> float:
+    return psutil.cpu_percent(interval=1.0)
+
+
+def _mem() -> float:
+    return psutil.virtual_memory().percent
+
+
+@dataclass
+class LocalEvidence:
+    """``(confirmed?, what was read)`` for an event about ``host``, read on this machine."""
+
+    settings: DetectorSettings
+    host: str
+    cpu_percent: Callable[[], float] = field(default=_cpu)
+    mem_percent: Callable[[], float] = field(default=_mem)
+
+    def __call__(self, event: HealthEvent) -> tuple[bool, str]:
+        if event.host != self.host:
+            return False, f"{event.host} is not this host ({self.host}): no remote actions"
+        if "/proc/" in event.source:
+            return self._process(event)
+        check = getattr(self, f"_{event.kind}", None)
+        if check is None:
+            return False, f"{event.kind} on {event.source}: no local evidence (known only from the store)"
+        return check(event)
+
+    def _process(self, event: HealthEvent) -> tuple[bool, str]:
+        pid = int(event.detail.get("pid") or event.detail.get("parent_pid") or event.source.rsplit("/proc/", 1)[1])
+        p = procs.process(pid, alive=True)
+        if p is None:
+            return False, f"pid {pid} is not running here"
+        created = event.detail.get("create_time", event.detail.get("parent_create_time"))
+        if created is not None:
+            if abs(p.create_time - float(created)) > 1e-3:
+                return False, f"pid {pid} is another process than the one the event saw (reused pid)"
+        elif p.create_time > event.start.timestamp():
+            return False, f"pid {pid} started after the event began: not the process it saw"
+        if event.kind == "memory_leak" and not math.isnan(event.value):
+            if p.rss_bytes < 0.9 * event.value:
+                return False, (
+                    f"pid {pid} RSS here is {p.rss_bytes / 1e6:.0f} MB, not the {event.value / 1e6:.0f} MB the event "
+                    "reports"
+                )
+            return True, f"pid {pid} RSS {p.rss_bytes / 1e6:.0f} MB here"
+        return True, f"pid {pid} ({p.name}) is the process the event saw"
+
+    def _cpu_spike(self, event: HealthEvent) -> tuple[bool, str]:
+        cpu = self.cpu_percent()
+        bar = self.settings.cpu_percent
+        return cpu > bar, f"cpu_percent here {cpu:.1f} ({'over' if cpu > bar else 'not over'} {bar:g})"
+
+    def _memory_leak(self, event: HealthEvent) -> tuple[bool, str]:
+        mem = self.mem_percent()
+        if math.isnan(event.value):
+            return False, "the event reports no memory level"
+        margin = max(0.2, 0.3 * float(event.detail.get("rise", 0.0)))
+        ok = mem >= event.value - margin
+        return ok, f"mem_percent here {mem:.1f} (event {event.value:.1f}, margin {margin:.1f})"
+
+    def _disk_pressure(self, event: HealthEvent) -> tuple[bool, str]:
+        root = str(event.detail.get("root") or event.source.partition(":")[2])
+        if not root:
+            return False, "the event names no directory"
+        size = dir_bytes(root)
+        try:
+            disk = psutil.disk_usage(root).percent
+        except OSError:
+            disk = math.nan
+        ok = size > self.settings.temp_max_bytes or disk > self.settings.disk_percent
+        return ok, f"{root}: {size / 1e6:.1f} MB, disk {disk:.0f}% here"
