@@ -253,18 +253,26 @@ class Chaos:
             p.wait(timeout=10)
         self.workloads = [p for p in self.workloads if p is keep]
 
-    def run_job(self, job: str) -> None:
-        """Execute a chaos job the way a user would from the command line (its failure is the point)."""
+    def run_job(self, job: str, timeout_s: float = 180) -> None:
+        """Launch a chaos job through the instance's queue, as the UI would (so a failed run can be re-executed
+        from failure through the queue too), and wait until it has finished (its failure is the point)."""
         exe = Path(sys.executable).parent / "dagster"
+        run_id = str(uuid.uuid4())
         subprocess.run(
-            [str(exe), "job", "execute", "-m", "rhythm_pipelines.definitions", "-j", job],
+            [str(exe), "job", "launch", "-m", "rhythm_pipelines.definitions", "-j", job, "--run-id", run_id],
             env=self.sb.env(),
             cwd=self.sb.root,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             check=False,
-            preexec_fn=lambda: os.nice(10),  # user work, like the burners: the healing machinery comes first
         )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            run = self.instance.get_run_by_id(run_id)
+            if run is not None and run.is_finished:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"chaos: {job} run {run_id} did not finish within {timeout_s:.0f} s")
 
     # -- the loop ------------------------------------------------------------------------------------------
 

@@ -11,14 +11,13 @@ Runs carry ``rhythm/target`` so the run queue applies one healing run per target
 
 import json
 import os
-import time
 
 import dagster as dg
 import pandas as pd
-from dagster._utils.hosted_user_process import recon_job_from_origin
 
 from rhythm_pipelines.defs.metadata import md_table, plot_incidents
 from rhythm_pipelines.defs.partitions import daily_partitions
+from rhythm_pipelines.defs.reexecution import submit_reexecution
 from rhythm_pipelines.defs.resources import HealingResource, MetricsStoreResource, sampler_host
 from rhythm_pipelines.healing import pause
 from rhythm_pipelines.healing.actions import Actuator
@@ -38,6 +37,8 @@ HEALTH_INTERVAL_S = int(os.environ.get("RHYTHM_HEALTH_INTERVAL_S", "10"))
 HEALING_GROUP = "healing"
 TARGET_TAG = "rhythm/target"  # dagster.yaml limits runs to one per value of this tag
 LOG_LOOKBACK = pd.Timedelta("1h")
+REEXEC_TAG = "rhythm/healing_rerun_of"
+ROOT_RUN_TAG = "dagster/root_run_id"  # set by Dagster on every re-execution
 
 
 class EventConfig(dg.Config):
@@ -106,28 +107,22 @@ class DagsterWorkControl:
             return False, "this event held no pause"
         return True, "resumed" if not others else f"released; still paused by {', '.join(others)}"
 
-    def rerun_failed(self, run_id: str, max_attempts: int, backoff_s: float) -> tuple[bool, str]:
-        """Re-execute from failure (in this process, as a run of the instance), with exponential backoff."""
-        tried = []
-        for attempt in range(max_attempts):
-            run = self.instance.get_run_by_id(run_id)
-            if run is None or run.job_code_origin is None:
-                return False, f"run {run_id} cannot be re-executed (no code origin)"
-            result = dg.execute_job(
-                recon_job_from_origin(run.job_code_origin),
-                instance=self.instance,
-                reexecution_options=dg.ReexecutionOptions.from_failure(run_id, self.instance),
-                tags={"rhythm/healing_rerun_of": run_id},
-                raise_on_error=False,
-            )
-            tried.append(result.run_id)
-            if result.success:
-                return True, f"re-executed {run_id} from failure: run {result.run_id} succeeded (attempt {attempt + 1})"
-            run_id = result.run_id  # the next attempt starts from the newest failure
-            if attempt + 1 < max_attempts:
-                self.log.info(f"re-execution {result.run_id} failed; retrying in {backoff_s * 2**attempt:.0f} s")
-                time.sleep(backoff_s * 2**attempt)
-        return False, f"{max_attempts} re-execution(s) failed: {', '.join(tried)}"
+    def rerun_failed(self, run_id: str, attempt: int) -> tuple[str, str]:
+        """Re-execute from failure as a new run through the queue (``defs/reexecution.py``). A later attempt
+        looks at the newest run of the chain first: a success or a run still going ends it there."""
+        first = self.instance.get_run_by_id(run_id)
+        if first is None:
+            return "failed", f"run {run_id} is not in this instance"
+        root = first.root_run_id or first.run_id
+        chain = self.instance.get_runs(filters=dg.RunsFilter(tags={ROOT_RUN_TAG: root}), limit=20)
+        newest = chain[0] if chain else first
+        if newest.status == dg.DagsterRunStatus.SUCCESS:
+            return "recovered", f"run {newest.run_id} of the chain succeeded"
+        if not newest.is_finished:
+            return "running", f"run {newest.run_id} is {newest.status.value}"
+        tags = {REEXEC_TAG: run_id, "rhythm/healing_attempt": str(attempt)}
+        sub = submit_reexecution(self.instance, newest.run_id, tags)
+        return ("submitted" if sub.ok else "failed"), sub.detail
 
 
 def _job_recovered(instance: dg.DagsterInstance):
@@ -200,7 +195,8 @@ def heal_event(
                     [
                         {
                             "ts": due,
-                            "followup_id": f"{event.event_id}|{step.action}|{level}",
+                            "followup_id": f"{event.event_id}|{step.action}|{level}"
+                            + (f"|a{step.params['attempt']}" if "attempt" in step.params else ""),
                             "event_id": event.event_id,
                             "action": step.action,
                             "params": json.dumps(step.params),

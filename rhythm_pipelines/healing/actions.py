@@ -43,6 +43,7 @@ class ActionRecord:
     started: pd.Timestamp
     duration_ms: float = 0.0
     touched: list[dict[str, Any]] = field(default_factory=list)  # what was signalled or removed
+    followups: list[Step] = field(default_factory=list)  # steps the action asks to run later (after_s set)
 
 
 class WorkControl(Protocol):
@@ -52,7 +53,9 @@ class WorkControl(Protocol):
 
     def resume_low_priority(self, event_id: str) -> tuple[bool, str]: ...
 
-    def rerun_failed(self, run_id: str, max_attempts: int, backoff_s: float) -> tuple[bool, str]: ...
+    def rerun_failed(self, run_id: str, attempt: int) -> tuple[str, str]:
+        """Re-execute ``run_id`` (or, on a later attempt, the newest failed run of its chain) from failure
+        as a new queued run; returns (``submitted`` | ``recovered`` | ``running`` | ``failed``, detail)."""
 
 
 class NoWorkControl:
@@ -63,8 +66,8 @@ class NoWorkControl:
 
     resume_low_priority = pause_low_priority
 
-    def rerun_failed(self, run_id: str, max_attempts: int, backoff_s: float) -> tuple[bool, str]:
-        return False, "no orchestrator attached"
+    def rerun_failed(self, run_id: str, attempt: int) -> tuple[str, str]:
+        return "failed", "no orchestrator attached"
 
 
 @dataclass
@@ -99,11 +102,12 @@ class Actuator:
                 if not decision.allowed:
                     return ActionRecord(step.action, event.source, params, REFUSED, decision.reason, started)
             fn = getattr(self, f"_{step.action}")
-            outcome, target, detail, touched = fn(event, level, **params)
+            outcome, target, detail, touched, *rest = fn(event, level, **params)
+            later = rest[0] if rest else []
         except Exception as exc:  # an action that breaks is a failed step, logged, never a crashed run
-            outcome, target, detail, touched = FAILED, event.source, f"{type(exc).__name__}: {exc}", []
+            outcome, target, detail, touched, later = FAILED, event.source, f"{type(exc).__name__}: {exc}", [], []
         return ActionRecord(
-            step.action, target, params, outcome, detail, started, (time.monotonic() - t0) * 1000, touched
+            step.action, target, params, outcome, detail, started, (time.monotonic() - t0) * 1000, touched, later
         )
 
     # -- processes -----------------------------------------------------------------------------------------
@@ -253,14 +257,25 @@ class Actuator:
         ok, detail = self.work.resume_low_priority(event.event_id)
         return (DONE if ok else NOOP), "low-priority work", detail, []
 
-    def _rerun_failed(self, event, level, max_attempts=3, backoff_s=10):
+    def _rerun_failed(self, event, level, max_attempts=3, backoff_s=10, attempt=1):
+        """Submit a re-execution from failure (a queued run, never in this process) and, while attempts are
+        left, a follow-up after an exponential backoff that checks it and tries again only if it failed."""
         run_id = event.detail.get("last_run_id") or event.detail.get("root_run_id")
         if not run_id:
             return NOOP, event.source, "the event names no failed run", []
+        target = f"run {run_id}"
         if self.policy.dry_run:
-            return DRY_RUN, f"run {run_id}", f"would re-execute run {run_id} from failure", []
-        ok, detail = self.work.rerun_failed(str(run_id), int(max_attempts), float(backoff_s))
-        return (DONE if ok else FAILED), f"run {run_id}", detail, []
+            return DRY_RUN, target, f"would re-execute run {run_id} from failure (attempt {attempt}/{max_attempts})", []
+        state, detail = self.work.rerun_failed(str(run_id), int(attempt))
+        detail = f"attempt {attempt}/{max_attempts}: {detail}"
+        later = []
+        if state in ("submitted", "running") and attempt < max_attempts:
+            wait = float(backoff_s) * 2 ** (attempt - 1)
+            params = {"max_attempts": max_attempts, "backoff_s": backoff_s, "attempt": attempt + 1}
+            later.append(Step("rerun_failed", params, wait))
+            detail += f"; checked again in {wait:g} s"
+        outcome = {"submitted": DONE, "recovered": NOOP, "running": NOOP}.get(state, FAILED)
+        return outcome, target, detail, [], later
 
     def _fallback(self, source: str, explicit: str | None) -> str | None:
         return explicit or self.fallbacks.get(source) or self.fallbacks.get(source.split("@")[0])

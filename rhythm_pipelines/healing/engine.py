@@ -147,18 +147,7 @@ class Healer:
             records = []
             for step in books.playbook(event.kind).steps(level):
                 if step.follow_up:
-                    due = since + pd.Timedelta(seconds=step.after_s)
-                    result.followups.append((step, due, level))
-                    self._log(
-                        result,
-                        "schedule",
-                        "scheduled",
-                        f"{step.action} due {due.isoformat()}",
-                        level,
-                        step.action,
-                        event.source,
-                        step.params,
-                    )
+                    self._schedule(result, step, since, level)
                     continue
                 rec = self.actuator.run(step, event, level)
                 records.append(rec)
@@ -175,6 +164,8 @@ class Healer:
                     rec.duration_ms,
                     rec.started,
                 )
+                for later in rec.followups:
+                    self._schedule(result, later, self.now(), level)
             if records and all(r.outcome == DRY_RUN for r in records):
                 result.status = DRY
                 self._log(result, "verify", DRY, "dry run: nothing was done, nothing to verify", level)
@@ -204,6 +195,12 @@ class Healer:
                 result, level, f"{event.kind} on {event.source} unresolved at {level}: {reason}; last reading: {detail}"
             )
             return result
+
+    def _schedule(self, result: HealingResult, step: Step, since: pd.Timestamp, level: str) -> None:
+        due = since + pd.Timedelta(seconds=step.after_s or 0.0)
+        result.followups.append((step, due, level))
+        detail = f"{step.action} due {due.isoformat()}"
+        self._log(result, "schedule", "scheduled", detail, level, step.action, result.event.source, step.params)
 
     def _alert(self, result: HealingResult, level: str, text: str) -> None:
         ok, how = self.actuator.notifier.send(
@@ -235,4 +232,6 @@ class Healer:
             rec.duration_ms,
             rec.started,
         )
+        for later in rec.followups:
+            self._schedule(result, later, self.now(), "")
         return result

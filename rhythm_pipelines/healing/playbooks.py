@@ -28,7 +28,7 @@ ACTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "reap_zombies": {"grace_s": ((int, float), 2), "terminate_parent": ((bool,), True)},
     "pause_low_priority": {},
     "resume_low_priority": {},
-    "rerun_failed": {"max_attempts": ((int,), 3), "backoff_s": ((int, float), 10)},
+    "rerun_failed": {"max_attempts": ((int,), 3), "backoff_s": ((int, float), 10), "attempt": ((int,), 1)},
     "reroute_channel": {"fallback": ((str,), None), "ttl_s": ((int, float), 900)},
     "restore_route": {},
     "notify_admin": {"message": ((str,), None)},
