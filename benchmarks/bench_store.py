@@ -66,7 +66,8 @@ def bench(name: str, store: MetricsStore, total_points: int, chunk: int) -> None
         got = store.read_metrics(q_start, q_start + pd.Timedelta(days=1))
         times.append(time.perf_counter() - t0)
         n = len(got)
-    assert n == SERIES * DAY_POINTS, f"expected {SERIES * DAY_POINTS} points, got {n}"
+    if n != SERIES * DAY_POINTS:
+        raise SystemExit(f"expected {SERIES * DAY_POINTS} points, got {n}")
     print(
         f"{name:8s} write: {len(frame):,} points in {write_s:.2f} s = {len(frame) / write_s:,.0f} points/s "
         f"(chunks of {chunk:,}; re-write of {chunk:,}: {chunk / rewrite_s:,.0f} points/s)"

@@ -161,7 +161,7 @@ class Daemon:
 
     def start(self) -> None:
         exe = Path(sys.executable).parent / "dagster-daemon"
-        self.proc = subprocess.Popen(
+        self.proc = subprocess.Popen(  # noqa: S603  our own dagster-daemon, an argument list
             [str(exe), "run", "-m", "rhythm_pipelines.definitions"],
             env=self.sb.env(),
             cwd=self.sb.root,
@@ -230,7 +230,7 @@ class Chaos:
 
     def spawn(self, kind: str, *args: str, tag: str | None = None, nice: int = 10) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "rhythm_pipelines.chaos.workloads", kind, "--tag", tag or self.sb.tag, *args]
-        p = subprocess.Popen(cmd, env=self.sb.env(), preexec_fn=lambda: os.nice(nice))
+        p = subprocess.Popen(cmd, env=self.sb.env(), preexec_fn=lambda: os.nice(nice))  # noqa: S603  our workloads
         if tag is None:
             self.allowlisted.add(p.pid)
         self.workloads.append(p)
@@ -258,7 +258,7 @@ class Chaos:
         from failure through the queue too), and wait until it has finished (its failure is the point)."""
         exe = Path(sys.executable).parent / "dagster"
         run_id = str(uuid.uuid4())
-        subprocess.run(
+        subprocess.run(  # noqa: S603  our own dagster CLI, an argument list
             [str(exe), "job", "launch", "-m", "rhythm_pipelines.definitions", "-j", job, "--run-id", run_id],
             env=self.sb.env(),
             cwd=self.sb.root,

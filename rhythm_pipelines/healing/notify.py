@@ -28,14 +28,16 @@ class Notifier:
                 f.write(json.dumps({"ts": pd.Timestamp.now(tz="UTC").isoformat(), **body}, default=str) + "\n")
         if not self.webhook_url:
             return True, f"no webhook configured: written to {self.alerts_file}" if self.alerts_file else "no webhook"
-        req = urllib.request.Request(
+        if not self.webhook_url.startswith(("http://", "https://")):
+            return False, f"webhook failed: {self.webhook_url.split(':')[0]!r} is not an http(s) URL"
+        req = urllib.request.Request(  # noqa: S310  scheme checked above: http(s) only
             self.webhook_url,
             data=json.dumps(body, default=str).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",
         )
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:  # noqa: S310  http(s) only
                 return 200 <= resp.status < 300, f"webhook answered {resp.status}"
         except (urllib.error.URLError, OSError) as exc:
             return False, f"webhook failed: {exc}"

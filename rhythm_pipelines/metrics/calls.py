@@ -134,7 +134,8 @@ def _call_ids(calls: pd.DataFrame, request_ids) -> list[str]:
         ["|".join(row) for row in zip(*(f.astype(str) for f in fields), strict=True)], index=calls.index
     )
     occurrence = content.groupby(content).cumcount().astype(str)
-    hashed = [hashlib.sha1(f"{c}#{o}".encode()).hexdigest()[:20] for c, o in zip(content, occurrence, strict=True)]
+    pairs = zip(content, occurrence, strict=True)  # an id, not a secret: sha1 for stable ids across versions
+    hashed = [hashlib.sha1(f"{c}#{o}".encode(), usedforsecurity=False).hexdigest()[:20] for c, o in pairs]
     if request_ids is None:
         return hashed
     return [str(r) if isinstance(r, str) and r.strip() else h for r, h in zip(request_ids, hashed, strict=True)]

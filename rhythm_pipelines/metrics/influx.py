@@ -208,7 +208,7 @@ class InfluxMetricsStore(MetricsStore):
             yield from result.get("series", [])
 
     def _select(self, measurement: str, where: list[str]) -> pd.DataFrame:
-        sql = f"SELECT * FROM {_quote_ident(measurement)}"
+        sql = f"SELECT * FROM {_quote_ident(measurement)}"  # noqa: S608  identifiers and values are quoted
         if where:
             sql += " WHERE " + " AND ".join(where)
         frames = [pd.DataFrame(s["values"], columns=s["columns"]) for s in self.query(sql) if s.get("values")]

@@ -105,7 +105,8 @@ class LocalInflux:
 
     @property
     def url(self) -> str:
-        assert self._shim is not None, "server not started"
+        if self._shim is None:
+            raise RuntimeError("the local InfluxDB is not started")
         return f"http://127.0.0.1:{self._shim.server_address[1]}"
 
     def start(self) -> LocalInflux:
@@ -118,7 +119,7 @@ class LocalInflux:
         config = self._root / "influxdb.conf"
         config.write_text(_CONFIG.format(root=self._root, rpc_port=free_port(), http_port=self.http_port))
         log = open(self._root / "influxd.log", "wb")  # noqa: SIM115 - lives as long as the server
-        self._proc = subprocess.Popen(
+        self._proc = subprocess.Popen(  # noqa: S603  the influxd found on PATH, an argument list
             [self.influxd, "-config", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -167,7 +167,7 @@ class SQLiteMetricsStore(MetricsStore):
         rank = {int(i): r for r, i in enumerate(series["id"])}
         with self._lock:
             rows = self._conn.execute(
-                "SELECT series_id, n, ts, value, tags FROM blocks "
+                "SELECT series_id, n, ts, value, tags FROM blocks "  # noqa: S608  integer ids from our own table
                 f"WHERE series_id IN ({','.join(str(i) for i in rank)}) AND block BETWEEN ? AND ? "
                 "ORDER BY series_id, block",
                 (lo // BLOCK_NS, (hi - 1) // BLOCK_NS),
@@ -240,7 +240,7 @@ class SQLiteMetricsStore(MetricsStore):
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 self._conn.executemany(
-                    f'INSERT OR REPLACE INTO "{spec.name}" ({names}) VALUES ({marks})',
+                    f'INSERT OR REPLACE INTO "{spec.name}" ({names}) VALUES ({marks})',  # noqa: S608  spec names
                     zip(*columns, strict=True),
                 )
                 self._conn.execute("COMMIT")
@@ -270,7 +270,8 @@ class SQLiteMetricsStore(MetricsStore):
                 raise KeyError(f"table {table} has no column '{col}'")
             where.append(f'"{col}" = ?')
             params.append(value)
-        sql = f'SELECT * FROM "{spec.name}"' + (f" WHERE {' AND '.join(where)}" if where else "")
+        # table and column names come from TableSpec (checked above), values are bound parameters
+        sql = f'SELECT * FROM "{spec.name}"' + (f" WHERE {' AND '.join(where)}" if where else "")  # noqa: S608
         sql += f' ORDER BY "{spec.time}", ' + ", ".join(f'"{c}"' for c in spec.key)
         with self._lock:
             cur = self._conn.execute(sql, params)

@@ -333,6 +333,8 @@ def test_notify_admin_posts_slack_compatible_json_and_keeps_a_copy(tmp_path, web
     rec = down.run(Step("notify_admin"), ev, "critical")
     assert rec.outcome == "failed" and "webhook failed" in rec.detail
     assert len(alerts.read_text().splitlines()) == 2  # the alert is kept even when the webhook is down
+    ok, how = Notifier("file:///etc/passwd", alerts).send("x", {})
+    assert not ok and "'file' is not an http(s) URL" in how
 
 
 def test_prepare_reboot_writes_a_plan_and_never_reboots(tmp_path):
