@@ -36,6 +36,7 @@ class LocalProbe:
     job_recovered: JobRecovered | None = None
     alert_end: AlertEnd | None = None
     cpu_interval_s: float = 1.0
+    mem_percent: Callable[[], float] = lambda: psutil.virtual_memory().percent  # injectable in tests
 
     def _now(self) -> pd.Timestamp:
         return pd.Timestamp.now(tz="UTC")
@@ -43,7 +44,7 @@ class LocalProbe:
     def readings(self, event: HealthEvent) -> dict[str, float]:
         if event.host != self.host:
             return {}
-        return {"cpu_percent": psutil.cpu_percent(interval=0.5), "mem_percent": psutil.virtual_memory().percent}
+        return {"cpu_percent": psutil.cpu_percent(interval=0.5), "mem_percent": self.mem_percent()}
 
     def resolved(self, event: HealthEvent, since: pd.Timestamp) -> tuple[bool, str]:
         check = getattr(self, f"_{event.kind}", None)
@@ -71,7 +72,7 @@ class LocalProbe:
             return ok, f"pid {pid} RSS {p.rss_bytes / 1e6:.0f} MB (was {event.value / 1e6:.0f} MB at detection)"
         # over when memory gave back a good part of what the leak window saw it gain
         margin = max(0.2, 0.3 * float(event.detail.get("rise", 0.0)))
-        mem = psutil.virtual_memory().percent
+        mem = self.mem_percent()
         return (
             mem < event.value - margin,
             f"mem_percent = {mem:.1f} (was {event.value:.1f} at detection, bar -{margin:.1f})",

@@ -12,8 +12,7 @@ from rhythm_pipelines.anomaly.series import detect, detect_streaming
 from rhythm_pipelines.anomaly.threshold import RecordThreshold
 from rhythm_pipelines.anomaly.trend import mann_kendall
 
-RNG = np.random.default_rng(42)
-NOISE = RNG.normal(50, 2, 3000)
+NOISE = np.random.default_rng(42).normal(50, 2, 3000)  # drawn once, at import: the same for every test
 STAMPS = pd.date_range("2026-03-01", periods=6000, freq="5min", tz="UTC")
 FAST = sorted(set(DETECTORS) - {"iforest"})  # the forest is tested on its own, it is slow to refit
 
@@ -66,13 +65,13 @@ def test_a_slow_leak_is_found_by_the_trend_test_and_mann_kendall():
 @pytest.mark.parametrize("method", ["ensemble", "zscore", "iqr", "jump", "level_shift", "seasonal", "trend"])
 def test_a_seasonal_series_without_anomaly_raises_nothing(method):
     t = np.arange(6 * 288)  # six days of 5-minute points
-    x = 50 + 20 * np.sin(2 * np.pi * t / 288) + RNG.normal(0, 1, len(t))
+    x = 50 + 20 * np.sin(2 * np.pi * t / 288) + np.random.default_rng(7).normal(0, 1, len(t))
     assert flagged(method, x) == []
 
 
 def test_the_seasonal_detector_sees_a_value_unusual_for_its_hour():
     t = np.arange(8 * 288)
-    x = 50 + 20 * np.sin(2 * np.pi * t / 288) + RNG.normal(0, 1, len(t))
+    x = 50 + 20 * np.sin(2 * np.pi * t / 288) + np.random.default_rng(7).normal(0, 1, len(t))
     i = 7 * 288 + 72  # the daily peak (70) ...
     x[i : i + 6] = 30  # ... reads like the trough for half an hour: normal values, wrong hour
     found = flagged("seasonal", x)
@@ -150,7 +149,7 @@ def test_trailing_window_and_running_mean_match_numpy():
 
 @pytest.mark.parametrize("window,q", [(1000, 0.25), (1000, 0.75), (7, 0.5), (10_000, 0.9)])
 def test_fast_trailing_quantile_equals_pandas(window, q):
-    x = RNG.normal(size=3000)
+    x = np.random.default_rng(7).normal(size=3000)
     w, least = min(window, 3000), min(window, 20)
     expected = pd.Series(x).rolling(w, min_periods=least).quantile(q).to_numpy()
     np.testing.assert_array_equal(trailing_quantile(x, window, q, least), expected)
