@@ -6,7 +6,10 @@ profile** (:data:`CHAOS_PROFILE`: detection windows of seconds instead of minute
 cooldowns) and allowlists that name only this run's workloads (their command lines carry the sandbox tag).
 A bystander process under load, not allowlisted, runs throughout. Each scenario starts an incident, waits
 for the healing run the sensors launch (detection) and for its verified resolution in the healing log, then
-cleans up. The daemon is restarted once half-way, to show that no event gets a second run.
+cleans up. The daemon is restarted once half-way, to show that no event gets a second run. The audit
+(``chaos/audit.py``) never reads the healing log: process snapshots before and after, a decoy that records
+every signal it gets, canary files inside and outside the sandbox, and healing runs counted per event from
+the instance.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from rhythm_pipelines.chaos.audit import (
+    AuditResult,
+    CanaryTree,
+    judge,
+    process_snapshot,
+    runs_per_event,
+    signalled_decoys,
+)
 from rhythm_pipelines.chaos.channel import FAIL, OK, SLOW, ChannelServer, Gateway
 from rhythm_pipelines.healing.playbooks import default_text
 
@@ -206,24 +217,19 @@ class Chaos:
         self.sb, self.progress, self.dg, self.psutil = sb, progress, dg, psutil
         self.host = os.environ.get("RHYTHM_HOST") or __import__("socket").gethostname()
         self.workloads: list[subprocess.Popen] = []
-        self.allowlisted: set[int] = set()
         self.server = ChannelServer()
         self.daemon = Daemon(sb)
         self.instance = None
         self.gateway: Gateway | None = None
         self.bystander: subprocess.Popen | None = None
-        self.descendants: set[int] = set()
+        self.decoys: list[subprocess.Popen] = []  # look like culprits, never allowlisted: the audit's witnesses
         self._reaping = threading.Event()
         threading.Thread(target=self._reap, daemon=True).start()
 
     def _reap(self) -> None:
-        """Wait for our workloads as they die (healing kills them): a parent's job, or they stay zombies. And
-        remember every process our allowlisted workloads start (burner workers, zombie parents): the audit's
-        own record of what healing may touch, kept apart from the allowlist rules it checks."""
+        """Wait for our workloads as they die (healing kills them): a parent's job, or they stay zombies."""
         while not self._reaping.wait(0.2):
             for p in list(self.workloads):
-                if p.pid in self.allowlisted and p.poll() is None:
-                    self.descendants |= self._tree(p)
                 p.poll()
 
     # -- processes -----------------------------------------------------------------------------------------
@@ -231,8 +237,6 @@ class Chaos:
     def spawn(self, kind: str, *args: str, tag: str | None = None, nice: int = 10) -> subprocess.Popen:
         cmd = [sys.executable, "-m", "rhythm_pipelines.chaos.workloads", kind, "--tag", tag or self.sb.tag, *args]
         p = subprocess.Popen(cmd, env=self.sb.env(), preexec_fn=lambda: os.nice(nice))  # noqa: S603  our workloads
-        if tag is None:
-            self.allowlisted.add(p.pid)
         self.workloads.append(p)
         return p
 
@@ -242,16 +246,16 @@ class Chaos:
         except self.psutil.Error:
             return {p.pid}
 
-    def kill_workloads(self, keep: subprocess.Popen | None = None) -> None:
+    def kill_workloads(self, keep: tuple[subprocess.Popen | None, ...] = ()) -> None:
         for p in self.workloads:
-            if p is keep or p.poll() is not None:
+            if p in keep or p.poll() is not None:
                 continue
             for pid in self._tree(p) - {p.pid}:
                 with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGKILL)
             p.kill()
             p.wait(timeout=10)
-        self.workloads = [p for p in self.workloads if p is keep]
+        self.workloads = [p for p in self.workloads if p in keep]
 
     def run_job(self, job: str, timeout_s: float = 180) -> None:
         """Launch a chaos job through the instance's queue, as the UI would (so a failed run can be re-executed
@@ -350,7 +354,7 @@ class Chaos:
         raise ValueError(f"unknown scenario {name!r}; choose from {', '.join(SCENARIOS)}")
 
     def clean_up(self, name: str) -> None:
-        self.kill_workloads(keep=self.bystander)
+        self.kill_workloads(keep=(self.bystander, *self.decoys))
         for src in CHANNELS.values():
             self.server.modes[src] = OK
         self.sb.routes_file.unlink(missing_ok=True)
@@ -412,40 +416,22 @@ class Chaos:
                 ok = False
         return True, ok and last > 0, last, levels
 
-    def audit(self) -> tuple[int, int, list[str]]:
-        """(unsafe actions, duplicate runs, findings): anything done to a target outside the allowlists, and
-        any event that got more than one healing run."""
-        from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
-
-        findings = []
-        with SQLiteMetricsStore(str(self.sb.store_path)) as s:
-            log = s.read_table("healing_log")
-        done = log[(log["step"].isin(["act", "follow_up"])) & (log["outcome"] == "done")]
-        unsafe = 0
-        for a in done.itertuples():
-            pids = [int(x) for x in re.findall(r"/proc/(\d+)", a.target or "")]
-            ours = self.allowlisted | self.descendants
-            if a.action in ("terminate_process", "reap_zombies") and any(p not in ours for p in pids):
-                unsafe += 1
-                findings.append(f"{a.action} on {a.target} (not an allowlisted workload)")
-            if a.action in ("remove_temp_files", "clear_cache") and not all(
-                str(self.sb.root) in root for root in (a.target or "").split(", ")
-            ):
-                unsafe += 1
-                findings.append(f"{a.action} on {a.target} (outside the sandbox)")
+    def audit(self, before: dict, first_seen: float, canaries: list[CanaryTree]) -> tuple[AuditResult, int]:
+        """The independent audit (``chaos/audit.py``), and unsafe actions: foreign processes signalled, canary
+        files removed, and the bystander killed. Nothing here reads the healing log."""
+        result = judge(
+            before,
+            process_snapshot(),
+            first_seen,
+            signalled_decoys(self.sb.chaos_dir, self.decoys),
+            canaries,
+            runs_per_event(self.instance.get_runs(filters=self.dg.RunsFilter(job_name="healing_job"))),
+        )
+        unsafe = result.foreign_processes_signalled + result.files_removed_outside_sandbox
         if self.bystander is not None and self.bystander.poll() is not None:
             unsafe += 1
-            findings.append("the bystander was killed")
-        canary = self.sb.root / "outside" / "precious.bin"
-        if canary.parent.exists() and not canary.exists():
-            unsafe += 1
-            findings.append("a file outside the temp root was removed through a symlink")
-        runs = self.instance.get_runs(filters=self.dg.RunsFilter(job_name="healing_job"))
-        keys = pd.Series([r.tags.get("dagster/run_key") for r in runs]).dropna()
-        duplicates = int((keys.value_counts() - 1).sum())
-        if duplicates:
-            findings.append(f"{duplicates} duplicate healing run(s)")
-        return unsafe, duplicates, findings
+            result.findings.append("the bystander was killed")
+        return result, unsafe
 
 
 def _safe(fn: Callable[[str], bool], value: str) -> bool:
@@ -472,8 +458,12 @@ def run_chaos(
         raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
     import dagster as dg
 
+    first_seen, before = time.time(), process_snapshot()  # before the harness starts anything
     sb = Sandbox(Path(tempfile.mkdtemp(prefix="rhythm-chaos-")))
     sb.write_config()
+    canaries = [CanaryTree(Path(tempfile.mkdtemp(prefix="rhythm-chaos-canary-"))), CanaryTree(sb.root / "keep")]
+    for tree in canaries:
+        tree.plant([sb.tmp_root, sb.cache_dir])
     saved = dict(os.environ)
     os.environ.update({k: v for k, v in sb.env().items() if k.startswith(("DAGSTER_HOME", "RHYTHM_"))})
     chaos = Chaos(sb, progress)
@@ -486,6 +476,7 @@ def run_chaos(
         chaos.gateway = Gateway(chaos.server.url, list(CHANNELS.values()), sb.routes_file, str(sb.store_path))
         chaos.gateway.start()
         chaos.bystander = chaos.spawn("burn", "--duty", "0.3", tag=f"rhythm-bystander-{uuid.uuid4().hex[:8]}", nice=5)
+        chaos.decoys = [chaos.spawn("decoy", "--dir", str(sb.chaos_dir), tag=f"rhythm-decoy-{uuid.uuid4().hex[:8]}")]
         chaos.wait_ready()
         progress("daemon ready; warming up the detectors' windows")
         time.sleep(max(CHAOS_PROFILE["detectors"]["leak_window_s"], 20))
@@ -497,7 +488,7 @@ def run_chaos(
                 chaos.daemon.start()
                 chaos.wait_ready()
             time.sleep(3)
-        unsafe, duplicates, findings = chaos.audit()
+        audit, unsafe = chaos.audit(before, first_seen, canaries)
     finally:
         if chaos.gateway is not None:
             chaos.gateway.stop()
@@ -509,6 +500,7 @@ def run_chaos(
             chaos.instance.dispose()
         os.environ.clear()
         os.environ.update(saved)
+        shutil.rmtree(canaries[0].root, ignore_errors=True)
         if not keep:
             shutil.rmtree(sb.root, ignore_errors=True)
     resolved = [r.resolve_s for r in results if r.resolved and r.resolve_s is not None]
@@ -518,8 +510,9 @@ def run_chaos(
         "auto_resolution_rate": round(sum(r.resolved for r in results) / len(results), 4),
         "mttr_s": {"p50": _percentile(resolved, 50), "p95": _percentile(resolved, 95)},
         "unsafe_actions": unsafe,
-        "duplicate_runs": duplicates,
-        "findings": findings,
+        "duplicate_runs": audit.duplicate_runs,
+        "audit": audit.as_dict(),
+        "findings": audit.findings,
         "profile": CHAOS_PROFILE,
     }
     if keep:

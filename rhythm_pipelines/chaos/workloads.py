@@ -112,7 +112,7 @@ def subreaper(command: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rhythm_pipelines.chaos.workloads")
-    ap.add_argument("kind", choices=("burn", "leak", "zombies", "flood", "hung", "idle", "subreaper"))
+    ap.add_argument("kind", choices=("burn", "leak", "zombies", "flood", "hung", "idle", "subreaper", "decoy"))
     ap.add_argument("--tag", required=True, help="a marker in the command line, for allowlists")
     ap.add_argument("--procs", type=int, default=1)
     ap.add_argument("--duty", type=float, default=1.0)
@@ -136,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         flood(a.dir, a.count, a.mb)
     elif a.kind == "hung":
         hung(a.heartbeat_dir, a.beat_s)
+    elif a.kind == "decoy":
+        from rhythm_pipelines.chaos.audit import decoy_main
+
+        decoy_main(a.dir)
     elif a.kind == "subreaper":
         if not command:
             ap.error("subreaper needs a command after --")

@@ -36,4 +36,10 @@ def test_chaos_run_json_contract_and_the_healing_loop():
     assert by_name["circuit_breaker"]["actions"] == ["reroute_channel chaos-a@local"]
     assert report["detection_rate"] == report["auto_resolution_rate"] == 1.0
     assert report["unsafe_actions"] == 0 and report["duplicate_runs"] == 0, report["findings"]
+    # the independent audit: snapshots, a decoy and canaries, never the healer's log
+    assert report["audit"] == {
+        "foreign_processes_signalled": 0,
+        "files_removed_outside_sandbox": 0,
+        "runs_per_event_max": 1,
+    }, report["findings"]
     assert "restarting the Dagster daemon" in out.stderr  # the second scenario ran after a daemon restart
