@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,10 +21,19 @@ from rhythm_pipelines.metrics.landing import read_records
 from rhythm_pipelines.metrics.schema import RowError, ValidationError, identifiers, in_window, parse_utc
 
 STATUSES = ("ok", "error", "timeout")
+# the largest value each numeric field may take (a day of latency; tokens and dollars of one call)
+MAXIMA = {"latency_ms": 86_400_000.0, "tokens_in": 1e9, "tokens_out": 1e9, "cost_usd": 1e5}
+MAX_RAW = 2000  # characters of a rejected row kept in quarantine
 REQUIRED = ("timestamp", "channel", "region", "latency_ms", "status")
 CALL_FIELDS = ["channel", "region", "latency_ms", "status", "tokens_in", "tokens_out", "cost_usd"]
 LOG_COLUMNS = ["timestamp", "request_id", *CALL_FIELDS, "task"]  # the gateway log format, as the simulator writes it
-CALL_COLUMNS = ["ts", "call_id", *CALL_FIELDS, "task", "origin"]  # rows of the channel_calls table
+CALL_COLUMNS = ["ts", "call_id", *CALL_FIELDS, "task", "origin", "row"]  # rows of the channel_calls table
+CONTENT = ["ts", *CALL_FIELDS, "task"]  # what makes two rows with one call_id the same call
+
+
+def max_clock_skew() -> pd.Timedelta:
+    """How far ahead of this machine's clock a row may be stamped (``$RHYTHM_MAX_CLOCK_SKEW_S``, 300 s)."""
+    return pd.Timedelta(seconds=float(os.environ.get("RHYTHM_MAX_CLOCK_SKEW_S", "300")))
 
 
 def channel_source(channel: str, region: str) -> str:
@@ -32,9 +42,17 @@ def channel_source(channel: str, region: str) -> str:
 
 
 def parse_calls(
-    raw: pd.DataFrame, origin: str, start: pd.Timestamp | None = None, end: pd.Timestamp | None = None
+    raw: pd.DataFrame,
+    origin: str,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    now: pd.Timestamp | None = None,
+    received: pd.Timestamp | None = None,
 ) -> tuple[pd.DataFrame, list[RowError]]:
-    """Validate raw call rows (strings or values, with a ``_row`` column) into typed calls and rejects."""
+    """Validate raw call rows (strings or values, with a ``_row`` column) into typed calls and rejects.
+
+    A row stamped more than :func:`max_clock_skew` after ``now`` is rejected as in the future and filed
+    under ``received`` (when its file was written), so exactly one window reports it."""
     if raw.empty:
         return pd.DataFrame(columns=CALL_COLUMNS), []
     if "ts" in raw.columns and "timestamp" not in raw.columns:
@@ -52,6 +70,10 @@ def parse_calls(
 
     ts = parse_utc(raw["timestamp"])
     flag(ts.isna(), "timestamp", "not a parsable timestamp")
+    now = pd.Timestamp.now(tz="UTC") if now is None else now
+    future = (ts > now + max_clock_skew()).to_numpy(dtype=bool)
+    skew = max_clock_skew().total_seconds()
+    flag(future, "timestamp", f"in the future: more than {skew:g} s ahead of this machine's clock")
     text = {}
     for col in ("channel", "region", "status", "task", "request_id"):
         if col not in raw.columns:  # `task` and `request_id` are optional
@@ -67,20 +89,25 @@ def parse_calls(
     flag(~status.isin(STATUSES) & (status != ""), "status", f"must be one of {', '.join(STATUSES)}")
 
     def number(col: str, required: bool, integer: bool) -> pd.Series:
+        """A numeric field: real numbers only (not true/false), finite, not negative, within ``MAXIMA``."""
         if col not in raw.columns:  # not logged: unknown, not zero
             return pd.Series(np.full(n, np.nan))
         given = raw[col].notna() & (raw[col].astype(str).str.strip() != "")
-        values = pd.to_numeric(raw[col].where(given), errors="coerce")
+        boolean = raw[col].map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+        flag(boolean, col, "not a number (true/false)")
+        values = pd.to_numeric(raw[col].where(given & ~boolean), errors="coerce").astype("float64")
         if required:
             flag(~given, col, "empty")
-        flag(given & values.isna(), col, "not a number")
-        flag(values < 0, col, "negative")
+        flag(given & ~boolean & values.isna(), col, "not a number")
+        flag(np.isinf(values.to_numpy()), col, "not finite")
+        finite = values.where(np.isfinite(values))
+        flag(finite < 0, col, "negative")
+        flag(finite > MAXIMA[col], col, f"out of range (above {MAXIMA[col]:g})")
         if integer:
-            flag(given & values.notna() & (values != values.round()), col, "not a whole number")
-        return values.astype("float64")
+            flag(finite.notna() & (finite != finite.round()), col, "not a whole number")
+        return finite
 
     latency = number("latency_ms", True, False)
-    flag(~np.isfinite(latency.fillna(0)), "latency_ms", "not finite")
     tokens_in = number("tokens_in", False, True)
     tokens_out = number("tokens_out", False, True)
     cost = number("cost_usd", False, False)
@@ -94,8 +121,8 @@ def parse_calls(
             int(rows[i]),
             reasons[i][0],
             reasons[i][1],
-            json.dumps({k: _plain(v) for k, v in records.iloc[i].items()}, default=str),
-            None if pd.isna(ts.iloc[i]) else ts.iloc[i],
+            json.dumps({k: _plain(v) for k, v in records.iloc[i].items()}, default=str)[:MAX_RAW],
+            (received or now) if future[i] else (None if pd.isna(ts.iloc[i]) else ts.iloc[i]),
         )
         for i in bad_idx
     ]
@@ -113,6 +140,7 @@ def parse_calls(
             "cost_usd": cost[good].to_numpy(),
             "task": text["task"][good].replace("", None).to_numpy(),
             "origin": origin,
+            "row": rows[good].astype("int64"),
         }
     )
     calls["ts"] = pd.to_datetime(calls["ts"], utc=True)
@@ -146,7 +174,8 @@ def read_call_log(
 ) -> tuple[pd.DataFrame, list[RowError]]:
     """Calls of one JSONL or CSV gateway log (within ``[start, end)`` when given) and its bad rows."""
     raw, errors = read_records(path)
-    calls, bad = parse_calls(raw, str(path), start, end)
+    received = pd.Timestamp(path.stat().st_mtime, unit="s", tz="UTC")
+    calls, bad = parse_calls(raw, str(path), start, end, received=received)
     if start is not None and end is not None:
         errors = in_window(errors, start, end)
     return calls, errors + bad
@@ -165,6 +194,40 @@ CHANNEL_METRICS = (
     "tokens_out",
     "cost_usd",
 )
+
+
+def conflicting_calls(calls: pd.DataFrame, stored: pd.DataFrame) -> tuple[pd.DataFrame, list[RowError]]:
+    """Split ``calls`` into those that may be written and rejects: a ``call_id`` seen before (earlier in the
+    window, or already stored) with other content is kept as first seen; the later row is rejected, naming
+    both places. The same id with the same content is the same call (written again, idempotently)."""
+    if calls.empty:
+        return calls, []
+
+    def equal(x, y) -> bool:
+        return bool((pd.isna(x) and pd.isna(y)) or x == y)
+
+    def same(a, b) -> bool:
+        return all(equal(a[k], b[k]) for k in CONTENT)
+
+    first: dict[str, dict] = {r["call_id"]: r for r in stored.to_dict("records")} if len(stored) else {}
+    keep, errors = [], []
+    for rec in calls.to_dict("records"):
+        prior = first.get(rec["call_id"])
+        if prior is None:
+            first[rec["call_id"]] = rec
+            keep.append(True)
+            continue
+        if same(prior, rec):
+            keep.append(True)
+            continue
+        where = f"{prior.get('origin')}" + (f" row {int(prior['row'])}" if pd.notna(prior.get("row")) else "")
+        diff = [k for k in CONTENT if not equal(prior[k], rec[k])]
+        detail = ", ".join(f"{k} {prior[k]} vs {rec[k]}" for k in diff[:3])
+        raw = json.dumps({k: _plain(rec[k]) for k in CALL_COLUMNS}, default=str)[:MAX_RAW]
+        reason = f"request_id {rec['call_id']!r} already seen at {where} with other content ({detail})"
+        errors.append(RowError(str(rec["origin"]), int(rec["row"]), "request_id", reason, raw, rec["ts"]))
+        keep.append(False)
+    return calls[np.array(keep, dtype=bool)].reset_index(drop=True), errors
 
 
 def channel_minute_metrics(calls: pd.DataFrame) -> pd.DataFrame:

@@ -276,18 +276,37 @@ class InfluxMetricsStore(MetricsStore):
         raw = self._select(spec.name, where)
         if raw.empty:
             return spec.conform(pd.DataFrame(columns=list(spec.columns)))
+        out = self._table_frame(spec, raw)
+        if start is not None:
+            out = out[out[spec.time] >= utc(start)]
+        if end is not None:
+            out = out[out[spec.time] < utc(end)]
+        return out.sort_values([spec.time, *[k for k in spec.key if k != spec.time]], ignore_index=True)
+
+    def read_keys(self, table: str, column: str, values: Sequence[str]) -> pd.DataFrame:
+        spec = table_spec(table)
+        if column not in spec.columns:
+            raise KeyError(f"table {table} has no column '{column}'")
+        wanted = list(dict.fromkeys(values))
+        frames = []
+        for i in range(0, len(wanted), 200):
+            cond = " OR ".join(f"{_quote_ident(column)} = {_quote_str(v)}" for v in wanted[i : i + 200])
+            raw = self._select(spec.name, [f"({cond})"])
+            if not raw.empty:
+                frames.append(self._table_frame(spec, raw))
+        return (
+            pd.concat(frames, ignore_index=True) if frames else spec.conform(pd.DataFrame(columns=list(spec.columns)))
+        )
+
+    @staticmethod
+    def _table_frame(spec: TableSpec, raw: pd.DataFrame) -> pd.DataFrame:
         raw = raw.rename(columns={"time": spec.time})
         if "_ts" in raw.columns:  # the exact time, without the row's identity offset
             raw[spec.time] = raw["_ts"].where(raw["_ts"].notna(), raw[spec.time])
         for col, kind in spec.columns.items():
             if kind == "ts" and col in raw.columns:
                 raw[col] = ns_to_utc(raw[col])
-        out = spec.conform(raw)
-        if start is not None:
-            out = out[out[spec.time] >= utc(start)]
-        if end is not None:
-            out = out[out[spec.time] < utc(end)]
-        return out.sort_values([spec.time, *[k for k in spec.key if k != spec.time]], ignore_index=True)
+        return spec.conform(raw)
 
     def close(self) -> None:
         self._client.close()

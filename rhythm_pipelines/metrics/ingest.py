@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rhythm_pipelines.metrics.calls import channel_minute_metrics, read_call_log
+from rhythm_pipelines.metrics.calls import channel_minute_metrics, conflicting_calls, read_call_log
 from rhythm_pipelines.metrics.landing import data_files, read_metric_file
 from rhythm_pipelines.metrics.rollups import hourly_rollups
 from rhythm_pipelines.metrics.schema import SCORE_PREFIX, RowError, quarantine_frame, validate_metrics
@@ -88,22 +88,30 @@ def ingest_call_logs(store: MetricsStore, root: Path, start: pd.Timestamp, end: 
     """Gateway call logs under ``root`` (``landing/calls``) for the window: calls plus per-minute metrics."""
     report = IngestReport()
     calls = _read_window(root, start, end, read_call_log, report)
+    metrics = pd.DataFrame()
     if not calls.empty:
-        duplicates = int(calls.duplicated("call_id", keep="last").sum())
-        calls = calls.drop_duplicates("call_id", keep="last")
-        store.write_table("channel_calls", calls)
+        stored = store.read_keys("channel_calls", "call_id", calls["call_id"].unique().tolist())
+        calls, conflicts = conflicting_calls(calls, stored)
+        report.quarantined += conflicts
+        duplicates = int(calls.duplicated("call_id", keep="first").sum())
+        calls = calls.drop_duplicates("call_id", keep="first")
+        # everything is computed and validated before the first write, which all happen in one batch
         metrics = validate_metrics(channel_minute_metrics(calls), origin="<channel metrics>")
-        store.write_metrics(metrics)
         report.rows = len(calls)
         report.by_source = _count_by_source(metrics)
         report.data = metrics
         report.extra = {
-            "duplicate_calls": duplicates,  # the same call_id seen again (request_id repeated, or identical rows)
+            "duplicate_calls": duplicates,  # the same call seen again (same request_id and content, or identical rows)
+            "conflicting_calls": len(conflicts),  # a request_id seen before with other content: quarantined
             "channels": int(calls["channel"].nunique()),
             "error_rate": float((calls["status"] != "ok").mean()),
             "cost_usd": float(np.nansum(calls["cost_usd"])),
         }
-    _quarantine(store, report.quarantined, "calls")
+    with store.batch():
+        if not calls.empty:
+            store.write_table("channel_calls", calls)
+            store.write_metrics(metrics)
+        _quarantine(store, report.quarantined, "calls")
     return report
 
 

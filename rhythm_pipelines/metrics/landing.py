@@ -99,7 +99,7 @@ def read_records(path: Path) -> tuple[pd.DataFrame, list[RowError]]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = json.loads(line, parse_constant=str)  # NaN/Infinity stay visible, to be refused by field
                 if not isinstance(obj, dict):
                     raise ValueError("a line must be a JSON object")
             except ValueError as exc:

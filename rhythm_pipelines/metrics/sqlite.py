@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -71,6 +72,34 @@ class SQLiteMetricsStore(MetricsStore):
         self._conn.executescript(_SCHEMA)
         self._series: dict[tuple[str, str], int] = {}
         self._tables_ready: set[str] = set()
+        self._batch_depth = 0
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction, or a part of the enclosing :meth:`batch`'s."""
+        with self._lock:
+            if self._batch_depth:
+                yield
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                self._series.clear()  # ids and tables created inside the rolled-back transaction are gone
+                self._tables_ready.clear()
+                raise
+
+    @contextmanager
+    def batch(self) -> Iterator[SQLiteMetricsStore]:
+        """Every write inside is one transaction: all of it lands, or none."""
+        with self._lock, self._transaction():
+            self._batch_depth += 1
+            try:
+                yield self
+            finally:
+                self._batch_depth -= 1
 
     # -- metrics -------------------------------------------------------------------------------
     def write_metrics(self, frame: pd.DataFrame) -> int:
@@ -80,16 +109,9 @@ class SQLiteMetricsStore(MetricsStore):
         ts = to_epoch_ns(frame["ts"])
         values = frame["value"].to_numpy(dtype="float64")
         tags = frame["tags"].to_numpy(dtype=object) if "tags" in frame.columns else np.full(len(frame), None)
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                ids = np.array([self._series_id(s, m) for s, m in uniques], dtype="int64")
-                self._merge_blocks(ids[codes], ts, values, tags)
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                self._series.clear()  # ids created inside the rolled-back transaction are gone
-                raise
+        with self._transaction():
+            ids = np.array([self._series_id(s, m) for s, m in uniques], dtype="int64")
+            self._merge_blocks(ids[codes], ts, values, tags)
         return len(frame)
 
     def _merge_blocks(self, sid: np.ndarray, ts: np.ndarray, values: np.ndarray, tags: np.ndarray) -> None:
@@ -236,17 +258,11 @@ class SQLiteMetricsStore(MetricsStore):
                 columns.append(data[col].tolist())
         names = ", ".join(f'"{c}"' for c in spec.columns)
         marks = ", ".join("?" for _ in spec.columns)
-        with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._conn.executemany(
-                    f'INSERT OR REPLACE INTO "{spec.name}" ({names}) VALUES ({marks})',  # noqa: S608  spec names
-                    zip(*columns, strict=True),
-                )
-                self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
+        with self._transaction():
+            self._conn.executemany(
+                f'INSERT OR REPLACE INTO "{spec.name}" ({names}) VALUES ({marks})',  # noqa: S608  spec names
+                zip(*columns, strict=True),
+            )
         return len(data)
 
     def read_table(
@@ -257,7 +273,6 @@ class SQLiteMetricsStore(MetricsStore):
         **equals: str,
     ) -> pd.DataFrame:
         spec = table_spec(table)
-        self._ensure_table(spec)
         where, params = [], []
         if start is not None:
             where.append(f'"{spec.time}" >= ?')
@@ -270,7 +285,23 @@ class SQLiteMetricsStore(MetricsStore):
                 raise KeyError(f"table {table} has no column '{col}'")
             where.append(f'"{col}" = ?')
             params.append(value)
-        # table and column names come from TableSpec (checked above), values are bound parameters
+        return self._select(spec, where, params)
+
+    def read_keys(self, table: str, column: str, values: Sequence[str]) -> pd.DataFrame:
+        spec = table_spec(table)
+        if column not in spec.columns:
+            raise KeyError(f"table {table} has no column '{column}'")
+        wanted = list(dict.fromkeys(values))
+        frames = [
+            self._select(spec, [f'"{column}" IN ({", ".join("?" * len(chunk))})'], chunk)
+            for chunk in (wanted[i : i + 900] for i in range(0, len(wanted), 900))
+        ]
+        frames = [f for f in frames if len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else self._select(spec, ["0"], [])
+
+    def _select(self, spec: TableSpec, where: list[str], params: list) -> pd.DataFrame:
+        self._ensure_table(spec)
+        # table and column names come from TableSpec (checked by the callers), values are bound parameters
         sql = f'SELECT * FROM "{spec.name}"' + (f" WHERE {' AND '.join(where)}" if where else "")  # noqa: S608
         sql += f' ORDER BY "{spec.time}", ' + ", ".join(f'"{c}"' for c in spec.key)
         with self._lock:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
 from urllib.parse import parse_qs, urlparse
@@ -50,6 +51,18 @@ class MetricsStore(ABC):
         **equals: str,
     ) -> pd.DataFrame:
         """Rows of a record table with ``start <= ts < end`` and the given column equalities."""
+
+    def read_keys(self, table: str, column: str, values: Sequence[str]) -> pd.DataFrame:
+        """Rows of a record table whose ``column`` is one of ``values`` (any time)."""
+        frames = [self.read_table(table, **{column: v}) for v in dict.fromkeys(values)]
+        frames = [f for f in frames if len(f)]
+        return pd.concat(frames, ignore_index=True) if frames else self.read_table(table).iloc[0:0]
+
+    @contextmanager
+    def batch(self) -> Iterator[MetricsStore]:
+        """Writes inside are all or nothing where the store can (SQLite: one transaction). InfluxDB has no
+        transactions: its callers validate everything before the first write, so nothing fails half-way."""
+        yield self
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and flush pending writes."""

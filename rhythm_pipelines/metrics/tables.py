@@ -64,6 +64,7 @@ TABLES: dict[str, TableSpec] = {
                 "cost_usd": "float",
                 "task": "str",
                 "origin": "str",
+                "row": "int",  # the line of `origin` it came from
             },
             key=("call_id",),
             tags=("channel", "region"),

@@ -93,7 +93,11 @@ def test_repeated_request_ids_are_counted(sqlite_store, tmp_path):
         '{"timestamp": "2026-03-02T00:00:05Z", "channel": "c", "region": "r", "latency_ms": %d, '
         '"status": "ok", "request_id": "req-9"}\n'
     )
-    (tmp_path / "calls" / "a.jsonl").write_text(line % 10 + line % 12)
+    (tmp_path / "calls" / "a.jsonl").write_text(line % 10 + line % 10 + line % 12)
     report = ingest_call_logs(sqlite_store, tmp_path / "calls", T0, H1)
-    assert report.rows == 1 and report.extra["duplicate_calls"] == 1
-    assert sqlite_store.read_table("channel_calls")["latency_ms"].tolist() == [12.0]  # the last one wins
+    assert report.rows == 1 and report.extra["duplicate_calls"] == 1  # the same call twice: one call
+    assert report.extra["conflicting_calls"] == 1  # the same id with other content: the later row is refused
+    assert sqlite_store.read_table("channel_calls")["latency_ms"].tolist() == [10.0]  # the first one stays
+    (q,) = report.quarantined
+    assert (q.row, q.field) == (3, "request_id")
+    assert "already seen at" in q.reason and "a.jsonl row 1" in q.reason and "latency_ms 10.0 vs 12.0" in q.reason
