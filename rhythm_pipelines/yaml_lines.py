@@ -29,11 +29,32 @@ def config_text(
         raise error(f"{p}: cannot read the {what} file: {why}") from exc
 
 
+MAX_ALIASES = 25  # a config needs few; many is an expansion bomb ("billion laughs")
+
+
 class _Loader(yaml.SafeLoader):
-    """Keeps each mapping's line numbers (``__lines__``: key -> line) for error messages."""
+    """Keeps each mapping's line numbers (``__lines__``: key -> line) for error messages; refuses duplicate
+    keys and more than ``MAX_ALIASES`` aliases (counted while composing, before anything is expanded)."""
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_ALIASES:
+                mark = self.peek_event().start_mark
+                raise yaml.composer.ComposerError(None, None, f"more than {MAX_ALIASES} aliases", mark)
+        return super().compose_node(parent, index)
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> dict:
+    seen: dict[Any, int] = {}
+    for k, _ in node.value:
+        if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+            line = k.start_mark.line + 1
+            if k.value in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {k.value!r} (lines {seen[k.value]} and {line})", k.start_mark
+                )
+            seen[k.value] = line
     mapping = yaml.SafeLoader.construct_mapping(loader, node, deep=True)
     mapping["__lines__"] = {k.value: k.start_mark.line + 1 for k, _ in node.value if isinstance(k, yaml.ScalarNode)}
     mapping["__line__"] = node.start_mark.line + 1

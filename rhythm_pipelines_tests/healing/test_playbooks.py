@@ -94,6 +94,16 @@ def test_a_user_file_replaces_the_shipped_one(tmp_path, monkeypatch):
         ("safety:\n  temp_roots: ['~/']\n" + MINIMAL, r"safety\.temp_roots\[0\]: .* is a (home|system) directory"),
         ("safety:\n  cache_dirs: [/tmp/c, /usr]\n" + MINIMAL, r"safety\.cache_dirs\[1\]: /usr is a system directory"),
         ("safety:\n  cache_dirs: [/usr/../var]\n" + MINIMAL, r"cache_dirs\[0\]: /usr/\.\./var \(= /var\) is a system"),
+        (
+            "safety:\n  dry_run: true\n  dry_run: false\n" + MINIMAL,
+            r"x\.yaml:3: not valid YAML: duplicate key 'dry_run' \(lines 2 and 3\)",
+        ),
+        ("safety:\n  dry_run: true\nsafety:\n  cooldown_s: 3\n" + MINIMAL, r"duplicate key 'safety' \(lines 1 and 3\)"),
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+            "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+            r"x\.yaml:4: not valid YAML: more than 25 aliases",
+        ),
         ("detectors:\n  cpu_pct: 3\n" + MINIMAL, r"x\.yaml:1: detectors: unknown setting\(s\) cpu_pct"),
         ("severity:\n  fatal: []\n" + MINIMAL, r"severity\.fatal: unknown key"),
         ("playbooks:\n  cpu_spike:\n    soft: []\n", r"no playbook for memory_leak"),
