@@ -234,7 +234,12 @@ def cmd_forecast_backtest(args: argparse.Namespace) -> int:
     series = read_series(Path(args.input), args.timestamp_col, args.value_col)
     series = series[~series["duplicate"]]  # documented rule: a repeated timestamp keeps its first value
     models = tuple(m.strip() for m in args.models.split(",")) if args.models else DEFAULT_MODELS
-    result = backtest(series["timestamp"], series["value"].to_numpy(), args.horizon, args.test_fraction, models)
+    from rhythm_pipelines.forecasting.grid import GapError
+
+    try:
+        result = backtest(series["timestamp"], series["value"].to_numpy(), args.horizon, args.test_fraction, models)
+    except GapError as exc:
+        raise GapError(f"{args.input}: {exc}") from exc
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
         return 0
@@ -251,6 +256,12 @@ def cmd_forecast_backtest(args: argparse.Namespace) -> int:
         f"predict p50 {result.predict_ms['p50']:.2f} ms, p99 {result.predict_ms['p99']:.2f} ms; "
         f"guard served naive at {result.fallback_share:.1%} of origins"
     )
+    g = result.grid or {}
+    if g.get("filled") or g.get("snapped") or g.get("dropped"):
+        print(
+            f"regular {g['step']} grid: {g['filled']} missing point(s) filled by linear interpolation, "
+            f"{g['snapped']} moved to the nearest step, {g['dropped']} sharing a step dropped"
+        )
     return 0
 
 

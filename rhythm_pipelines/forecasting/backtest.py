@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from rhythm_pipelines.forecasting.accuracy import baselines, metrics, walk_forward
+from rhythm_pipelines.forecasting.grid import regularise
 from rhythm_pipelines.forecasting.models import DEFAULT_MODELS, GuardedModel, infer_step, season_lengths, step_name
 from rhythm_pipelines.forecasting.selection import Selection, actuals, mase_scale, select_model
 
@@ -36,6 +37,7 @@ class Backtest:
     selection: Selection
     fallback_share: float = 0.0  # share of origins where the guard served Naive
     predictions: np.ndarray | None = None  # (origins, horizon): the model's forecast at each origin
+    grid: dict | None = None  # how the input was put on a regular grid (forecasting/grid.py)
 
     def as_dict(self) -> dict:
         """The CLI's JSON contract, plus context (members, points, origins, horizon, step, CV scores)."""
@@ -52,6 +54,7 @@ class Backtest:
             "step": step_name(self.step),
             "seasons": self.selection.seasons,
             "fallback_share": round(self.fallback_share, 4),
+            "grid": self.grid,
             "cv": cv,
         }
 
@@ -68,8 +71,10 @@ def backtest(
     test_fraction: float = 0.2,
     models: Sequence[str] = DEFAULT_MODELS,
 ) -> Backtest:
-    """Walk-forward backtest of ``y`` (timestamps ``ts``) over its last ``test_fraction`` (see module doc)."""
-    y = np.asarray(y, dtype="float64")
+    """Walk-forward backtest of ``y`` (timestamps ``ts``) over its last ``test_fraction`` (see module doc).
+    An irregular series is put on a regular grid first, or refused with its gap named (``forecasting/grid.py``)."""
+    regular = regularise(ts, y)
+    ts, y = regular.ts, regular.y
     n = len(y)
     if not 0 < test_fraction < 1:
         raise ValueError(f"the test fraction must be between 0 and 1, got {test_fraction}")
@@ -110,4 +115,5 @@ def backtest(
         selection=sel,
         fallback_share=wf.fallbacks / len(wf.origins),
         predictions=wf.predictions,
+        grid=regular.describe(),
     )

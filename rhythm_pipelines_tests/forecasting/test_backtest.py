@@ -44,3 +44,24 @@ def test_bad_settings_get_clear_errors():
         backtest(s.index, s.to_numpy(), 12, 1.5)
     with pytest.raises(ValueError, match="too few"):
         backtest(s.index, s.to_numpy(), 48, 0.2)
+
+
+def test_a_series_with_missing_points_is_put_on_its_grid_and_a_long_hole_is_refused():
+    from rhythm_pipelines.forecasting.grid import GapError, regularise
+
+    s = daily_sine(days=4, noise=0.3)
+    rng = np.random.default_rng(3)
+    drop = np.sort(rng.choice(np.arange(1, len(s) - 1), size=len(s) // 5, replace=False))
+    keep = np.ones(len(s), dtype=bool)
+    keep[drop] = False
+    keep[drop[:-1][np.diff(drop) == 1]] = True  # no two missing in a row: short gaps only
+    sparse = s[keep]
+    grid = regularise(sparse.index, sparse.to_numpy())
+    assert len(grid.ts) == len(s) and grid.filled == int((~keep).sum()) and grid.filled > 0.1 * len(s)
+    full, gappy = backtest(s.index, s.to_numpy(), 12, 0.25), backtest(sparse.index, sparse.to_numpy(), 12, 0.25)
+    assert gappy.as_dict()["grid"]["filled"] == grid.filled and gappy.origins == full.origins
+    # the seasonal-naive baseline compares like with like: the same order of error as on the full series
+    assert gappy.metrics["seasonal_naive"]["mae"] < 2 * full.metrics["seasonal_naive"]["mae"]
+    hole = s.drop(s.index[400:700])  # 25 h of 5-minute points
+    with pytest.raises(GapError, match=r"a gap of 300 missing steps of 5min \(1 days 01:00:00\) from .* 09:20"):
+        backtest(hole.index, hole.to_numpy(), 12, 0.25)
