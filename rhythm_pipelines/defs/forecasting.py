@@ -185,6 +185,8 @@ def forecast_accuracy(
         "series_scored": dg.MetadataValue.int(len(table)),
         "mean_skill_vs_naive": dg.MetadataValue.float(float(table["skill"].mean())),
         "worst_skill_vs_naive": dg.MetadataValue.float(float(table["skill"].min())),
+        "coverage_80": dg.MetadataValue.float(float(table["coverage_80"].mean())),  # target 0.80
+        "coverage_95": dg.MetadataValue.float(float(table["coverage_95"].mean())),  # target 0.95
         "by_target": md_table(report.by_target()),
         "accuracy": md_table(table[["day", *table.columns.drop("day")]], 40),
         "skipped": md_table(missing[["day", "target", "source", "reason"]], 20),

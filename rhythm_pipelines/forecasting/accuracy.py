@@ -9,12 +9,13 @@ SeasonalNaive, and keeps what a forecast-vs-actual plot needs.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from rhythm_pipelines.forecasting.models import GuardedModel, naive_forecast, seasonal_naive_forecast
+from rhythm_pipelines.forecasting.conformal import coverage
+from rhythm_pipelines.forecasting.models import LEVELS, GuardedModel, naive_forecast, seasonal_naive_forecast
 from rhythm_pipelines.forecasting.selection import actuals, mae, mape, mase_scale
 
 PLOT_LEVEL = 80
@@ -28,23 +29,32 @@ class WalkForward:
     hi: np.ndarray
     latency_s: np.ndarray  # per origin: update with the new point + forecast
     fallbacks: int  # origins where the guard served Naive
+    bounds: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # level -> (lo, hi)
+
+    def coverage(self, truth: np.ndarray) -> dict[str, float]:
+        """Empirical coverage of each interval level over every origin and step: {"80": x, "95": y}."""
+        return {str(lv): round(coverage(truth, lo, hi), 4) for lv, (lo, hi) in sorted(self.bounds.items())}
 
 
 def walk_forward(model: GuardedModel, y: np.ndarray, start: int, horizon: int) -> WalkForward:
     """Forecasts from every origin ``start .. len(y) - horizon`` of a model that has seen ``y[:start]``."""
     at = range(start, len(y) - horizon + 1)
-    pred, lo, hi = (np.empty((len(at), horizon)) for _ in range(3))
+    pred = np.empty((len(at), horizon))
+    bounds = {lv: (np.empty((len(at), horizon)), np.empty((len(at), horizon))) for lv in LEVELS}
     lat = np.empty(len(at))
     fallbacks = 0
     for i, o in enumerate(at):
         t = time.perf_counter()
         if o > start:
             model.update(y[o - 1 : o])
-        fc = model.forecast(horizon, (PLOT_LEVEL,))
+        fc = model.forecast(horizon, LEVELS)
         lat[i] = time.perf_counter() - t
-        pred[i], lo[i], hi[i] = fc.mean, fc.lo[PLOT_LEVEL], fc.hi[PLOT_LEVEL]
+        pred[i] = fc.mean
+        for lv in LEVELS:
+            bounds[lv][0][i], bounds[lv][1][i] = fc.lo[lv], fc.hi[lv]
         fallbacks += model.fallback
-    return WalkForward(at, pred, lo, hi, lat, fallbacks)
+    lo, hi = bounds[PLOT_LEVEL]
+    return WalkForward(at, pred, lo, hi, lat, fallbacks, bounds)
 
 
 def metrics(truth: np.ndarray, pred: np.ndarray, scale: float) -> dict[str, float]:
@@ -67,6 +77,7 @@ class NextScore:
     origins: int
     fallback_share: float
     plot: pd.DataFrame  # ts, actual, ahead_1 (one step ahead), ahead_h (horizon ahead), lo, hi (horizon ahead)
+    coverage: dict[str, float] = field(default_factory=dict)  # interval level -> share of actuals inside
 
     def skill(self, baseline: str = "naive") -> float:
         """1 − MAE(model) / MAE(baseline)."""
@@ -115,4 +126,5 @@ def score_next(model: GuardedModel, history: pd.Series, after: pd.Series, horizo
         origins=len(wf.origins),
         fallback_share=wf.fallbacks / max(1, len(wf.origins)),
         plot=plot,
+        coverage=wf.coverage(truth),
     )

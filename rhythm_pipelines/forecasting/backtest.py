@@ -38,6 +38,7 @@ class Backtest:
     fallback_share: float = 0.0  # share of origins where the guard served Naive
     predictions: np.ndarray | None = None  # (origins, horizon): the model's forecast at each origin
     grid: dict | None = None  # how the input was put on a regular grid (forecasting/grid.py)
+    coverage: dict[str, float] | None = None  # interval level ("80", "95") -> share of actuals inside
 
     def as_dict(self) -> dict:
         """The CLI's JSON contract, plus context (members, points, origins, horizon, step, CV scores)."""
@@ -54,6 +55,7 @@ class Backtest:
             "step": step_name(self.step),
             "seasons": self.selection.seasons,
             "fallback_share": round(self.fallback_share, 4),
+            "coverage": self.coverage,
             "grid": self.grid,
             "cv": cv,
         }
@@ -92,7 +94,7 @@ def backtest(
     sel = select_model(y[:n_train], seasons, horizon, models)
     fit_s = time.perf_counter() - t0
 
-    model = GuardedModel(sel.model, horizon).start(y[:n_train])
+    model = GuardedModel(sel.model, horizon, widths=sel.widths).start(y[:n_train])
     wf = walk_forward(model, y, n_train, horizon)
     truth = actuals(y, wf.origins, horizon)
     naive, snaive = baselines(y, wf.origins, horizon, seasons[0] if seasons else 1)
@@ -116,4 +118,5 @@ def backtest(
         fallback_share=wf.fallbacks / len(wf.origins),
         predictions=wf.predictions,
         grid=regular.describe(),
+        coverage=wf.coverage(truth),
     )

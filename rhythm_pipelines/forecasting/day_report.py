@@ -32,6 +32,8 @@ DAY_COLUMNS = [
     "seasonal_naive_mae",
     "skill",
     "fallback_share",
+    "coverage_80",  # share of the day's actuals inside the 80 % interval (conformal: held-out calibration)
+    "coverage_95",
 ]
 
 
@@ -53,6 +55,8 @@ class DayReport:
                 mean_skill=("skill", "mean"),
                 worst_skill=("skill", "min"),
                 mape=("mape", "mean"),
+                coverage_80=("coverage_80", "mean"),
+                coverage_95=("coverage_95", "mean"),
             )
             .reset_index()
         )
@@ -109,6 +113,8 @@ def score_day(
                     "seasonal_naive_mae": m["seasonal_naive"]["mae"],
                     "skill": score.skill(),
                     "fallback_share": score.fallback_share,
+                    "coverage_80": score.coverage.get("80", float("nan")),
+                    "coverage_95": score.coverage.get("95", float("nan")),
                 }
             )
     return DayReport(

@@ -246,8 +246,10 @@ class GuardedModel:
         levels: Sequence[int] = LEVELS,
         shock_ratio: float = 3.0,
         shock_scale: float = 4.0,
+        widths=None,
     ):
         self.model, self.h, self.window, self.min_count = model, h, window, min_count
+        self.widths = widths  # ConformalWidths: intervals from held-out errors instead of the model's own
         self.levels = tuple(levels)
         self.shock_ratio, self.shock_scale = shock_ratio, shock_scale
         self.name = model.name
@@ -309,6 +311,10 @@ class GuardedModel:
         levels = self.levels if levels is None else tuple(levels)
         fc = self._cache if (h <= self.h and set(levels) <= set(self.levels)) else self.model.forecast(h, levels)
         fc = Forecast(fc.mean[:h], {lv: fc.lo[lv][:h] for lv in levels}, {lv: fc.hi[lv][:h] for lv in levels})
+        widths = getattr(self, "widths", None)  # models pickled before calibration have none
+        if widths is not None and all(lv in widths.quantiles for lv in levels):
+            half = {lv: widths.half_width(lv, h) for lv in levels}
+            fc = Forecast(fc.mean, {lv: fc.mean - half[lv] for lv in levels}, {lv: fc.mean + half[lv] for lv in levels})
         if not self.fallback:
             return fc
         shift = self._last - fc.mean

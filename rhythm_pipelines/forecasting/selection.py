@@ -7,12 +7,15 @@ lowest MAE over all origins and steps wins (ties: MASE, then the simpler model, 
 member, for the ensemble) is the CV model itself, followed to the end of the history: its CV score is the
 score of the model served, and no second fit is paid (``refit=True`` re-estimates on the whole history).
 
+The chosen model's intervals are calibrated on its held-out errors over the CV span (``conformal.py``).
+
 MASE divides by the in-sample MAE of the one-step naive forecast on the training data, so a MASE of 1 is
 as wrong, per step, as yesterday's-value forecasting one step ahead.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,8 +23,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from rhythm_pipelines.forecasting.conformal import ConformalWidths, calibrate
 from rhythm_pipelines.forecasting.models import (
     DEFAULT_MODELS,
+    LEVELS,
     EnsembleModel,
     SeriesModel,
     available,
@@ -81,6 +86,7 @@ class Selection:
     cv_origins: int
     members: list[str] = field(default_factory=list)
     fit_points: int = 0  # the history the parameters were estimated on (before the CV span; all of it on refit)
+    widths: ConformalWidths | None = None  # intervals calibrated on the chosen model's held-out CV errors
 
 
 def select_model(
@@ -92,6 +98,7 @@ def select_model(
     cv_span: int | None = None,
     ensemble_size: int = 3,
     refit: bool = False,
+    calib_origins: int = 48,
 ) -> Selection:
     """Choose and fit the best model of ``models`` (plus their ensemble) for series ``y`` (see module doc).
 
@@ -111,11 +118,12 @@ def select_model(
     at = origins(known, n, h, cv_windows)
     truth = actuals(y, at, h)
     scale = mase_scale(y[:known])
-    rows, preds, fitted = [], {}, {}
+    rows, preds, fitted, at_known = [], {}, {}, {}
     for name in names:
         t0 = time.perf_counter()
         try:
             model = SeriesModel(name, seasons).fit(y[:known])
+            at_known[name] = copy.deepcopy(model)  # its state before the CV span: for calibrating intervals
             preds[name] = rolling_forecasts(model, y, known, at, h)
             fitted[name] = model
         except Exception as exc:  # a model that cannot fit this series is left out, with the reason
@@ -136,6 +144,7 @@ def select_model(
             ranked.insert(0, rows[-1])
     best = ranked[0]["model"]
     chosen = members if best == ENSEMBLE else [best]
+    widths = _calibrate([at_known[m] for m in chosen], y, known, h, calib_origins, preds, at, chosen)
     if refit:
         parts = [SeriesModel(m, seasons).fit(y) for m in chosen]
     else:
@@ -145,4 +154,16 @@ def select_model(
     else:
         model, members = parts[0], []
     scores = pd.DataFrame(rows, columns=["model", "mae", "mase", "fit_s", "error"])
-    return Selection(model, best, scores, n, seasons, len(at), members, n if refit else known)
+    return Selection(model, best, scores, n, seasons, len(at), members, n if refit else known, widths)
+
+
+def _calibrate(parts, y, known: int, h: int, count: int, preds: dict, at, chosen) -> ConformalWidths | None:
+    """Held-out errors of the chosen model over the CV span (``count`` origins, the CV ones included)."""
+    dense = origins(known, len(y), h, count)
+    extra = [o for o in dense if o not in set(at)]
+    model = parts[0] if len(parts) == 1 else EnsembleModel(parts)
+    more = rolling_forecasts(model, y, known, extra, h) if extra else np.empty((0, h))
+    cv = np.mean([preds[m] for m in chosen], axis=0)
+    forecasts = dict(zip(list(at), cv, strict=True)) | dict(zip(extra, more, strict=True))
+    every = sorted(forecasts)
+    return calibrate(actuals(y, every, h) - np.vstack([forecasts[o] for o in every]), LEVELS)

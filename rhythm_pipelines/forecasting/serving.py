@@ -68,7 +68,7 @@ def train_series(
     t0 = time.perf_counter()
     sel = select_model(y, seasons, horizon, models)
     fit_s = time.perf_counter() - t0
-    model = GuardedModel(sel.model, horizon).start(y)
+    model = GuardedModel(sel.model, horizon, widths=sel.widths).start(y)
     meta = {
         "model": sel.name,
         "members": sel.members,
@@ -83,6 +83,7 @@ def train_series(
         "fit_s": round(fit_s, 4),
         "cv_origins": sel.cv_origins,
         "cv": sel.scores.replace({np.nan: None}).to_dict("records"),
+        "intervals": "conformal (held-out CV errors)" if sel.widths is not None else "model (in-sample)",
     }
     return Trained(model, meta)
 

@@ -32,6 +32,7 @@ def test_backtest_json_contract(tmp_path):
     for m in report["metrics"].values():
         assert set(m) == {"mae", "mape", "mase"} and all(np.isfinite(list(m.values())))
     assert report["fit_s"] > 0 and set(report["predict_ms"]) == {"p50", "p99"}
+    assert set(report["coverage"]) == {"80", "95"} and 0 <= report["coverage"]["80"] <= report["coverage"]["95"] <= 1
     assert report["horizon"] == 6 and report["origins"] == 700 - 525 - 6 + 1
     text = run("forecast", "backtest", str(csv), "--timestamp-col", "time", "--value-col", "cpu", "--models", "naive")
     assert text.returncode == 0 and "skill vs naive" in text.stdout and "seasonal_naive" in text.stdout
