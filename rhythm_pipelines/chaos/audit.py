@@ -36,11 +36,12 @@ class Proc:
 
 
 def process_snapshot() -> dict[tuple[int, float], Proc]:
-    """Every process now, keyed by (pid, start time) so a reused pid is another process."""
+    """Every user-space process now, keyed by (pid, start time) so a reused pid is another process. Kernel
+    threads (children of kthreadd, pid 2) come and go by themselves and cannot be killed: they are left out."""
     out = {}
-    for p in psutil.process_iter(["pid", "create_time", "cmdline", "name"]):
+    for p in psutil.process_iter(["pid", "ppid", "create_time", "cmdline", "name"]):
         info = p.info
-        if info.get("create_time") is None:
+        if info.get("create_time") is None or info["pid"] == 2 or info.get("ppid") == 2:
             continue
         cmd = " ".join(info.get("cmdline") or []) or f"[{info.get('name') or '?'}]"
         out[(info["pid"], round(info["create_time"], 2))] = Proc(info["pid"], info["create_time"], cmd)
@@ -149,7 +150,7 @@ def judge(
     return AuditResult(len(gone) + len(decoy_findings), len(missing), max(counts.values(), default=0), dup, findings)
 
 
-def decoy_main(marker_dir: str, mb: int = 40) -> None:
+def decoy_main(marker_dir: str, mb: int = 8) -> None:
     """A decoy: busy and holding memory like a culprit, never allowlisted; records every catchable signal."""
     import signal
 
