@@ -1,9 +1,10 @@
 """Putting a series on a regular grid before it is forecast, or saying why it cannot be.
 
 The step is the most common gap between timestamps. Each point is snapped to its nearest grid slot (a
-repeated slot keeps its first point); short runs of missing slots, up to ``max_fill`` steps, are filled by
-linear interpolation between their neighbours; a longer hole is refused with its place and length named, since
-filling it would invent the data the forecast is scored on.
+repeated slot keeps its first point); short runs of missing slots, up to ``max_fill`` steps (default: 3 steps
+or an hour, whichever is more: a clock change's lost hour is filled), are filled by linear interpolation
+between their neighbours; a longer hole is refused with its place and length named, since filling it would
+invent the data the forecast is scored on.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import pandas as pd
 
 from rhythm_pipelines.forecasting.models import infer_step, step_name
 
-MAX_FILL = 3  # steps of missing data filled by interpolation; longer holes are refused
+MAX_FILL = 3  # steps of missing data filled by interpolation (or an hour's worth, if more); longer holes refused
+FILL_SPAN = pd.Timedelta("1h")
 
 
 class GapError(ValueError):
@@ -35,11 +37,13 @@ class Grid:
         return {"step": step_name(self.step), "filled": self.filled, "snapped": self.snapped, "dropped": self.dropped}
 
 
-def regularise(ts: pd.Series | pd.DatetimeIndex, y: np.ndarray, max_fill: int = MAX_FILL) -> Grid:
+def regularise(ts: pd.Series | pd.DatetimeIndex, y: np.ndarray, max_fill: int | None = None) -> Grid:
     """``(ts, y)`` on a regular grid of the inferred step (see module doc)."""
     idx = pd.DatetimeIndex(ts)
     y = np.asarray(y, dtype="float64")
     step = infer_step(idx)
+    if max_fill is None:
+        max_fill = max(MAX_FILL, int(FILL_SPAN // step))
     offsets = (idx - idx[0]) / step
     slots = np.rint(np.asarray(offsets, dtype="float64")).astype("int64")
     snapped = int(np.count_nonzero(np.abs(np.asarray(offsets, dtype="float64") - slots) > 1e-9))
