@@ -18,12 +18,11 @@ import numpy as np
 import pandas as pd
 
 from rhythm_pipelines.metrics.landing import read_records
-from rhythm_pipelines.metrics.schema import RowError, ValidationError, identifiers, in_window, parse_utc
+from rhythm_pipelines.metrics.schema import MAX_RAW, RowChecks, RowError, ValidationError, in_window, parse_utc
 
 STATUSES = ("ok", "error", "timeout")
 # the largest value each numeric field may take (a day of latency; tokens and dollars of one call)
 MAXIMA = {"latency_ms": 86_400_000.0, "tokens_in": 1e9, "tokens_out": 1e9, "cost_usd": 1e5}
-MAX_RAW = 2000  # characters of a rejected row kept in quarantine
 REQUIRED = ("timestamp", "channel", "region", "latency_ms", "status")
 CALL_FIELDS = ["channel", "region", "latency_ms", "status", "tokens_in", "tokens_out", "cost_usd"]
 LOG_COLUMNS = ["timestamp", "request_id", *CALL_FIELDS, "task"]  # the gateway log format, as the simulator writes it
@@ -62,11 +61,8 @@ def parse_calls(
         raise ValidationError(origin, None, missing[0], f"missing required column(s): {', '.join(missing)}")
     raw = raw.reset_index(drop=True)
     n = len(raw)
-    reasons: dict[int, tuple[str, str]] = {}
-
-    def flag(mask, field: str, reason: str) -> None:
-        for i in np.flatnonzero(np.asarray(mask, dtype=bool)):
-            reasons.setdefault(int(i), (field, reason))
+    checks = RowChecks(n)
+    flag = checks.flag
 
     ts = parse_utc(raw["timestamp"])
     flag(ts.isna(), "timestamp", "not a parsable timestamp")
@@ -79,11 +75,9 @@ def parse_calls(
         if col not in raw.columns:  # `task` and `request_id` are optional
             text[col] = pd.Series([""] * n)
             continue
-        optional = col in ("task", "request_id")
-        values, problems = identifiers(raw[col], tag=col in ("channel", "region"))
-        for mask, reason in problems:
-            if not (optional and reason == "empty"):
-                flag(mask, col, reason)
+        values = checks.identifier(
+            raw[col], col, tag=col in ("channel", "region"), optional=col in ("task", "request_id")
+        )
         text[col] = pd.Series(values, dtype=object).where(raw[col].notna().to_numpy(), "").astype(str)
     status = text["status"].str.lower()
     flag(~status.isin(STATUSES) & (status != ""), "status", f"must be one of {', '.join(STATUSES)}")
@@ -112,22 +106,11 @@ def parse_calls(
     tokens_out = number("tokens_out", False, True)
     cost = number("cost_usd", False, False)
 
-    bad_idx = sorted(reasons)
     records = raw.drop(columns="_row", errors="ignore")
     rows = raw["_row"].to_numpy() if "_row" in raw.columns else np.arange(1, n + 1)
-    errors = [
-        RowError(
-            origin,
-            int(rows[i]),
-            reasons[i][0],
-            reasons[i][1],
-            json.dumps({k: _plain(v) for k, v in records.iloc[i].items()}, default=str)[:MAX_RAW],
-            (received or now) if future[i] else (None if pd.isna(ts.iloc[i]) else ts.iloc[i]),
-        )
-        for i in bad_idx
-    ]
-    good = np.ones(n, dtype=bool)
-    good[bad_idx] = False
+    times = [(received or now) if future[i] else (None if pd.isna(t) else t) for i, t in enumerate(ts)]
+    errors = checks.errors(origin, records, rows, times)
+    good = checks.good
     calls = pd.DataFrame(
         {
             "ts": ts[good].to_numpy(),

@@ -56,6 +56,48 @@ class RowError:
         return ValidationError(self.origin, self.row, self.field, self.reason)
 
 
+MAX_RAW = 2000  # characters of a rejected row kept in quarantine
+
+
+class RowChecks:
+    """The one row validator's bookkeeping: the first problem found per row (field, reason), then the
+    rejected rows as :class:`RowError` with the row as a person numbers it and its raw content."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.reasons: dict[int, tuple[str, str]] = {}
+
+    def flag(self, mask: Any, field: str, reason: str) -> None:
+        for i in np.flatnonzero(np.asarray(mask, dtype=bool)):
+            self.reasons.setdefault(int(i), (field, reason))
+
+    def flag_row(self, i: int, field: str, reason: str) -> None:
+        self.reasons.setdefault(int(i), (field, reason))
+
+    def identifier(self, col: pd.Series, field: str, tag: bool = True, optional: bool = False) -> np.ndarray:
+        """Check an id column (see :func:`identifiers`); returns its stripped text."""
+        text, problems = identifiers(col, tag)
+        for mask, reason in problems:
+            if not (optional and reason == "empty"):
+                self.flag(mask, field, reason)
+        return text
+
+    @property
+    def good(self) -> np.ndarray:
+        ok = np.ones(self.n, dtype=bool)
+        ok[list(self.reasons)] = False
+        return ok
+
+    def errors(self, origin: str, records: pd.DataFrame, rows: np.ndarray, times: list) -> list[RowError]:
+        """One RowError per rejected row: ``rows`` are the numbers a person finds, ``times`` each row's time."""
+        out = []
+        for i in sorted(self.reasons):
+            field, reason = self.reasons[i]
+            raw = json.dumps({k: _jsonable(v) for k, v in records.iloc[i].items()}, default=str)[:MAX_RAW]
+            out.append(RowError(origin, int(rows[i]), field, reason, raw, times[i]))
+        return out
+
+
 def tags_to_json(tags: Any) -> str | None:
     """Normalise a tags value (dict, JSON text, None/NaN) to compact, key-sorted JSON or None."""
     if tags is None or (isinstance(tags, float) and math.isnan(tags)) or tags == "" or tags == {}:
@@ -176,25 +218,19 @@ def _check(frame: pd.DataFrame, origin: str, first_row: int) -> tuple[dict[str, 
     missing = [c for c in ("ts", "source", "metric", "value") if c not in frame.columns]
     if missing:
         raise ValidationError(origin, None, missing[0], f"missing required column(s): {', '.join(missing)}")
-    reasons: dict[int, tuple[str, str]] = {}
-
-    def flag(mask: np.ndarray, field: str, reason: str) -> None:
-        for i in np.flatnonzero(mask):
-            reasons.setdefault(int(i), (field, reason))
-
+    checks = RowChecks(len(frame))
     ts = parse_utc(frame["ts"].reset_index(drop=True))
-    flag(ts.isna().to_numpy(), "ts", "not a parsable timestamp")
+    checks.flag(ts.isna().to_numpy(), "ts", "not a parsable timestamp")
     parsed: dict[str, Any] = {"ts": ts}
     for col in ("source", "metric"):
-        text, problems = identifiers(frame[col])
-        for mask, reason in problems:
-            flag(mask, col, reason)
-        parsed[col] = text
+        parsed[col] = checks.identifier(frame[col], col)
     raw_values = frame["value"].reset_index(drop=True)
+    boolean = raw_values.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+    checks.flag(boolean, "value", "not a number (true/false)")
     values = pd.to_numeric(raw_values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    flag(np.isnan(values) & raw_values.notna().to_numpy(), "value", "not a number")
-    flag(raw_values.isna().to_numpy(), "value", "empty")
-    flag(np.isinf(values), "value", "not finite")
+    checks.flag(np.isnan(values) & raw_values.notna().to_numpy(), "value", "not a number")
+    checks.flag(raw_values.isna().to_numpy(), "value", "empty")
+    checks.flag(np.isinf(values), "value", "not finite")
     parsed["value"] = values
     tags = np.full(len(frame), None, dtype=object)
     if "tags" in frame.columns:
@@ -202,16 +238,11 @@ def _check(frame: pd.DataFrame, origin: str, first_row: int) -> tuple[dict[str, 
             try:
                 tags[i] = tags_to_json(t)
             except (ValueError, TypeError) as exc:
-                reasons.setdefault(i, ("tags", f"invalid tags: {exc}"))
+                checks.flag_row(i, "tags", f"invalid tags: {exc}")
     parsed["tags"] = tags
-    out = []
-    records = frame.reset_index(drop=True)
-    for i in sorted(reasons):
-        field, reason = reasons[i]
-        raw = json.dumps({k: _jsonable(v) for k, v in records.iloc[i].items()}, default=str)
-        row_ts = None if pd.isna(ts.iloc[i]) else ts.iloc[i]
-        out.append(RowError(origin, first_row + i, field, reason, raw, row_ts))
-    return parsed, out
+    rows = np.arange(first_row, first_row + len(frame))
+    times = [None if pd.isna(t) else t for t in ts]
+    return parsed, checks.errors(origin, frame.reset_index(drop=True), rows, times)
 
 
 def in_window(errors: list[RowError], start: pd.Timestamp, end: pd.Timestamp) -> list[RowError]:
