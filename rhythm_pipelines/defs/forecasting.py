@@ -113,6 +113,9 @@ def forecaster_models(
             if len(trained)
             else dg.MetadataValue.float(float("nan")),
             "fit_s_total": dg.MetadataValue.float(float(trained["fit_s"].sum())),
+            # the CV skill chose the model, so it is in-sample for the choice; forecast_accuracy scores the
+            # served model on the next day, which it never saw
+            "cv_skill_is": dg.MetadataValue.text("in-sample (the score that chose the model); see forecast_accuracy"),
             "models_chosen": md_table(report.model_counts()),
             "trained": md_table(trained[shown], 40),
             "skipped": md_table(skipped[["day", "target", "source", "reason"]], 20),

@@ -59,7 +59,8 @@ def test_a_failed_run_is_reexecuted_from_failure_through_the_queue(tmp_path, mon
         assert wait_finished(instance, child.run_id).status == dg.DagsterRunStatus.SUCCESS  # launched by the daemon
 
         assert work.rerun_failed(parent_id, 2) == ("recovered", f"run {child.run_id} of the chain succeeded")
-        assert len(instance.get_runs()) == 2, "nothing more was submitted"
+        flaky = instance.get_runs(filters=dg.RunsFilter(job_name="chaos_flaky_job"))  # the sandbox's sensors may heal
+        assert len(flaky) == 2, "nothing more was submitted"
         assert "re-execute it" not in detail
     finally:
         daemon.stop(close=True)
@@ -75,4 +76,4 @@ def test_a_run_executed_outside_a_workspace_is_not_reexecuted(tmp_path):
     (run,) = instance.get_runs()
     state, detail = DagsterWorkControl(instance, sb.healing_dir / "paused.json", Log()).rerun_failed(run.run_id, 1)
     assert state == "failed" and "executed outside a workspace" in detail
-    assert len(instance.get_runs()) == 1
+    assert len(instance.get_runs()) == 1  # no daemon here: nothing else can have launched a run
