@@ -470,6 +470,7 @@ def run_chaos(
     results: list[ScenarioResult] = []
     try:
         chaos.instance = dg.DagsterInstance.from_config(str(sb.dagster_home))
+        chaos.instance.get_runs(limit=1)  # create the run storage now, not in a race with the daemon starting
         progress(f"sandbox {sb.root}; starting the Dagster daemon")
         chaos.daemon.start()
         chaos.server.__enter__()

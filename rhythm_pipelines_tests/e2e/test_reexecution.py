@@ -40,13 +40,18 @@ def test_a_failed_run_is_reexecuted_from_failure_through_the_queue(tmp_path, mon
     for key in ("DAGSTER_HOME", "RHYTHM_HOME", "RHYTHM_CHAOS", "RHYTHM_CHAOS_DIR"):  # as a healing run worker has
         monkeypatch.setenv(key, sb.env()[key])
     (sb.chaos_dir / "flaky.fail").write_text("1")  # the first run fails, the next one passes
+    instance = dg.DagsterInstance.from_config(str(sb.dagster_home))
+    instance.get_runs()  # the run storage is created here, before the daemon and the CLI race to create it
     daemon = Daemon(sb)
     daemon.start()
     try:
-        instance = dg.DagsterInstance.from_config(str(sb.dagster_home))
+        deadline = time.monotonic() + 120
+        while "QUEUED_RUN_COORDINATOR" not in instance.get_daemon_heartbeats() and time.monotonic() < deadline:
+            time.sleep(0.5)
         parent_id = str(uuid.uuid4())
         cmd = [str(DAGSTER), "job", "launch", "-m", "rhythm_pipelines.definitions", "-j", "chaos_flaky_job"]
-        subprocess.run([*cmd, "--run-id", parent_id], env=sb.env(), cwd=sb.root, capture_output=True, check=True)
+        out = subprocess.run([*cmd, "--run-id", parent_id], env=sb.env(), cwd=sb.root, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-2000:]
         assert wait_finished(instance, parent_id).status == dg.DagsterRunStatus.FAILURE
 
         work = DagsterWorkControl(instance, sb.healing_dir / "paused.json", Log())
