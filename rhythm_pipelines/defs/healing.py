@@ -32,6 +32,7 @@ from rhythm_pipelines.healing.report import day_report
 from rhythm_pipelines.healing.safety import Guard
 from rhythm_pipelines.healing.tracker import EpisodeTracker
 from rhythm_pipelines.healing.watch import HOST_METRICS, Observation, calls_lookback, detect_all, lookback
+from rhythm_pipelines.metrics.provenance import sampler_key, verified
 
 HEALTH_INTERVAL_S = int(os.environ.get("RHYTHM_HEALTH_INTERVAL_S", "10"))
 HEALING_GROUP = "healing"
@@ -171,7 +172,7 @@ def heal_event(
             healing.notifier(),
             DagsterWorkControl(context.instance, healing.paused_file, context.log),
             books.fallbacks,
-            evidence=LocalEvidence(books.detectors, sampler_host()),
+            evidence=LocalEvidence(books.detectors, sampler_host(), temp_roots=books.safety.temp_roots),
         )
         probe = LocalProbe(
             books.detectors,
@@ -243,13 +244,19 @@ def healing_job():
     heal_event()
 
 
-def _observe(store, healing: HealingResource, books, now: pd.Timestamp) -> Observation:
+def _observe(store, healing: HealingResource, books, now: pd.Timestamp) -> tuple[Observation, int]:
+    """What the sensor reads this tick, and how many points named this host without our sampler's signature
+    (left out: only this machine's own sampler speaks for this machine)."""
     s = books.detectors
+    host = sampler_host()
     with store.open() as st:
         points = st.read_metrics(now - lookback(s), now + pd.Timedelta(seconds=1), metrics=list(HOST_METRICS))
         calls = st.read_table("channel_calls", now - calls_lookback(s), now + pd.Timedelta(seconds=1))
         alerts = st.read_table("events", now - pd.Timedelta(seconds=s.anomaly_window_s), now + pd.Timedelta(seconds=1))
-    return Observation(sampler_host(), now, points, calls, alerts, snapshot(), books.safety.temp_roots)
+    ours = (points["source"] == host) | points["source"].str.startswith(f"{host}/proc/")
+    claimed = ours.to_numpy() & ~verified(points, sampler_key())
+    points = points[~claimed].reset_index(drop=True)
+    return Observation(host, now, points, calls, alerts, snapshot(), books.safety.temp_roots), int(claimed.sum())
 
 
 @dg.sensor(
@@ -264,13 +271,17 @@ def health_sensor(context: dg.SensorEvaluationContext, store: MetricsStoreResour
     now = pd.Timestamp.now(tz="UTC")
     cursor = json.loads(context.cursor) if context.cursor else {}
     state = cursor.get("state", {})
-    events = detect_all(_observe(store, healing, books, now), books.detectors, books.watches, state)
+    observation, unsigned = _observe(store, healing, books, now)
+    if unsigned:
+        context.log.warning(f"{unsigned} point(s) name this host without its sampler's signature: left out")
+    events = detect_all(observation, books.detectors, books.watches, state)
     tracker = EpisodeTracker(clear_after_s=max(3 * HEALTH_INTERVAL_S, 30), state=cursor.get("episodes", {}))
     new = tracker.observe(events, now)
     cursor = json.dumps({"episodes": tracker.state, "state": state}, separators=(",", ":"))
     if not new:
         open_ = ", ".join(tracker.state) or "none"
-        return dg.SensorResult(skip_reason=f"no new event ({len(events)} holding; open: {open_})", cursor=cursor)
+        note = f"; {unsigned} unsigned point(s) naming this host left out" if unsigned else ""
+        return dg.SensorResult(skip_reason=f"no new event ({len(events)} holding; open: {open_}){note}", cursor=cursor)
     return dg.SensorResult(run_requests=[run_request(e) for e in new], cursor=cursor)
 
 

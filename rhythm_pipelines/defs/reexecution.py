@@ -104,7 +104,11 @@ def submit_reexecution(
         try:
             # our own CLI with an argument list, no shell
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)  # noqa: S603
-        except subprocess.TimeoutExpired:
+        except subprocess.TimeoutExpired:  # it may have submitted the run before it was stopped
+            children = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": parent_run_id}))
+            mine = [r for r in children if all(r.tags.get(k) == v for k, v in tags.items())]
+            if mine:
+                return Submitted(True, f"submitted run {mine[0].run_id} (found after a slow answer)", mine[0].run_id)
             return Submitted(False, f"dagster-graphql did not answer within {timeout_s:.0f} s")
         text = out.read_text() if out.exists() else proc.stdout
     try:

@@ -9,6 +9,7 @@ from rhythm_pipelines.defs.jobs import hourly_ingestion_job
 from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource, sampler_host
 from rhythm_pipelines.metrics.host import HostSampler, points_frame
 from rhythm_pipelines.metrics.landing import append_spool, closed_hours
+from rhythm_pipelines.metrics.provenance import sampler_key, sign
 
 SAMPLE_INTERVAL_S = int(os.environ.get("RHYTHM_SAMPLE_INTERVAL_S", "10"))
 MAX_CATCH_UP_HOURS = 24  # after a long outage, ingest at most the last day's hours
@@ -27,7 +28,7 @@ def host_sampler(
     cursor = json.loads(context.cursor) if context.cursor else {}
     host = sampler_host()
     sampler = HostSampler(host=host, state=cursor.get("sampler", {}))
-    frame = points_frame(sampler.sample())
+    frame = sign(points_frame(sampler.sample()), sampler_key())  # so healing can tell our points from claims
     with store.open() as s:
         s.write_metrics(frame)
     append_spool(landing.path, host, frame)

@@ -1,17 +1,19 @@
 """Prediction intervals calibrated on held-out errors (split conformal), not on in-sample residuals.
 
 During selection every model is fitted before the CV span and then followed through it without refitting,
-so its forecasts from origins inside the span are out of sample. The chosen model's absolute errors there,
-``|y - ŷ|`` per horizon step ``k``, calibrate its intervals: each step's errors are scaled by that step's mean
-error ``s_k`` (made non-decreasing in ``k``), the scaled errors of all steps are pooled, and the half-width at
-level ``L`` is ``s_k · q_L`` with ``q_L`` the ``ceil((n + 1) L) / n`` empirical quantile of the ``n`` pooled
-scores (the finite-sample split-conformal rule; normalised scores, as in Lei et al. 2018). Beyond the
-calibrated horizon the last step's width grows with ``sqrt(k)``.
+so its forecasts from origins inside the span are out of sample. The chosen model's absolute errors at
+origins of the span that took no part in choosing it, ``|y - ŷ|`` per horizon step ``k``, calibrate its
+intervals: each step's errors are scaled by that step's mean error ``s_k`` (made non-decreasing in ``k``),
+the scaled errors of all steps are pooled, and the half-width at level ``L`` is ``s_k · q_L`` with ``q_L``
+the pooled scores' empirical quantile at ``(n + 1) L / n``, ``n`` the number of *origins* (the steps of
+one origin are not independent, so they do not count as more samples for the finite-sample correction).
+This is split conformal with normalised scores (Lei et al. 2018) under the usual exchangeability
+assumption, which a drifting series breaks: the coverage actually reached is reported beside it. Beyond
+the calibrated horizon the last step's width grows with ``sqrt(k)``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -44,12 +46,12 @@ def calibrate(errors: np.ndarray, levels: Sequence[int]) -> ConformalWidths | No
     floor = max(float(scale.max()) * 1e-6, 1e-12)
     scale = np.maximum(scale, floor)
     scores = (err / scale).ravel()
-    n = len(scores)
+    n = len(err)
     quantiles = {}
     for lv in levels:
-        rank = min(n, math.ceil((n + 1) * lv / 100))
-        quantiles[int(lv)] = float(np.sort(scores)[rank - 1])
-    return ConformalWidths(scale, quantiles, len(err))
+        level = min(1.0, (n + 1) * lv / 100 / n)
+        quantiles[int(lv)] = float(np.quantile(scores, level, method="higher"))
+    return ConformalWidths(scale, quantiles, n)
 
 
 def coverage(truth: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:

@@ -41,6 +41,8 @@ def regularise(ts: pd.Series | pd.DatetimeIndex, y: np.ndarray, max_fill: int | 
     """``(ts, y)`` on a regular grid of the inferred step (see module doc)."""
     idx = pd.DatetimeIndex(ts)
     y = np.asarray(y, dtype="float64")
+    order = np.argsort(idx.asi8, kind="stable")  # time order first: a point out of order is placed, not lost
+    idx, y = idx[order], y[order]
     step = infer_step(idx)
     if max_fill is None:
         max_fill = max(MAX_FILL, int(FILL_SPAN // step))

@@ -13,12 +13,14 @@ percent-encoded into path segments (dots too where a segment would be ``.`` or `
 path is checked to lie strictly inside the root, so no source or metric name can leave it.
 
 Trust: ``model.pkl`` is a pickle, and unpickling runs code. Every version's ``meta.json`` holds the
-SHA-256 of its model file and a file that does not match is never unpickled (a torn or swapped file).
-That does not stop someone who can write both files; with a key (``$RHYTHM_MODEL_HMAC_KEY``, or
-``hmac_key=``) each version also carries an HMAC-SHA256 of (source, metric, version, digest), and a
-registry opened with the key loads only versions signed with it: a writer without the key cannot plant
-a model, nor move a signed one to another series or version. Use a key for any registry that others
-can write (S3).
+SHA-256 of its model file and names its series and version; a file that does not match, or metadata
+naming another series, is never unpickled (a torn, swapped or moved file). That does not stop someone who
+can write both files; with a key (``$RHYTHM_MODEL_HMAC_KEY``, or ``hmac_key=``) each version's whole
+metadata (digest included) carries an HMAC-SHA256, and so does each tag, and a registry opened with the
+key loads only versions and follows only tags signed with it: a writer without the key cannot plant a
+model, edit its metadata, move it, or point a tag elsewhere (replaying an older signed tag file, a
+rollback to a model that was once served, remains possible). A signed version met by a registry without
+the key is refused, so a lost secret is noticed. Use a key for any registry that others can write (S3).
 
 Versions are claimed atomically: the model file is created exclusively (``link`` onto a fresh name
 locally, ``If-None-Match: *`` on S3), so two trainings never take the same version.
@@ -70,10 +72,15 @@ def segment(name: str) -> str:
     return "%2E" + seg[1:] if seg.startswith(".") else seg
 
 
-def signature(key: bytes, source: str, metric: str, version: int, digest: str) -> str:
-    """HMAC-SHA256 binding a model's digest to its series and version."""
-    msg = json.dumps([source, metric, int(version), digest]).encode()
+def signature(key: bytes, *parts: Any) -> str:
+    """HMAC-SHA256 of ``parts`` as canonical JSON (a version's whole metadata; a tag and its target)."""
+    msg = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hmac.new(key, msg, hashlib.sha256).hexdigest()
+
+
+def _signed_part(meta: dict) -> dict:
+    """The metadata a signature covers: all of it but the signature, as JSON stores it."""
+    return json.loads(json.dumps({k: v for k, v in meta.items() if k != "artifact_hmac"}, default=str))
 
 
 def library_versions() -> dict[str, str]:
@@ -243,8 +250,8 @@ class ModelRegistry:
             version += 1  # another training claimed it first
         meta = {**meta, "source": source, "metric": metric, "version": version, "libraries": library_versions()}
         meta["artifact_sha256"] = digest
-        if self._key:
-            meta["artifact_hmac"] = signature(self._key, source, metric, version, digest)
+        if self._key:  # the whole metadata: series, version, digest, training window, CV scores
+            meta["artifact_hmac"] = signature(self._key, _signed_part(meta))
         base = f"{self._series(source, metric)}v{version:06d}/"
         self.storage.put(base + "meta.json", json.dumps(meta, indent=2, default=str).encode())
         for tag in tags:
@@ -256,7 +263,10 @@ class ModelRegistry:
         if not TAG_RE.match(tag):
             raise ValueError(f"a tag is letters, digits, '.', '_' and '-', not {tag!r}")
         self._resolve(source, metric, version)
-        self.storage.put(f"{self._series(source, metric)}tags/{tag}", str(version).encode())
+        body: dict[str, Any] = {"version": int(version)}
+        if self._key:
+            body["hmac"] = signature(self._key, "tag", source, metric, tag, int(version))
+        self.storage.put(f"{self._series(source, metric)}tags/{tag}", json.dumps(body).encode())
 
     def promote(self, source: str, metric: str, version: int) -> bool:
         """Tag ``version`` current unless the current one was trained on newer data; True if it moved."""
@@ -273,7 +283,14 @@ class ModelRegistry:
         """The version ``tag`` points at, or None."""
         if tag not in self.storage.children(f"{self._series(source, metric)}tags/"):
             return None
-        return int(self.storage.get(f"{self._series(source, metric)}tags/{tag}").decode())
+        raw = self.storage.get(f"{self._series(source, metric)}tags/{tag}").decode()
+        body = json.loads(raw) if raw.lstrip().startswith("{") else {"version": int(raw)}  # plain: before signing
+        version = int(body["version"])
+        if self._key:
+            want = signature(self._key, "tag", source, metric, tag, version)
+            if not isinstance(body.get("hmac"), str) or not hmac.compare_digest(body["hmac"], want):
+                raise IntegrityError(f"{self.root} {source!r} {metric!r}: tag {tag!r} is not signed with this key")
+        return version
 
     def _is_complete(self, source: str, metric: str, version: int) -> bool:
         return "meta.json" in self.storage.children(f"{self._series(source, metric)}v{version:06d}/")
@@ -297,6 +314,9 @@ class ModelRegistry:
         where = f"{self.root} {source!r} {metric!r} v{mv.version}"
         data = self.storage.get(f"{self._series(source, metric)}v{mv.version:06d}/model.pkl")
         expected = mv.meta.get("artifact_sha256")
+        claimed = (mv.meta.get("source"), mv.meta.get("metric"), mv.meta.get("version"))
+        if claimed != (source, metric, mv.version):
+            raise IntegrityError(f"{where}: its metadata names {claimed}, not this series and version")
         if not isinstance(expected, str):
             raise IntegrityError(f"{where}: no artifact_sha256 in its metadata (saved before digests): retrain it")
         digest = hashlib.sha256(data).hexdigest()
@@ -304,9 +324,11 @@ class ModelRegistry:
             raise IntegrityError(f"{where}: model.pkl does not match its SHA-256 ({digest[:12]}… != {expected[:12]}…)")
         if self._key:
             sig = mv.meta.get("artifact_hmac")
-            want = signature(self._key, source, metric, mv.version, digest)
+            want = signature(self._key, _signed_part(mv.meta))
             if not isinstance(sig, str) or not hmac.compare_digest(sig, want):
                 raise IntegrityError(f"{where}: not signed with this registry's key ({HMAC_ENV}): refused")
+        elif "artifact_hmac" in mv.meta:  # a lost secret must not turn verification off without a word
+            raise IntegrityError(f"{where}: the model is signed but this registry has no key: set {HMAC_ENV}")
         model = pickle.loads(data)  # noqa: S301  digest (and signature, with a key) checked just above
         return model, mv
 

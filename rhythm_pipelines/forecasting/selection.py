@@ -98,7 +98,7 @@ def select_model(
     cv_span: int | None = None,
     ensemble_size: int = 3,
     refit: bool = False,
-    calib_origins: int = 48,
+    calib_origins: int = 36,
 ) -> Selection:
     """Choose and fit the best model of ``models`` (plus their ensemble) for series ``y`` (see module doc).
 
@@ -144,7 +144,7 @@ def select_model(
             ranked.insert(0, rows[-1])
     best = ranked[0]["model"]
     chosen = members if best == ENSEMBLE else [best]
-    widths = _calibrate([at_known[m] for m in chosen], y, known, h, calib_origins, preds, at, chosen)
+    widths = _calibrate([at_known[m] for m in chosen], y, known, h, calib_origins, at)
     if refit:
         parts = [SeriesModel(m, seasons).fit(y) for m in chosen]
     else:
@@ -157,13 +157,12 @@ def select_model(
     return Selection(model, best, scores, n, seasons, len(at), members, n if refit else known, widths)
 
 
-def _calibrate(parts, y, known: int, h: int, count: int, preds: dict, at, chosen) -> ConformalWidths | None:
-    """Held-out errors of the chosen model over the CV span (``count`` origins, the CV ones included)."""
-    dense = origins(known, len(y), h, count)
-    extra = [o for o in dense if o not in set(at)]
+def _calibrate(parts, y, known: int, h: int, count: int, at) -> ConformalWidths | None:
+    """Errors of the chosen model at ``count`` origins of the CV span that did not choose it (out of sample
+    for its fit, and not the origins whose errors made it the winner)."""
+    chosen_on = set(at)
+    extra = [o for o in origins(known, len(y), h, count + len(at)) if o not in chosen_on][:count]
+    if not extra:
+        return None
     model = parts[0] if len(parts) == 1 else EnsembleModel(parts)
-    more = rolling_forecasts(model, y, known, extra, h) if extra else np.empty((0, h))
-    cv = np.mean([preds[m] for m in chosen], axis=0)
-    forecasts = dict(zip(list(at), cv, strict=True)) | dict(zip(extra, more, strict=True))
-    every = sorted(forecasts)
-    return calibrate(actuals(y, every, h) - np.vstack([forecasts[o] for o in every]), LEVELS)
+    return calibrate(actuals(y, extra, h) - rolling_forecasts(model, y, known, extra, h), LEVELS)

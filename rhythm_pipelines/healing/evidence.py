@@ -1,11 +1,14 @@
 """Local evidence: before healing touches a process or a file on this machine, this machine confirms the event.
 
 A host name in the metrics store is only what an agent or a file asserted (``rhythm agent --host <this
-host>`` writes points as if it were us). So an action on a local process or file needs the event to hold
-on this machine *now*, read here with psutil: the host's CPU or memory over the bar, the process alive with
-the start time the detector saw (or started before the event) and, for a leaking process, its real RSS at
-the level the event claims; a temp root over its limit. Events that only the store knows (anomaly alerts,
-channel or job events) give no local evidence.
+host>`` writes points as if it were us). The health sensor therefore reads this host only from points its
+own sampler signed (``metrics/provenance.py``), and, as a second line, an action on a local process or file
+needs the event to hold on this machine *now*, read here with psutil: the host's CPU over the configured
+bar; the host's memory at the level the event reports (within ``MEM_TOLERANCE`` points, and not fallen back
+by the leak's margin); the process alive with the start time the detector saw (or started before the event)
+and, for a leaking process, its real RSS at the level the event reports (from 90 % to twice it); one of the
+configured temp roots over its limit. Events that only the store knows (anomaly alerts, channel or job
+events) give no local evidence.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import psutil
 from rhythm_pipelines.healing import processes as procs
 from rhythm_pipelines.healing.detectors import DetectorSettings, dir_bytes
 from rhythm_pipelines.healing.events import HealthEvent
+
+MEM_TOLERANCE = 5.0  # points of mem_percent between the event's level and this machine's reading
 
 
 def _cpu() -> float:
@@ -37,6 +42,7 @@ class LocalEvidence:
     host: str
     cpu_percent: Callable[[], float] = field(default=_cpu)
     mem_percent: Callable[[], float] = field(default=_mem)
+    temp_roots: tuple[str, ...] = ()  # the configured roots: the only ones a disk event may be confirmed on
 
     def __call__(self, event: HealthEvent) -> tuple[bool, str]:
         if event.host != self.host:
@@ -60,7 +66,7 @@ class LocalEvidence:
         elif p.create_time > event.start.timestamp():
             return False, f"pid {pid} started after the event began: not the process it saw"
         if event.kind == "memory_leak" and not math.isnan(event.value):
-            if p.rss_bytes < 0.9 * event.value:
+            if not 0.9 * event.value <= p.rss_bytes <= 2.0 * event.value:  # a leak grows, a claim is not a fiction
                 return False, (
                     f"pid {pid} RSS here is {p.rss_bytes / 1e6:.0f} MB, not the {event.value / 1e6:.0f} MB the event "
                     "reports"
@@ -78,13 +84,13 @@ class LocalEvidence:
         if math.isnan(event.value):
             return False, "the event reports no memory level"
         margin = max(0.2, 0.3 * float(event.detail.get("rise", 0.0)))
-        ok = mem >= event.value - margin
+        ok = event.value - margin <= mem <= event.value + MEM_TOLERANCE
         return ok, f"mem_percent here {mem:.1f} (event {event.value:.1f}, margin {margin:.1f})"
 
     def _disk_pressure(self, event: HealthEvent) -> tuple[bool, str]:
         root = str(event.detail.get("root") or event.source.partition(":")[2])
-        if not root:
-            return False, "the event names no directory"
+        if root not in self.temp_roots:
+            return False, f"{root!r} is not a configured temp root"
         size = dir_bytes(root)
         try:
             disk = psutil.disk_usage(root).percent

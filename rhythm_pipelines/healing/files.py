@@ -36,13 +36,29 @@ def home_dirs() -> set[str]:
     return homes
 
 
+def state_dirs() -> set[str]:
+    """This product's own state: rhythm's home, store, landing zone, models and healing state, and Dagster's
+    home. A removal root may not be one of them, lie inside one, or hold one."""
+    from rhythm_pipelines.home import rhythm_home
+
+    env = os.environ
+    places = [str(rhythm_home()), env.get("DAGSTER_HOME", ""), env.get("RHYTHM_LANDING_DIR", ""),
+              env.get("RHYTHM_HEALING_DIR", ""), os.path.dirname(env.get("RHYTHM_SQLITE_PATH", "")),
+              env.get("RHYTHM_REPORTS_DIR", "")]  # fmt: skip
+    registry = env.get("RHYTHM_MODEL_REGISTRY", "")
+    if registry and not registry.startswith("s3://"):
+        places.append(registry)
+    return {os.path.realpath(p) for p in places if p}
+
+
 def _under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
 
 
 def root_problem(root: str) -> str | None:
     """Why ``root`` may not be a removal root (None: it may). Relative paths, ``/``, system directories,
-    home directories and any directory holding one of those are refused, after resolving symlinks."""
+    home directories, this product's own state (:func:`state_dirs`) and any directory holding one of those
+    are refused, after resolving symlinks."""
     if not isinstance(root, str) or not root.strip():
         return "empty path"
     if root.startswith("~"):
@@ -59,6 +75,9 @@ def root_problem(root: str) -> str | None:
     homes = home_dirs()
     if real in homes:
         return f"{shown} is a home directory"
+    for place in sorted(state_dirs()):
+        if _under(real, place) or _under(place, real):
+            return f"{shown} holds or lies in this product's own state ({place})"
     for place in (*SYSTEM_TREES, *SYSTEM_DIRS, *homes):
         if place != real and _under(place, real):
             return f"{shown} holds {place}"
@@ -95,12 +114,16 @@ def _open_root(real: str) -> int:
 
 def remove_old_files(root: str, older_than_s: float, dry_run: bool, now: float) -> Removal:
     """Remove regular files under ``root`` last modified more than ``older_than_s`` before ``now``.
-    Raises ``ValueError`` for a root :func:`root_problem` refuses."""
+    Raises ``ValueError`` for a root :func:`root_problem` refuses.
+
+    The root is resolved once, that resolved path is checked, and exactly it is opened, one component at a
+    time with ``O_NOFOLLOW``: a symlink swapped into a parent after the check makes the open fail."""
     problem = root_problem(root)
+    real = os.path.realpath(root) if problem is None else ""
+    problem = problem or root_problem(real)
     if problem:
         raise ValueError(f"refused removal root: {problem}")
     out = Removal()
-    real = os.path.realpath(root)
     try:
         fd = _open_root(real)
     except OSError as exc:

@@ -12,14 +12,17 @@ from typing import Protocol
 import psutil
 
 # Dagster's own processes: never signalled by healing, whatever an allowlist says (matched on the command line,
-# as `dagster-daemon run`, `/venv/bin/dagster api grpc ...` or `python -m dagster api execute_run ...`)
+# in console-script and module form: `dagster-daemon run`, `python -m dagster._daemon run` (as `dagster dev`
+# starts it), `python -m dagster_webserver`, `/venv/bin/dagster api grpc ...`, `python -m dagster api
+# execute_run ...`, `dagster-graphql`)
 _DAGSTER = r"(?:^|[\s/])(?:-m\s+)?"
 DAGSTER_ROLES: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("daemon", re.compile(_DAGSTER + r"dagster-daemon(?:\s|$)")),
-    ("webserver", re.compile(_DAGSTER + r"(?:dagster-webserver|dagit)(?:\s|$)")),
+    ("daemon", re.compile(_DAGSTER + r"(?:dagster-daemon|dagster\._daemon)(?:\s|$)")),
+    ("webserver", re.compile(_DAGSTER + r"(?:dagster-webserver|dagster_webserver|dagit)(?:\s|$)")),
     ("dagster dev", re.compile(_DAGSTER + r"dagster\s+dev(?:\s|$)")),
     ("code server", re.compile(_DAGSTER + r"dagster\s+(?:api\s+grpc|code-server\s+start)(?:\s|$)")),
     ("run worker", re.compile(_DAGSTER + r"dagster\s+api\s+execute_(?:run|step)(?:\s|$)")),
+    ("graphql client", re.compile(_DAGSTER + r"(?:dagster-graphql|dagster_graphql)(?:\s|$)")),
 )
 
 

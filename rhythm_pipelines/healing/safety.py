@@ -48,6 +48,44 @@ COMMON_PROCESSES = (
 )
 
 
+MIN_LITERAL = 4
+
+
+def _longest_literal(pattern: str) -> int:
+    """The longest run of characters the pattern matches literally (outside classes, escapes and quantified
+    atoms): ``.*my_worker.*`` has 9, ``.{52,}`` and ``[a-z]+`` none."""
+    best = run = 0
+    i, depth = 0, 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            nxt = pattern[i + 1 : i + 2]
+            literal = bool(nxt) and not nxt.isalnum()  # \. \- are literal; \d \w \s are classes
+            i += 2
+        elif ch == "[":
+            depth = 1
+            i += 1
+            while i < len(pattern) and depth:
+                depth -= pattern[i] == "]" and pattern[i - 1] != "\\"
+                i += 1
+            literal = False
+        elif ch == "{":  # a quantifier's bounds, not text
+            close = pattern.find("}", i)
+            i = len(pattern) if close < 0 else close + 1
+            literal = False
+        else:
+            literal = ch not in ".^$*+?}()|"
+            i += 1
+        quantified = i < len(pattern) and pattern[i] in "*?{" or (i < len(pattern) and pattern[i] == "+")
+        if literal and not quantified:
+            run += 1
+            best = max(best, run)
+        else:
+            best = max(best, run - (1 if literal and quantified else 0))
+            run = 0
+    return best
+
+
 @dataclass(frozen=True)
 class ProcessRule:
     """Matches a process when every given field matches: ``name`` (regex on the whole process name),
@@ -72,9 +110,16 @@ class ProcessRule:
         return self.user is None or self.user == user
 
     def allowlist_problem(self) -> str | None:
-        """Why this rule may not allow signalling (None: it may): no owner, or it matches common processes."""
+        """Why this rule may not allow signalling (None: it may): no owner, no literal part of at least
+        ``MIN_LITERAL`` characters (a name, a tag: `.{52,}` names nothing), or it matches common processes."""
         if not self.user:
             return "an allowlist rule needs `user`: the owner whose processes it may signal"
+        literals = [_longest_literal(p) for p in (self.name, self.cmdline) if p is not None]
+        if max(literals) < MIN_LITERAL:
+            return (
+                f"too broad: a rule must name something, a literal part of at least {MIN_LITERAL} characters "
+                "(an executable, a script, a tag) in its name or cmdline pattern"
+            )
         hits = [f"{n or '?'} ({c!r})" for n, c in COMMON_PROCESSES if self.matches(n, c, self.user)]
         if hits:
             return f"too broad: it matches common processes such as {', '.join(hits[:3])}; narrow name/cmdline"

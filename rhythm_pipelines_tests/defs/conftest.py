@@ -10,7 +10,8 @@ from rhythm_pipelines_tests.conftest import FIXTURES
 
 
 @pytest.fixture
-def resources(tmp_path):
+def resources(tmp_path, monkeypatch):
+    monkeypatch.setenv("RHYTHM_HOME", str(tmp_path / "home"))  # the sampler key and any state stay in the test
     landing = tmp_path / "landing"
     (landing / "calls").mkdir(parents=True)
     (landing / "metrics").mkdir(parents=True)

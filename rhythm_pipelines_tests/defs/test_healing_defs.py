@@ -26,6 +26,7 @@ from rhythm_pipelines.defs.resources import HealingResource, SQLiteStoreResource
 from rhythm_pipelines.healing import pause
 from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.playbooks import default_text
+from rhythm_pipelines.metrics.provenance import sampler_key, sign
 
 HOST = "heal-host"
 
@@ -33,6 +34,7 @@ HOST = "heal-host"
 @pytest.fixture
 def healing_resources(tmp_path, monkeypatch):
     monkeypatch.setenv("RHYTHM_HOST", HOST)
+    monkeypatch.setenv("RHYTHM_HOME", str(tmp_path / "home"))  # the sampler key lives there
     monkeypatch.delenv("RHYTHM_PLAYBOOKS", raising=False)
     return {
         "store": SQLiteStoreResource(path=str(tmp_path / "metrics.db")),
@@ -40,9 +42,23 @@ def healing_resources(tmp_path, monkeypatch):
     }
 
 
-def cpu_points(now: pd.Timestamp, minutes: float, value: float = 96.0) -> pd.DataFrame:
+def cpu_points(now: pd.Timestamp, minutes: float, value: float = 96.0, signed: bool = True) -> pd.DataFrame:
+    """This host's CPU as its own sampler writes it (signed), or as an agent claiming its name would."""
     ts = pd.date_range(end=now, periods=int(minutes * 6), freq="10s")
-    return pd.DataFrame({"ts": ts, "source": HOST, "metric": "cpu_percent", "value": value, "tags": None})
+    frame = pd.DataFrame({"ts": ts, "source": HOST, "metric": "cpu_percent", "value": value, "tags": None})
+    return sign(frame, sampler_key()) if signed else frame
+
+
+def test_points_naming_this_host_without_its_sampler_signature_raise_nothing(healing_resources):
+    now = pd.Timestamp.now(tz="UTC")
+    with healing_resources["store"].open() as s:  # an agent started with --host <this host>
+        s.write_metrics(
+            pd.concat([cpu_points(now - pd.Timedelta(minutes=6), 4, 30.0, False), cpu_points(now, 6, signed=False)])
+        )
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = health_sensor(dg.build_sensor_context(instance=instance, resources=healing_resources))
+        assert not [r for r in result.run_requests or [] if r.tags["rhythm/event_kind"] == "cpu_spike"]
+        assert "60 unsigned point(s) naming this host left out" in result.skip_reason.skip_message
 
 
 def test_health_sensor_launches_one_run_per_event_with_its_run_key_and_target(healing_resources):

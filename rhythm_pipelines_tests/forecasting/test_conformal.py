@@ -14,9 +14,9 @@ def test_the_finite_sample_rule_and_widths_growing_with_the_horizon():
     w = calibrate(errors, (80, 95))
     assert w.origins == 20
     np.testing.assert_allclose(w.scale, [10.5, 21.0, 21.0])  # mean |error| per step, made non-decreasing
-    n = 60  # pooled scaled scores; the 80 % quantile is the ceil(61 * 0.8) = 49th smallest
-    scores = np.sort((np.abs(errors) / w.scale).ravel())
-    assert w.quantiles[80] == scores[48] and w.quantiles[95] == scores[min(n, 58) - 1]
+    scores = (np.abs(errors) / w.scale).ravel()  # 60 pooled scores of 20 origins: n is 20, not 60
+    assert w.quantiles[80] == np.quantile(scores, 21 * 0.80 / 20, method="higher")  # (n + 1) L / n, n = 20
+    assert w.quantiles[95] == np.quantile(scores, 1.0, method="higher")  # 21 * 0.95 / 20 > 1: the largest
     assert (np.diff(w.half_width(95, 5)) >= 0).all() and len(w.half_width(95, 5)) == 5
     assert calibrate(errors[:5], (80,)) is None  # too few held-out origins: the model's own intervals stay
 

@@ -171,15 +171,27 @@ def _signed_registry_refuses_unsigned(registry: ModelRegistry, other_key: ModelR
         registry.load(SOURCE, METRIC)  # the newest, planted, version
     with pytest.raises(IntegrityError, match="not signed"):
         other_key.load(SOURCE, METRIC, version=good.version)
-    # a signed model moved to another series does not verify there either
-    meta2 = dict(good.meta)
+    # a signed model moved to another series does not verify there: as it is, or with its metadata edited
+    moved = f"{registry._series(SOURCE, 'moved')}v000001/"
     registry.storage.put(
-        f"{registry._series(SOURCE, 'moved')}v000001/model.pkl",
-        registry.storage.get(f"{registry._series(SOURCE, METRIC)}v000001/model.pkl"),
+        moved + "model.pkl", registry.storage.get(f"{registry._series(SOURCE, METRIC)}v000001/model.pkl")
     )
-    registry.storage.put(f"{registry._series(SOURCE, 'moved')}v000001/meta.json", json.dumps(meta2).encode())
+    registry.storage.put(moved + "meta.json", json.dumps(good.meta).encode())
+    with pytest.raises(IntegrityError, match="its metadata names"):
+        registry.load(SOURCE, "moved")
+    registry.storage.put(moved + "meta.json", json.dumps({**good.meta, "metric": "moved"}).encode())
     with pytest.raises(IntegrityError, match="not signed"):
         registry.load(SOURCE, "moved")
+    # tags are signed too: a tag written without the key is not followed
+    registry.tag(SOURCE, METRIC, "current", good.version)
+    assert registry.load(SOURCE, METRIC, tag="current")[1].version == good.version
+    registry.storage.put(f"{registry._series(SOURCE, METRIC)}tags/current", b"2")
+    with pytest.raises(IntegrityError, match="tag 'current' is not signed"):
+        registry.load(SOURCE, METRIC, tag="current")
+    # a lost key does not silently turn verification off
+    keyless = ModelRegistry(registry.root, s3_client=getattr(registry.storage, "client", None), hmac_key=b"")
+    with pytest.raises(IntegrityError, match="signed but this registry has no key"):
+        keyless.load(SOURCE, METRIC, version=good.version)
 
 
 def test_local_registry_with_a_key_loads_only_signed_versions(tmp_path):

@@ -80,8 +80,8 @@ def test_top_cpu_terminates_the_allowlisted_burner_and_never_the_bystander(tmp_p
     assert rec.outcome == DONE, rec.detail
     assert [t["pid"] for t in rec.touched] == [burner.pid]
     burner.wait(timeout=5)
-    assert alive(bystander.pid)
-    assert f"pid {bystander.pid}" in rec.detail and "not allowlisted, left alone" in rec.detail
+    assert alive(bystander.pid)  # just as busy, never touched (on a loaded machine it may not even rank top 3)
+    assert "not allowlisted, left alone" in rec.detail
 
 
 def test_an_empty_allowlist_touches_nothing(tmp_path, spawn):
@@ -113,6 +113,9 @@ def test_never_pid_1_ourselves_or_dagster_even_when_a_rule_matches_them(tmp_path
         ("/venv/bin/python /venv/bin/dagster api grpc --lazy-load-user-code -m x", "code server"),
         ("/venv/bin/python -m dagster api execute_run {}", "run worker"),
         ("/venv/bin/python3 /venv/bin/dagster-webserver -h 127.0.0.1", "webserver"),
+        ("/venv/bin/python3 -m dagster_webserver -h 127.0.0.1 -p 3000 -w workspace.yaml", "webserver"),
+        ("/venv/bin/python3 -m dagster._daemon run -w workspace.yaml", "daemon"),
+        ("/venv/bin/python3 /venv/bin/dagster-graphql -w /tmp/ws.yaml -t q", "graphql client"),
     ]:
         wide = SafetyPolicy(processes=(ProcessRule(cmdline=".*/venv/bin/.*", user=ME),))
         assert (
@@ -132,6 +135,7 @@ def test_allowlist_rules_match_whole_command_lines_and_need_an_owner():
         (ProcessRule(cmdline="", user="svc"), "too broad"),
         (ProcessRule(cmdline=".", user="svc"), "too broad"),
         (ProcessRule(name="python3?", user="svc"), "too broad"),
+        (ProcessRule(cmdline=".{52,}", user="root"), "too broad: a rule must name something"),
     ]:
         assert why in bad.allowlist_problem()
         with pytest.raises(ValueError, match=why.replace("`", ".")):

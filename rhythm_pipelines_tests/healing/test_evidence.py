@@ -26,6 +26,8 @@ def test_a_host_event_asserted_by_a_writer_is_not_confirmed_by_calm_readings():
     assert evidence(cpu=96.0)(spike)[0]
     leak = HealthEvent("memory_leak", HOST, NOW, "mem_percent", 88.0, {"rise": 10.0})
     assert not evidence(mem=40.0)(leak)[0] and evidence(mem=86.0)(leak)[0]
+    tiny = HealthEvent("memory_leak", HOST, NOW, "mem_percent", 1.0, {"rise": 1.0})  # a deflated claim
+    assert not evidence(mem=40.0)(tiny)[0]
     assert "not this host" in evidence(cpu=99.0)(HealthEvent("cpu_spike", "elsewhere-01", NOW))[1]
     anomaly = HealthEvent("anomaly", HOST, NOW, "cpu_percent", 9.0)
     assert "known only from the store" in evidence(cpu=99.0)(anomaly)[1]
@@ -48,10 +50,15 @@ def test_a_process_event_needs_the_live_process_it_saw(spawn):
     assert not ok and "not the 10000 MB the event reports" in why
     real = HealthEvent("memory_leak", f"{HOST}/proc/{p.pid}", now, "proc_rss_bytes", float(me.memory_info().rss))
     assert evidence()(real)[0]
+    small = HealthEvent("memory_leak", f"{HOST}/proc/{p.pid}", now, "proc_rss_bytes", 1000.0)  # deflated
+    assert "not the 0 MB the event reports" in evidence()(small)[1]
 
 
 def test_disk_pressure_is_measured_here(tmp_path):
     (tmp_path / "f").write_bytes(b"x" * 5000)
     ev = HealthEvent("disk_pressure", f"{HOST}:{tmp_path}", NOW, detail={"root": str(tmp_path)})
-    assert evidence(temp_max_bytes=1000)(ev)[0]
-    assert not evidence(temp_max_bytes=10**9, disk_percent=100.0)(ev)[0]
+    assert "not a configured temp root" in evidence(temp_max_bytes=1000)(ev)[1]
+    configured = LocalEvidence(DetectorSettings(temp_max_bytes=1000), HOST, temp_roots=(str(tmp_path),))
+    assert configured(ev)[0]
+    calm = LocalEvidence(DetectorSettings(temp_max_bytes=10**9, disk_percent=100.0), HOST, temp_roots=(str(tmp_path),))
+    assert not calm(ev)[0]

@@ -36,12 +36,20 @@ def test_hostile_roots_are_refused(root, why):
         SafetyPolicy(temp_roots=(root,))
 
 
-def test_a_symlink_to_a_system_directory_and_an_ancestor_of_a_home_are_refused(tmp_path):
+def test_symlinks_homes_and_our_own_state_are_refused(tmp_path, monkeypatch):
     (tmp_path / "etc_link").symlink_to("/etc")
     assert "(= /etc) is a system directory" in root_problem(str(tmp_path / "etc_link"))
-    assert root_problem("/tmp") is None and root_problem(str(tmp_path)) is None
+    monkeypatch.setenv("RHYTHM_HOME", str(tmp_path / "state" / "rhythm"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "state" / "dagster"))
+    assert root_problem(str(tmp_path / "cache")) is None
+    for mine in ("state", "state/rhythm", "state/dagster/storage"):  # holds it, is it, lies in it
+        assert "this product's own state" in root_problem(str(tmp_path / mine))
+    assert "this product's own state" in root_problem(str(tmp_path))  # an ancestor of RHYTHM_HOME
     home = os.path.expanduser("~")
     assert "home directory" in root_problem(home) or "system directory" in root_problem(home)
+    monkeypatch.delenv("DAGSTER_HOME")
+    monkeypatch.setenv("RHYTHM_HOME", "/var/lib/rhythm-test-never")
+    assert root_problem("/tmp") is None
 
 
 def _tree(tmp_path):

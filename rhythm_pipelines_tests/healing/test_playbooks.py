@@ -76,9 +76,13 @@ def test_a_user_file_replaces_the_shipped_one(tmp_path, monkeypatch):
         ),
         (
             "safety:\n  allow_processes: [{name: '.*', user: root}]\n" + MINIMAL,
-            r"x\.yaml:2: safety\.allow_processes\[0\]: too broad: it matches common processes such as systemd",
+            r"x\.yaml:2: safety\.allow_processes\[0\]: too broad: a rule must name something",
         ),
         ("safety:\n  allow_processes: [{cmdline: '', user: root}]\n" + MINIMAL, r"allow_processes\[0\]: too broad"),
+        (
+            "safety:\n  allow_processes: [{name: 'python3?', user: root}]\n" + MINIMAL,
+            r"allow_processes\[0\]: too broad: it matches common processes such as python3",
+        ),
         ("safety:\n  allow_processes: [{cmdline: '.', user: root}]\n" + MINIMAL, r"allow_processes\[0\]: too broad"),
         (
             "safety:\n  allow_processes: [{cmdline: '.*my_worker.*'}]\n" + MINIMAL,
