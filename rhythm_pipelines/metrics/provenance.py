@@ -9,11 +9,13 @@ that verify, so an agent that can write the store cannot make healing act here.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,21 +27,24 @@ SIG = "sig"
 
 
 def sampler_key(home: Path | None = None) -> bytes:
-    """This machine's sampler key, created atomically (``O_EXCL``, mode 0600) on first use."""
+    """This machine's sampler key, created on first use, whole and at once (written to a private temporary
+    file, then linked to its name: a second sensor thread never reads it half-written), mode 0600."""
     from rhythm_pipelines.home import rhythm_home
 
     path = (home or rhythm_home()) / "sampler.key"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        key = path.read_bytes()
-        if len(key) < 32:
-            raise ValueError(f"{path}: a sampler key is at least 32 bytes; delete the file to make a new one") from None
-        return key
-    with os.fdopen(fd, "wb") as f:
-        key = secrets.token_bytes(32)
-        f.write(key)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".sampler.", dir=path.parent)  # mode 0600
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(secrets.token_bytes(32))
+            with contextlib.suppress(FileExistsError):  # another thread made it first: theirs stands
+                os.link(tmp, path)
+        finally:
+            os.unlink(tmp)
+    key = path.read_bytes()
+    if len(key) < 32:
+        raise ValueError(f"{path}: a sampler key is at least 32 bytes; delete the file to make a new one")
     return key
 
 

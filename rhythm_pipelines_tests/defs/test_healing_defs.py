@@ -208,3 +208,14 @@ def test_healing_report_materializes_a_day(healing_resources):
     assert md["events"].value == 1 and md["mttr_p50_s"].value == 7200.0
     assert md["availability"].value == pytest.approx(1 - 2 / 24)
     assert "memory_leak" in md["top_causes"].value and md["timeline"].value.startswith("![healing on 2026-11-20]")
+
+
+def test_the_sampler_key_is_made_once_whole_and_private(tmp_path):
+    import stat
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(8) as pool:  # the sampler and health sensors may both make it on their first tick
+        keys = set(pool.map(lambda _: sampler_key(tmp_path), range(8)))
+    assert len(keys) == 1 and len(keys.pop()) == 32
+    assert stat.S_IMODE((tmp_path / "sampler.key").stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == ["sampler.key"]
