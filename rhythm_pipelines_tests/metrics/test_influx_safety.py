@@ -6,20 +6,24 @@ import pandas as pd
 import pytest
 
 from rhythm_pipelines.metrics.calls import parse_calls
-from rhythm_pipelines.metrics.influx import SHARDS
+from rhythm_pipelines.metrics.influx import SHARDS, InfluxMetricsStore
 from rhythm_pipelines_tests.conftest import T0
 
 FORGERY = 'x" 0\nmetrics,metric=cpu_percent,source=forged value=99 1\nchannel_calls,channel=evil ok=1 1\\'
 
 
+_dbs = iter(range(10**6))
+
+
 @pytest.fixture
-def influx(store):
-    if type(store).__name__ != "InfluxMetricsStore":
-        pytest.skip("InfluxDB-specific: the sqlite variant of `store` is tested elsewhere")
-    return store
+def influx(influx_server):
+    """A fresh database on the real influxd (the `store` fixture's influx variant, without its sqlite twin)."""
+    db = f"safety{next(_dbs)}"
+    influx_server.create_database(db)
+    with InfluxMetricsStore(influx_server.url, token="test-token", bucket=db, batch_size=1000) as s:
+        yield s
 
 
-@pytest.mark.parametrize("store", ["influx"], indirect=True)
 def test_a_crafted_id_cannot_forge_points(influx):
     calls = pd.DataFrame(
         {
@@ -47,7 +51,6 @@ def test_a_crafted_id_cannot_forge_points(influx):
     assert measurements == {"channel_calls", "metrics"}
 
 
-@pytest.mark.parametrize("store", ["influx"], indirect=True)
 def test_per_row_ids_are_fields_and_same_instant_calls_are_kept(influx):
     n = 2000
     calls = pd.DataFrame(
