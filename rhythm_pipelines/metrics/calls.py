@@ -18,7 +18,15 @@ import numpy as np
 import pandas as pd
 
 from rhythm_pipelines.metrics.landing import read_records
-from rhythm_pipelines.metrics.schema import MAX_RAW, RowChecks, RowError, ValidationError, in_window, parse_utc
+from rhythm_pipelines.metrics.schema import (
+    MAX_RAW,
+    RowChecks,
+    RowError,
+    ValidationError,
+    in_window,
+    jsonable,
+    parse_utc,
+)
 
 STATUSES = ("ok", "error", "timeout")
 # the largest value each numeric field may take (a day of latency; tokens and dollars of one call)
@@ -67,9 +75,9 @@ def parse_calls(
     ts = parse_utc(raw["timestamp"])
     flag(ts.isna(), "timestamp", "not a parsable timestamp")
     now = pd.Timestamp.now(tz="UTC") if now is None else now
-    future = (ts > now + max_clock_skew()).to_numpy(dtype=bool)
-    skew = max_clock_skew().total_seconds()
-    flag(future, "timestamp", f"in the future: more than {skew:g} s ahead of this machine's clock")
+    skew = max_clock_skew()
+    future = (ts > now + skew).to_numpy(dtype=bool)
+    flag(future, "timestamp", f"in the future: more than {skew.total_seconds():g} s ahead of this machine's clock")
     text = {}
     for col in ("channel", "region", "status", "task", "request_id"):
         if col not in raw.columns:  # `task` and `request_id` are optional
@@ -83,23 +91,9 @@ def parse_calls(
     flag(~status.isin(STATUSES) & (status != ""), "status", f"must be one of {', '.join(STATUSES)}")
 
     def number(col: str, required: bool, integer: bool) -> pd.Series:
-        """A numeric field: real numbers only (not true/false), finite, not negative, within ``MAXIMA``."""
         if col not in raw.columns:  # not logged: unknown, not zero
             return pd.Series(np.full(n, np.nan))
-        given = raw[col].notna() & (raw[col].astype(str).str.strip() != "")
-        boolean = raw[col].map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
-        flag(boolean, col, "not a number (true/false)")
-        values = pd.to_numeric(raw[col].where(given & ~boolean), errors="coerce").astype("float64")
-        if required:
-            flag(~given, col, "empty")
-        flag(given & ~boolean & values.isna(), col, "not a number")
-        flag(np.isinf(values.to_numpy()), col, "not finite")
-        finite = values.where(np.isfinite(values))
-        flag(finite < 0, col, "negative")
-        flag(finite > MAXIMA[col], col, f"out of range (above {MAXIMA[col]:g})")
-        if integer:
-            flag(finite.notna() & (finite != finite.round()), col, "not a whole number")
-        return finite
+        return pd.Series(checks.number(raw[col], col, required, integer, minimum=0, maximum=MAXIMA[col]))
 
     latency = number("latency_ms", True, False)
     tokens_in = number("tokens_in", False, True)
@@ -108,8 +102,10 @@ def parse_calls(
 
     records = raw.drop(columns="_row", errors="ignore")
     rows = raw["_row"].to_numpy() if "_row" in raw.columns else np.arange(1, n + 1)
-    times = [(received or now) if future[i] else (None if pd.isna(t) else t) for i, t in enumerate(ts)]
-    errors = checks.errors(origin, records, rows, times)
+    def time_of(i: int) -> pd.Timestamp | None:  # a future row is filed under when its file was written
+        return (received or now) if future[i] else (None if pd.isna(ts.iloc[i]) else ts.iloc[i])
+
+    errors = checks.errors(origin, records, rows, time_of)
     good = checks.good
     calls = pd.DataFrame(
         {
@@ -133,10 +129,6 @@ def parse_calls(
         calls = calls[(calls["ts"] >= start) & (calls["ts"] < end)].reset_index(drop=True)
         errors = in_window(errors, start, end)
     return calls, errors
-
-
-def _plain(v):
-    return None if isinstance(v, float) and np.isnan(v) else v
 
 
 def _call_ids(calls: pd.DataFrame, request_ids) -> list[str]:
@@ -206,7 +198,7 @@ def conflicting_calls(calls: pd.DataFrame, stored: pd.DataFrame) -> tuple[pd.Dat
         where = f"{prior.get('origin')}" + (f" row {int(prior['row'])}" if pd.notna(prior.get("row")) else "")
         diff = [k for k in CONTENT if not equal(prior[k], rec[k])]
         detail = ", ".join(f"{k} {prior[k]} vs {rec[k]}" for k in diff[:3])
-        raw = json.dumps({k: _plain(rec[k]) for k in CALL_COLUMNS}, default=str)[:MAX_RAW]
+        raw = json.dumps({k: jsonable(rec[k]) for k in CALL_COLUMNS}, default=str)[:MAX_RAW]
         reason = f"request_id {rec['call_id']!r} already seen at {where} with other content ({detail})"
         errors.append(RowError(str(rec["origin"]), int(rec["row"]), "request_id", reason, raw, rec["ts"]))
         keep.append(False)

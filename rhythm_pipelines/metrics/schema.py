@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,19 +82,55 @@ class RowChecks:
                 self.flag(mask, field, reason)
         return text
 
+    def number(
+        self,
+        col: pd.Series,
+        field: str,
+        required: bool = True,
+        integer: bool = False,
+        minimum: float | None = None,
+        maximum: float | None = None,
+    ) -> np.ndarray:
+        """Check a numeric column: a real number (not true/false), finite, within [minimum, maximum], whole if
+        ``integer``; empty is allowed unless ``required``. Returns the values (NaN where unusable)."""
+        raw = col.reset_index(drop=True)
+        if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):  # fast path: numbers
+            given, boolean = raw.notna().to_numpy(), np.zeros(len(raw), dtype=bool)
+        else:  # text or mixed (CSV, JSONL): blanks are empty, true/false is no number
+            given = (raw.notna() & (raw.astype(str).str.strip() != "")).to_numpy()
+            boolean = raw.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
+        self.flag(boolean, field, "not a number (true/false)")
+        if required:
+            self.flag(~given, field, "empty")
+        values = pd.to_numeric(raw.where(given & ~boolean), errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+        self.flag(given & ~boolean & np.isnan(values), field, "not a number")
+        self.flag(np.isinf(values), field, "not finite")
+        finite = np.where(np.isfinite(values), values, np.nan)
+        with np.errstate(invalid="ignore"):
+            if minimum is not None:
+                self.flag(finite < minimum, field, "negative" if minimum == 0 else f"below {minimum:g}")
+            if maximum is not None:
+                self.flag(finite > maximum, field, f"out of range (above {maximum:g})")
+            if integer:
+                self.flag(np.isfinite(finite) & (finite != np.round(finite)), field, "not a whole number")
+        return finite
+
     @property
     def good(self) -> np.ndarray:
         ok = np.ones(self.n, dtype=bool)
         ok[list(self.reasons)] = False
         return ok
 
-    def errors(self, origin: str, records: pd.DataFrame, rows: np.ndarray, times: list) -> list[RowError]:
-        """One RowError per rejected row: ``rows`` are the numbers a person finds, ``times`` each row's time."""
+    def errors(
+        self, origin: str, records: pd.DataFrame, rows: np.ndarray, time_of: Callable[[int], pd.Timestamp | None]
+    ) -> list[RowError]:
+        """One RowError per rejected row: ``rows`` are the numbers a person finds, ``time_of(i)`` row i's time
+        (asked of rejected rows only)."""
         out = []
         for i in sorted(self.reasons):
             field, reason = self.reasons[i]
-            raw = json.dumps({k: _jsonable(v) for k, v in records.iloc[i].items()}, default=str)[:MAX_RAW]
-            out.append(RowError(origin, int(rows[i]), field, reason, raw, times[i]))
+            raw = json.dumps({k: jsonable(v) for k, v in records.iloc[i].items()}, default=str)[:MAX_RAW]
+            out.append(RowError(origin, int(rows[i]), field, reason, raw, time_of(i)))
         return out
 
 
@@ -224,14 +260,7 @@ def _check(frame: pd.DataFrame, origin: str, first_row: int) -> tuple[dict[str, 
     parsed: dict[str, Any] = {"ts": ts}
     for col in ("source", "metric"):
         parsed[col] = checks.identifier(frame[col], col)
-    raw_values = frame["value"].reset_index(drop=True)
-    boolean = raw_values.map(lambda v: isinstance(v, bool | np.bool_)).to_numpy(dtype=bool)
-    checks.flag(boolean, "value", "not a number (true/false)")
-    values = pd.to_numeric(raw_values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    checks.flag(np.isnan(values) & raw_values.notna().to_numpy(), "value", "not a number")
-    checks.flag(raw_values.isna().to_numpy(), "value", "empty")
-    checks.flag(np.isinf(values), "value", "not finite")
-    parsed["value"] = values
+    parsed["value"] = checks.number(frame["value"], "value")
     tags = np.full(len(frame), None, dtype=object)
     if "tags" in frame.columns:
         for i, t in enumerate(frame["tags"].tolist()):
@@ -241,8 +270,7 @@ def _check(frame: pd.DataFrame, origin: str, first_row: int) -> tuple[dict[str, 
                 checks.flag_row(i, "tags", f"invalid tags: {exc}")
     parsed["tags"] = tags
     rows = np.arange(first_row, first_row + len(frame))
-    times = [None if pd.isna(t) else t for t in ts]
-    return parsed, checks.errors(origin, frame.reset_index(drop=True), rows, times)
+    return parsed, checks.errors(origin, frame.reset_index(drop=True), rows, lambda i: _time(ts.iloc[i]))
 
 
 def in_window(errors: list[RowError], start: pd.Timestamp, end: pd.Timestamp) -> list[RowError]:
@@ -266,7 +294,12 @@ def quarantine_frame(errors: list[RowError], kind: str) -> pd.DataFrame:
     )
 
 
-def _jsonable(v: Any) -> Any:
+def _time(t: Any) -> pd.Timestamp | None:
+    return None if pd.isna(t) else t
+
+
+def jsonable(v: Any) -> Any:
+    """A cell as JSON wants it (NaN as null)."""
     if isinstance(v, float) and math.isnan(v):
         return None
     return v
