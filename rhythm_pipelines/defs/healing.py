@@ -17,7 +17,7 @@ import pandas as pd
 
 from rhythm_pipelines.defs.metadata import md_table, plot_incidents
 from rhythm_pipelines.defs.partitions import daily_partitions
-from rhythm_pipelines.defs.reexecution import submit_reexecution
+from rhythm_pipelines.defs.reexecution import REEXEC_TAG, ROOT_RUN_TAG, submit_reexecution
 from rhythm_pipelines.defs.resources import HealingResource, MetricsStoreResource, sampler_host
 from rhythm_pipelines.healing import pause
 from rhythm_pipelines.healing.actions import Actuator
@@ -32,14 +32,12 @@ from rhythm_pipelines.healing.report import day_report
 from rhythm_pipelines.healing.safety import Guard
 from rhythm_pipelines.healing.tracker import EpisodeTracker
 from rhythm_pipelines.healing.watch import HOST_METRICS, Observation, calls_lookback, detect_all, lookback
-from rhythm_pipelines.metrics.provenance import sampler_key, verified
+from rhythm_pipelines.metrics.provenance import sampler_key, without_claims
 
 HEALTH_INTERVAL_S = int(os.environ.get("RHYTHM_HEALTH_INTERVAL_S", "10"))
 HEALING_GROUP = "healing"
 TARGET_TAG = "rhythm/target"  # dagster.yaml limits runs to one per value of this tag
 LOG_LOOKBACK = pd.Timedelta("1h")
-REEXEC_TAG = "rhythm/healing_rerun_of"
-ROOT_RUN_TAG = "dagster/root_run_id"  # set by Dagster on every re-execution
 
 
 class EventConfig(dg.Config):
@@ -253,10 +251,8 @@ def _observe(store, healing: HealingResource, books, now: pd.Timestamp) -> tuple
         points = st.read_metrics(now - lookback(s), now + pd.Timedelta(seconds=1), metrics=list(HOST_METRICS))
         calls = st.read_table("channel_calls", now - calls_lookback(s), now + pd.Timedelta(seconds=1))
         alerts = st.read_table("events", now - pd.Timedelta(seconds=s.anomaly_window_s), now + pd.Timedelta(seconds=1))
-    ours = (points["source"] == host) | points["source"].str.startswith(f"{host}/proc/")
-    claimed = ours.to_numpy() & ~verified(points, sampler_key())
-    points = points[~claimed].reset_index(drop=True)
-    return Observation(host, now, points, calls, alerts, snapshot(), books.safety.temp_roots), int(claimed.sum())
+    points, unsigned = without_claims(points, host, sampler_key())
+    return Observation(host, now, points, calls, alerts, snapshot(), books.safety.temp_roots), unsigned
 
 
 @dg.sensor(

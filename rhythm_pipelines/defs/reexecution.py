@@ -23,6 +23,8 @@ from typing import Any
 import dagster as dg
 import yaml
 
+REEXEC_TAG = "rhythm/healing_rerun_of"  # the failed run healing re-executes
+PARENT_RUN_TAG, ROOT_RUN_TAG = "dagster/parent_run_id", "dagster/root_run_id"  # set by Dagster on re-execution
 MUTATION = """
 mutation($params: ReexecutionParams!) {
   launchPipelineReexecution(reexecutionParams: $params) {
@@ -105,7 +107,7 @@ def submit_reexecution(
             # our own CLI with an argument list, no shell
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout_s, check=False)  # noqa: S603
         except subprocess.TimeoutExpired:  # it may have submitted the run before it was stopped
-            children = instance.get_runs(filters=dg.RunsFilter(tags={"dagster/parent_run_id": parent_run_id}))
+            children = instance.get_runs(filters=dg.RunsFilter(tags={PARENT_RUN_TAG: parent_run_id}))
             mine = [r for r in children if all(r.tags.get(k) == v for k, v in tags.items())]
             if mine:
                 return Submitted(True, f"submitted run {mine[0].run_id} (found after a slow answer)", mine[0].run_id)

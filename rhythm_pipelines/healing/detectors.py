@@ -410,6 +410,11 @@ def anomaly(events: pd.DataFrame, now: pd.Timestamp, s: DetectorSettings) -> lis
     ]
 
 
+def leak_margin(event: HealthEvent) -> float:
+    """How much of its rise a host memory leak must give back to be over (points of mem_percent)."""
+    return max(0.2, 0.3 * float(event.detail.get("rise", 0.0)))
+
+
 def dir_bytes(root: str | Path) -> int:
     """Bytes of the regular files under ``root`` (symlinks not followed)."""
     total = 0

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from rhythm_pipelines.healing import processes as procs
-from rhythm_pipelines.healing.detectors import DetectorSettings, dir_bytes
+from rhythm_pipelines.healing.detectors import DetectorSettings, disk_pressure, leak_margin
 from rhythm_pipelines.healing.events import HealthEvent
 
 MEM_TOLERANCE = 5.0  # points of mem_percent between the event's level and this machine's reading
@@ -83,7 +83,7 @@ class LocalEvidence:
         mem = self.mem_percent()
         if math.isnan(event.value):
             return False, "the event reports no memory level"
-        margin = max(0.2, 0.3 * float(event.detail.get("rise", 0.0)))
+        margin = leak_margin(event)
         ok = event.value - margin <= mem <= event.value + MEM_TOLERANCE
         return ok, f"mem_percent here {mem:.1f} (event {event.value:.1f}, margin {margin:.1f})"
 
@@ -91,10 +91,8 @@ class LocalEvidence:
         root = str(event.detail.get("root") or event.source.partition(":")[2])
         if root not in self.temp_roots:
             return False, f"{root!r} is not a configured temp root"
-        size = dir_bytes(root)
-        try:
-            disk = psutil.disk_usage(root).percent
-        except OSError:
-            disk = math.nan
-        ok = size > self.settings.temp_max_bytes or disk > self.settings.disk_percent
-        return ok, f"{root}: {size / 1e6:.1f} MB, disk {disk:.0f}% here"
+        found = disk_pressure([root], self.host, event.start, self.settings)  # the detector, run here and now
+        if not found:
+            return False, f"{root}: no pressure here now"
+        seen = found[0].detail
+        return True, f"{root}: {seen['bytes'] / 1e6:.1f} MB, disk {seen['disk_percent']:.0f}% here"

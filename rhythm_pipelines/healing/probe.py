@@ -18,7 +18,7 @@ import psutil
 
 from rhythm_pipelines.healing import processes as procs
 from rhythm_pipelines.healing.breaker import replay
-from rhythm_pipelines.healing.detectors import DetectorSettings, dir_bytes
+from rhythm_pipelines.healing.detectors import DetectorSettings, dir_bytes, leak_margin
 from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.routing import read_routes
 
@@ -71,7 +71,7 @@ class LocalProbe:
             ok = not math.isnan(event.value) and p.rss_bytes < 0.9 * event.value
             return ok, f"pid {pid} RSS {p.rss_bytes / 1e6:.0f} MB (was {event.value / 1e6:.0f} MB at detection)"
         # over when memory gave back a good part of what the leak window saw it gain
-        margin = max(0.2, 0.3 * float(event.detail.get("rise", 0.0)))
+        margin = leak_margin(event)
         mem = self.mem_percent()
         return (
             mem < event.value - margin,

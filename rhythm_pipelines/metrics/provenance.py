@@ -70,6 +70,14 @@ def sign(frame: pd.DataFrame, key: bytes) -> pd.DataFrame:
     return frame.assign(tags=merged)
 
 
+def without_claims(points: pd.DataFrame, host: str, key: bytes) -> tuple[pd.DataFrame, int]:
+    """``points`` less those that name ``host`` (or its processes) without its sampler's signature, and how
+    many were left out."""
+    ours = ((points["source"] == host) | points["source"].str.startswith(f"{host}/proc/")).to_numpy()
+    claimed = ours & ~verified(points, key)
+    return points[~claimed].reset_index(drop=True), int(claimed.sum())
+
+
 def verified(frame: pd.DataFrame, key: bytes) -> np.ndarray:
     """Which points carry a valid signature of this machine's sampler."""
     if frame.empty:
