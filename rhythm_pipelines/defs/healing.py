@@ -22,12 +22,12 @@ from rhythm_pipelines.defs.resources import HealingResource, MetricsStoreResourc
 from rhythm_pipelines.healing import pause
 from rhythm_pipelines.healing.actions import Actuator
 from rhythm_pipelines.healing.detectors import cascade_failure, task_failure_pattern
-from rhythm_pipelines.healing.engine import Healer
+from rhythm_pipelines.healing.engine import SUPPRESSED, UNRESOLVED, Healer
 from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.evidence import LocalEvidence
 from rhythm_pipelines.healing.playbooks import Step
 from rhythm_pipelines.healing.probe import LocalProbe
-from rhythm_pipelines.healing.processes import snapshot
+from rhythm_pipelines.healing.processes import instance_roles, snapshot
 from rhythm_pipelines.healing.report import day_report
 from rhythm_pipelines.healing.safety import Guard
 from rhythm_pipelines.healing.tracker import EpisodeTracker
@@ -37,6 +37,7 @@ from rhythm_pipelines.metrics.provenance import sampler_key, without_claims
 HEALTH_INTERVAL_S = int(os.environ.get("RHYTHM_HEALTH_INTERVAL_S", "10"))
 HEALING_GROUP = "healing"
 TARGET_TAG = "rhythm/target"  # dagster.yaml limits runs to one per value of this tag
+OUTCOME_TAG = "rhythm/outcome"  # set when the run ends: resolved, unresolved, suppressed, dry_run...
 LOG_LOOKBACK = pd.Timedelta("1h")
 
 
@@ -229,12 +230,21 @@ def heal_event(
             },
         )
     )
+    context.instance.add_run_tags(context.run_id, {OUTCOME_TAG: result.status})
+    if result.status in (UNRESOLVED, SUPPRESSED):
+        last = result.entries[-1]["detail"] if result.entries else ""
+        raise dg.Failure(
+            description=f"{result.status.upper()} at {result.level or 'no level'}: {last}",
+            metadata={"event_id": event.event_id, "status": result.status, "level": result.level},
+            allow_retries=False,
+        )
     return result.status
 
 
 @dg.job(
     description="Heal one event: assess its severity, run the playbook, verify, escalate or alert. Launched by the "
-    "healing sensors with the event in the run config; one run per target at a time (tag rhythm/target).",
+    "healing sensors with the event in the run config; one run per target at a time (tag rhythm/target). A run "
+    "whose incident ends unresolved (or suppressed as flapping) fails, so it shows red; rhythm/outcome tags it.",
     tags={"rhythm/kind": "healing"},
     executor_def=dg.in_process_executor,  # one op: a step subprocess would only add start-up time to MTTR
 )
@@ -252,7 +262,9 @@ def _observe(store, healing: HealingResource, books, now: pd.Timestamp) -> tuple
         calls = st.read_table("channel_calls", now - calls_lookback(s), now + pd.Timedelta(seconds=1))
         alerts = st.read_table("events", now - pd.Timedelta(seconds=s.anomaly_window_s), now + pd.Timedelta(seconds=1))
     points, unsigned = without_claims(points, host, sampler_key())
-    return Observation(host, now, points, calls, alerts, snapshot(), books.safety.temp_roots), unsigned
+    procs = snapshot()
+    own = instance_roles(procs, os.getpid())
+    return Observation(host, now, points, calls, alerts, procs, books.safety.temp_roots, own), unsigned
 
 
 @dg.sensor(

@@ -33,6 +33,11 @@ DONE, DRY_RUN, REFUSED, NOOP, FAILED = "done", "dry_run", "refused", "noop", "fa
 UNGUARDED = ("notify_admin", "prepare_reboot", "recheck", "resume_low_priority", "restore_route")  # never held back
 
 
+def host_level(event: HealthEvent) -> bool:
+    """Is the event about a whole host's CPU or memory (the only reason a reboot plan may be written)?"""
+    return event.source == event.host and event.metric in ("cpu_percent", "mem_percent")
+
+
 @dataclass
 class ActionRecord:
     action: str
@@ -92,6 +97,22 @@ class Actuator:
     @property
     def routes_file(self) -> Path:
         return self.state_dir / "routes.json"
+
+    def impossible(self, step: Step, event: HealthEvent) -> str | None:
+        """Why ``step`` cannot do anything under this policy, whatever the moment (None: it may): nothing it
+        could touch is configured, or it needs a reason the event does not give."""
+        a = step.action
+        if a in ("terminate_process", "reap_zombies") and not self.policy.processes:
+            return "no process is allowlisted (safety.allow_processes)"
+        if a == "clear_cache" and not self.policy.cache_dirs:
+            return "no cache dir is configured (safety.cache_dirs)"
+        if a == "remove_temp_files" and not self.policy.temp_roots:
+            return "no temp root is configured (safety.temp_roots)"
+        if a == "reroute_channel" and not self._fallback(event.source, step.params.get("fallback")):
+            return f"no fallback for {event.source} (routing.fallbacks)"
+        if a == "prepare_reboot" and not host_level(event):
+            return "a reboot plan needs a host-level reason (the host's CPU or memory), not one process"
+        return None
 
     def run(self, step: Step, event: HealthEvent, level: str) -> ActionRecord:
         started, t0 = self.now(), time.monotonic()
@@ -306,6 +327,8 @@ class Actuator:
         return (DONE if ok else FAILED), "admin", f"{text} ({how})", []
 
     def _prepare_reboot(self, event, level):
+        if not host_level(event):
+            return REFUSED, event.source, self.impossible(Step("prepare_reboot"), event), []
         plan = {
             "host": event.host,
             "event": event.to_config(),

@@ -30,11 +30,16 @@ class DetectorSettings:
     cpu_percent: float = 80.0  # cpu_spike: above this...
     cpu_sustain_s: float = 300.0  # ...for this long
     stale_s: float = 60.0  # a series whose last point is older than this says nothing about now
-    leak_window_s: float = 1800.0  # memory_leak: Mann–Kendall over this window...
+    leak_window_s: float = 3600.0  # memory_leak: Mann–Kendall over this window...
     leak_min_points: int = 12
     leak_p_value: float = 1e-4  # ...rising with this significance...
     leak_min_mem_pct_per_h: float = 2.0  # ...and at least this fast (host memory, points of % per hour)
-    leak_min_rss_frac_per_h: float = 0.2  # (process RSS, fraction of its median per hour)
+    leak_min_rss_frac_per_h: float = 0.2  # (process RSS, fraction of its median per hour)...
+    leak_tail_frac: float = 0.25  # ...still rising over the window's last quarter, at least...
+    leak_tail_min_ratio: float = 0.5  # ...this share of the whole window's slope (warm-up levels off: no leak)...
+    leak_horizon_s: float = 21600.0  # ...and, at that rate, within this long: host memory above...
+    leak_full_mem_pct: float = 90.0  # ...this, or a process holding at least...
+    leak_min_share: float = 0.10  # ...this share of its host's memory
     latency_p95_ms: float = 500.0  # high_latency: p95 over the window above this
     latency_window_s: float = 300.0
     latency_min_calls: int = 5
@@ -128,27 +133,63 @@ def cpu_spike(points: pd.DataFrame, now: pd.Timestamp, s: DetectorSettings) -> l
     return out
 
 
+def host_memory_bytes(points: pd.DataFrame) -> dict[str, float]:
+    """Each host's total memory, from its own points (``mem_used_bytes`` × 100 / ``mem_percent``)."""
+    used = points[points["metric"] == "mem_used_bytes"].set_index(["source", "ts"])["value"]
+    pct = points[points["metric"] == "mem_percent"].set_index(["source", "ts"])["value"]
+    both = pd.concat({"used": used, "pct": pct}, axis=1, join="inner")
+    both = both[both["pct"] > 0]
+    return (both["used"] * 100 / both["pct"]).groupby(level="source").median().to_dict()
+
+
+def _leak(v: np.ndarray, secs: np.ndarray, s: DetectorSettings):
+    """(whole window's trend, its last ``leak_tail_frac``'s trend): a leak is still rising at the end."""
+    mk = mann_kendall(v, secs)
+    tail = secs >= secs[-1] - s.leak_tail_frac * s.leak_window_s
+    if tail.sum() < 3:
+        return mk, None
+    return mk, mann_kendall(v[tail], secs[tail])
+
+
 def memory_leak(points: pd.DataFrame, now: pd.Timestamp, s: DetectorSettings) -> list[HealthEvent]:
-    """Host memory (``mem_percent``) or a process's RSS (``proc_rss_bytes``) rising steadily over the window:
-    a Mann–Kendall trend with p under ``leak_p_value`` and Sen's slope over the minimum rate."""
+    """Host memory (``mem_percent``) or a process's RSS (``proc_rss_bytes``) growing without levelling off.
+
+    All of: a Mann–Kendall trend over ``leak_window_s`` with p under ``leak_p_value`` and Sen's slope over the
+    minimum rate; the window's last ``leak_tail_frac`` still rising at ``leak_tail_min_ratio`` of that slope
+    (warm-up and caches that plateau are not leaks); and, at that rate, within ``leak_horizon_s`` the host's
+    memory above ``leak_full_mem_pct`` or the process holding ``leak_min_share`` of its host's memory (the
+    host's total is read from its ``mem_used_bytes`` and ``mem_percent`` points; without them, that last test
+    is left out for a process).
+    """
     out = []
     lo = now - pd.Timedelta(seconds=s.leak_window_s)
+    recent = points[pd.to_datetime(points["ts"], utc=True) >= lo]
+    totals = host_memory_bytes(recent)
+    horizon_h = s.leak_horizon_s / 3600
     for metric in ("mem_percent", "proc_rss_bytes"):
-        for source, g in _series(points[pd.to_datetime(points["ts"], utc=True) >= lo], metric):
+        for source, g in _series(recent, metric):
             ts = pd.DatetimeIndex(g["ts"])
             if len(g) < s.leak_min_points or now - ts[-1] > pd.Timedelta(seconds=s.stale_s):
                 continue
             if (ts[-1] - ts[0]).total_seconds() < 0.8 * s.leak_window_s:
                 continue  # too little of the window covered (a process just started, still warming up)
             v = g["value"].to_numpy(dtype="float64")
-            mk = mann_kendall(v, (ts - ts[0]).total_seconds().to_numpy())
+            mk, tail = _leak(v, (ts - ts[0]).total_seconds().to_numpy(), s)
             per_h = mk.slope * 3600
-            fast = (
-                per_h >= s.leak_min_mem_pct_per_h
-                if metric == "mem_percent"
-                else per_h >= s.leak_min_rss_frac_per_h * max(float(np.median(v)), 1.0)
-            )
-            if mk.increasing and mk.p_value < s.leak_p_value and fast:
+            if not (mk.increasing and mk.p_value < s.leak_p_value) or tail is None:
+                continue
+            tail_per_h = tail.slope * 3600
+            projected = float(v[-1]) + per_h * horizon_h
+            if metric == "mem_percent":
+                fast = per_h >= s.leak_min_mem_pct_per_h
+                reaches = projected >= s.leak_full_mem_pct
+                share = projected / 100
+            else:
+                fast = per_h >= s.leak_min_rss_frac_per_h * max(float(np.median(v)), 1.0)
+                total = totals.get(source.split("/proc/")[0])
+                share = projected / total if total else math.nan
+                reaches = total is None or share >= s.leak_min_share
+            if fast and tail_per_h >= s.leak_tail_min_ratio * per_h and reaches:
                 out.append(
                     HealthEvent(
                         "memory_leak",
@@ -158,7 +199,11 @@ def memory_leak(points: pd.DataFrame, now: pd.Timestamp, s: DetectorSettings) ->
                         float(v[-1]),
                         {
                             "slope_per_h": per_h,
+                            "tail_slope_per_h": tail_per_h,
                             "rise": per_h * (ts[-1] - ts[0]).total_seconds() / 3600,
+                            "projected": projected,
+                            "projected_share": share,
+                            "horizon_h": horizon_h,
                             "p_value": mk.p_value,
                             "points": len(v),
                         },

@@ -1,8 +1,11 @@
 """The healing loop for one event: assess → act → verify → resolved, or escalate, or alert the admin.
 
-A level that did not resolve the event escalates to the next level that has actions (whether its own actions
+A level that did not resolve the event escalates to the next level that can act (whether its own actions
 worked but did not suffice, or none applied), except when a rate limit or a cooldown held its actions back:
-those rails are never escalated around. The top level, or a held-back level, alerts the admin.
+those rails are never escalated around. A level none of whose remedies can act under the policy (nothing
+allowlisted or configured for them) is not climbed through: the engine says "nothing allowed" once and alerts
+at the level it stands on. The top level, or a held-back level, alerts the admin. Events about this Dagster
+instance's own processes are reported, never acted on.
 
 Pure of Dagster: the caller passes a :class:`Probe` (fresh readings and "is it over?"), an
 :class:`~rhythm_pipelines.healing.actions.Actuator` and a ``record`` callback that receives every log entry
@@ -19,7 +22,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from rhythm_pipelines.healing.actions import DONE, DRY_RUN, REFUSED, ActionRecord, Actuator
+from rhythm_pipelines.healing.actions import DONE, DRY_RUN, FAILED, REFUSED, ActionRecord, Actuator
 from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.playbooks import PlaybookSet, Step
 
@@ -119,10 +122,40 @@ class Healer:
         finally:
             result.finished = self.now()
 
+    def _blocked(self, event: HealthEvent, level: str) -> dict[str, str] | None:
+        """When no remedy at ``level`` can act under this policy: action -> why (None: one may, or the level
+        only alerts). ``notify_admin`` is not a remedy: the alert at the end says the same."""
+        steps = [s for s in self.books.playbook(event.kind).steps(level) if s.action != "notify_admin"]
+        why = {s.action: self.actuator.impossible(s, event) for s in steps if not s.follow_up}
+        return why if why and all(why.values()) else None
+
+    def _next_level(self, event: HealthEvent, level: str) -> tuple[str | None, list[str], dict[str, str]]:
+        """The next level up that can act, the levels skipped on the way (nothing allowed there) and why."""
+        skipped, reasons = [], {}
+        nxt = self.books.next_level(event.kind, level)
+        while nxt is not None:
+            blocked = self._blocked(event, nxt)
+            if blocked is None:
+                break
+            skipped.append(nxt)
+            reasons |= blocked
+            nxt = self.books.next_level(event.kind, nxt)
+        return nxt, skipped, reasons
+
+    @staticmethod
+    def _why(levels: list[str], reasons: dict[str, str]) -> str:
+        return f"nothing allowed at {', '.join(levels)} ({'; '.join(f'{a}: {w}' for a, w in reasons.items())})"
+
     def _heal(self, result: HealingResult) -> HealingResult:
         event, books = result.event, self.books
         seen = f"{event.kind} on {event.source} since {event.start.isoformat()}"
         self._log(result, "detect", "received", f"{seen}: {event.metric} = {event.value:.4g}" if event.metric else seen)
+        role = event.detail.get("dagster_role")
+        if role:
+            why = f"{event.source} is this Dagster instance's {role}: healing never restarts Dagster's own processes"
+            self._log(result, "decide", "own_process", why)
+            self._alert(result, "", f"{event.kind} on Dagster's own {role} ({event.source}): {why}; look at it")
+            return result
         flap = self.actuator.guard.check_event(event.source, event.event_id, result.started)
         if not flap.allowed:
             result.status = SUPPRESSED
@@ -141,6 +174,13 @@ class Healer:
         )
         level, why = books.assess(event, readings)
         self._log(result, "assess", level, why, level)
+        blocked = self._blocked(event, level)
+        if blocked is not None:  # no remedy here can act: say so once, alert at this level, do not climb
+            result.level = level
+            nothing = self._why([level], blocked)
+            self._log(result, "decide", "nothing_allowed", nothing, level)
+            self._alert(result, level, f"{event.kind} on {event.source} unresolved at {level}: {nothing}")
+            return result
         while True:
             result.level = level
             since = self.now()
@@ -183,14 +223,21 @@ class Healer:
                 )
                 return result
             held = [r for r in records if r.outcome == REFUSED and r.detail.startswith(RAILS)]
-            nxt = books.next_level(event.kind, level)
+            nxt, skipped, reasons = self._next_level(event, level)
+            if skipped:
+                self._log(result, "decide", "nothing_allowed", self._why(skipped, reasons), level)
             if nxt and not held:
                 done = sum(r.outcome == DONE for r in records)
                 why = f"{done} action(s) done" if done else "nothing at this level applied"
                 self._log(result, "escalate", nxt, f"{level}: {why}, not resolved: escalating to {nxt}", level)
                 level = nxt
                 continue
-            reason = f"held back ({held[0].detail})" if held else "the highest level did not resolve it"
+            if held:
+                reason = f"held back ({held[0].detail})"
+            elif skipped:
+                reason = self._why(skipped, reasons)
+            else:
+                reason = "the highest level did not resolve it"
             self._alert(
                 result, level, f"{event.kind} on {event.source} unresolved at {level}: {reason}; last reading: {detail}"
             )
@@ -219,7 +266,7 @@ class Healer:
             return result
         rec = self.actuator.run(step, event, "")
         result.actions.append(rec)
-        result.status = RESOLVED if rec.outcome in (DONE, DRY_RUN) else UNRESOLVED
+        result.status = UNRESOLVED if rec.outcome in (FAILED, REFUSED) else RESOLVED  # a no-op has nothing left to do
         self._log(
             result,
             "follow_up",

@@ -51,6 +51,36 @@ def dagster_role(cmdline: str) -> str | None:
     return None
 
 
+def instance_roles(procs: list[ProcInfo], me: int) -> dict[int, str]:
+    """The processes of the Dagster instance ``me`` runs in: pid -> role (``code server``, ``run worker``...).
+
+    Membership comes from the process tree, not from names: the topmost Dagster ancestor of ``me`` (``dagster
+    dev``, the daemon or the webserver) and everything under it. A process elsewhere whose command line only
+    looks like Dagster's is not ours (it is still never signalled: see :mod:`.safety`). Outside Dagster
+    (``me`` has no Dagster ancestor) the answer is empty.
+    """
+    by_pid = {p.pid: p for p in procs}
+    root, pid, seen = None, me, set()
+    while pid in by_pid and pid not in seen:
+        seen.add(pid)
+        if dagster_role(by_pid[pid].cmdline):
+            root = pid
+        pid = by_pid[pid].ppid
+    if root is None:
+        return {}
+    children: dict[int, list[int]] = {}
+    for p in procs:
+        children.setdefault(p.ppid, []).append(p.pid)
+    out, stack = {}, [root]
+    while stack:
+        pid = stack.pop()
+        if pid in out:
+            continue
+        out[pid] = dagster_role(by_pid[pid].cmdline) or f"child of {out.get(by_pid[pid].ppid, 'dagster')}"
+        stack.extend(children.get(pid, ()))
+    return out
+
+
 def _info(p: psutil.Process) -> ProcInfo | None:
     try:
         with p.oneshot():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pandas as pd
 
@@ -11,7 +11,7 @@ from rhythm_pipelines.healing.detectors import DetectorSettings, Watch
 from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.processes import ProcInfo
 
-HOST_METRICS = ("cpu_percent", "mem_percent", "proc_rss_bytes")
+HOST_METRICS = ("cpu_percent", "mem_percent", "mem_used_bytes", "proc_rss_bytes")
 
 
 def lookback(s: DetectorSettings) -> pd.Timedelta:
@@ -34,6 +34,7 @@ class Observation:
     alerts: pd.DataFrame  # the anomaly events table over ``anomaly_window_s``
     procs: list[ProcInfo] = field(default_factory=list)
     temp_roots: tuple[str, ...] = ()
+    own: dict[int, str] = field(default_factory=dict)  # this Dagster instance's processes: pid -> role
 
 
 def detect_all(
@@ -52,4 +53,14 @@ def detect_all(
     events += d.process_zombie(obs.procs, obs.host, obs.now, state.setdefault("zombies", {}), s)
     events += d.process_hung(obs.procs, list(watches), obs.host, obs.now, state.setdefault("cpu", {}), s)
     events += d.disk_pressure(obs.temp_roots, obs.host, obs.now, s)
-    return events
+    return [_own(e, obs) for e in events]
+
+
+def _own(event: HealthEvent, obs: Observation) -> HealthEvent:
+    """An event about one of this Dagster instance's own processes carries its role (``dagster_role``): healing
+    reports it and never acts on it."""
+    if event.host != obs.host or "/proc/" not in event.source:
+        return event
+    tail = event.source.rsplit("/proc/", 1)[1]
+    role = obs.own.get(int(tail)) if tail.isdigit() else None
+    return replace(event, detail={**event.detail, "dagster_role": role}) if role else event

@@ -15,6 +15,7 @@ import pytest
 
 from rhythm_pipelines.defs.forecasting import live_forecasts_schedule
 from rhythm_pipelines.defs.healing import (
+    OUTCOME_TAG,
     TARGET_TAG,
     healing_followups_sensor,
     healing_job,
@@ -115,6 +116,30 @@ def test_healing_job_terminates_an_allowlisted_hung_worker_and_logs_every_step(
     act = log[log["step"] == "act"].iloc[0]
     assert act["action"] == "terminate_process" and act["outcome"] == "done" and "terminated" in act["detail"]
     assert log["run_id"].nunique() == 1 and log["event_id"].eq(event.event_id).all()
+
+
+def test_an_incident_left_unresolved_fails_its_run_with_the_reason(tmp_path, healing_resources, spawn, monkeypatch):
+    """Nothing allowlisted (the shipped default): the hung worker cannot be touched, so the run must not look
+    green: it fails with what was decided, and rhythm/outcome says unresolved."""
+    monkeypatch.setenv("RHYTHM_HOST", socket.gethostname())
+    worker, _ = spawn("hung", "--heartbeat-dir", str(tmp_path / "hb"))
+    detail = {"pid": worker.pid, "create_time": psutil.Process(worker.pid).create_time()}
+    start = pd.Timestamp.now(tz="UTC").floor("s")
+    event = HealthEvent(
+        "process_hung", f"{socket.gethostname()}/proc/{worker.pid}", start, "heartbeat_age_s", 40.0, detail
+    )
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = healing_job.execute_in_process(
+            run_config=run_request(event).run_config,
+            resources=healing_resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+        assert not result.success
+        failure = result.failure_data_for_node("heal_event").error
+        assert "UNRESOLVED at soft" in failure.message and "nothing allowed at soft" in failure.message
+        assert instance.get_run_by_id(result.run_id).tags[OUTCOME_TAG] == "unresolved"
+    assert worker.poll() is None  # untouched
 
 
 def test_followups_are_launched_once_when_due(healing_resources):

@@ -343,11 +343,21 @@ def test_notify_admin_posts_slack_compatible_json_and_keeps_a_copy(tmp_path, web
 
 def test_prepare_reboot_writes_a_plan_and_never_reboots(tmp_path):
     act = actuator(tmp_path, SafetyPolicy(), notifier=Notifier(None, tmp_path / "alerts.jsonl"))
-    rec = act.run(Step("prepare_reboot"), HealthEvent("memory_leak", HOST, NOW), "critical")
+    rec = act.run(Step("prepare_reboot"), HealthEvent("memory_leak", HOST, NOW, "mem_percent", 91.0), "critical")
     assert rec.outcome == DONE
     (plan,) = (tmp_path / "state" / "reboot_plans").iterdir()
     assert json.loads(plan.read_text())["host"] == HOST
     assert psutil.boot_time() < time.time() - 1  # still up
+
+
+def test_a_reboot_plan_needs_a_host_level_reason(tmp_path):
+    act = actuator(tmp_path, SafetyPolicy(), notifier=Notifier(None, tmp_path / "alerts.jsonl"))
+    one = HealthEvent("memory_leak", f"{HOST}/proc/4242", NOW, "proc_rss_bytes", 5e9)
+    assert "host-level reason" in act.impossible(Step("prepare_reboot"), one)
+    rec = act.run(Step("prepare_reboot"), one, "critical")
+    assert rec.outcome == REFUSED and "not one process" in rec.detail
+    assert not (tmp_path / "state" / "reboot_plans").exists()
+    assert act.impossible(Step("prepare_reboot"), HealthEvent("cpu_spike", HOST, NOW, "cpu_percent", 97.0)) is None
 
 
 def test_actions_on_another_host_are_refused(tmp_path):

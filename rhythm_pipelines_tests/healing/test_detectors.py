@@ -37,17 +37,49 @@ def test_cpu_spike_ignores_a_stale_series():
 
 def test_memory_leak_is_a_trend_not_a_threshold():
     rng = np.random.default_rng(0)
-    n = 180  # 30 min at 10 s
+    n = 360  # an hour at 10 s
     flat_high = series(88 + rng.normal(0, 0.3, n), "mem_percent")  # high but steady: no leak
     assert d.memory_leak(flat_high, flat_high["ts"].iloc[-1], S) == []
-    rising = series(40 + np.linspace(0, 4, n) + rng.normal(0, 0.3, n), "mem_percent")  # 8 points/h
+    rising = series(60 + np.linspace(0, 8, n) + rng.normal(0, 0.3, n), "mem_percent")  # 8 points/h from 60 %
     (e,) = d.memory_leak(rising, rising["ts"].iloc[-1], S)
     assert e.kind == "memory_leak" and e.detail["slope_per_h"] == pytest.approx(8, rel=0.25)
-    slow = series(40 + np.linspace(0, 0.5, n) + rng.normal(0, 0.05, n), "mem_percent")  # 1 point/h: too slow
+    assert e.detail["projected"] > S.leak_full_mem_pct
+    slow = series(40 + np.linspace(0, 0.5, n) + rng.normal(0, 0.05, n), "mem_percent")  # 0.5 point/h: too slow
     assert d.memory_leak(slow, slow["ts"].iloc[-1], S) == []
-    rss = series(2e8 * (1 + np.linspace(0, 0.5, n)), "proc_rss_bytes", source="web-01/proc/42")  # +100 %/h
+    rss = series(2e8 * (1 + np.linspace(0, 1, n)), "proc_rss_bytes", source="web-01/proc/42")  # +100 %/h
     (p,) = d.memory_leak(rss, rss["ts"].iloc[-1], S)
     assert p.source == "web-01/proc/42" and p.metric == "proc_rss_bytes"
+
+
+def test_a_host_that_would_not_fill_within_the_horizon_has_no_leak():
+    steady = series(30 + np.linspace(0, 5, 360), "mem_percent")  # 5 points/h from 30 %: 65 % in 6 h
+    assert d.memory_leak(steady, steady["ts"].iloc[-1], S) == []
+
+
+def test_warm_up_that_levels_off_is_not_a_leak():
+    """The code server of the report: 349 → 378 MB over its first half hour, then flat."""
+    n = 360
+    warm = np.minimum(np.linspace(349e6, 349e6 + 29e6 * 2, n), 378e6)  # rises for 30 min, flat for 30
+    rng = np.random.default_rng(1)
+    pts = series(warm + rng.normal(0, 2e5, n), "proc_rss_bytes", source="web-01/proc/7")
+    assert d.memory_leak(pts, pts["ts"].iloc[-1], S.with_overrides(leak_min_rss_frac_per_h=0.05)) == []
+    still = series(
+        np.linspace(349e6, 349e6 + 2 * 29e6, n) + rng.normal(0, 2e5, n), "proc_rss_bytes", source="web-01/proc/7"
+    )  # the same growth not levelling off: a leak when nothing else limits it
+    assert d.memory_leak(still, still["ts"].iloc[-1], S.with_overrides(leak_min_rss_frac_per_h=0.05))
+
+
+def test_a_small_process_growing_on_a_big_host_is_not_a_leak_a_big_one_is():
+    n = 360
+    host = pd.concat(
+        [series(np.full(n, 25.0), "mem_percent"), series(np.full(n, 0.25 * 24 * 2**30), "mem_used_bytes")]
+    )  # a 24 GiB host
+    small = series(np.linspace(350e6, 430e6, n), "proc_rss_bytes", source="web-01/proc/7")  # 80 MB/h: 3 % in 6 h
+    pts = pd.concat([host, small])
+    assert d.memory_leak(pts, pts["ts"].max(), S.with_overrides(leak_min_rss_frac_per_h=0.1)) == []
+    big = series(np.linspace(2e9, 2.6e9, n), "proc_rss_bytes", source="web-01/proc/8")  # 600 MB/h: 25 % in 6 h
+    (e,) = d.memory_leak(pd.concat([host, big]), pts["ts"].max(), S.with_overrides(leak_min_rss_frac_per_h=0.1))
+    assert e.source == "web-01/proc/8" and e.detail["projected_share"] == pytest.approx(6.2e9 / 24 / 2**30, rel=0.01)
 
 
 def calls(latencies, status="ok", channel="gpt-4o", region="us-east-1", start=T0, step_s=2):

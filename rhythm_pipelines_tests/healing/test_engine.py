@@ -160,3 +160,86 @@ def test_a_follow_up_runs_its_one_step(tmp_path):
     h, entries = healer(tmp_path, b, ScriptedProbe({}, [False]))
     r = h.heal(HealthEvent("memory_leak", "h", NOW), follow_up=step)
     assert r.status == UNRESOLVED and [e["step"] for e in entries] == ["recheck", "alert"]
+    resume = parse(
+        "playbooks:\n" + "".join(f"  {k}:\n    soft:\n      - action: notify_admin\n" for k in KINDS), "t.yaml"
+    )
+    h, entries = healer(tmp_path, resume, ScriptedProbe({}, []))
+    from rhythm_pipelines.healing.playbooks import Step
+
+    r = h.heal(HealthEvent("cpu_spike", "h", NOW), follow_up=Step("resume_low_priority", {}, 600))
+    assert entries[-1]["outcome"] == "noop" and r.status == RESOLVED  # nothing was paused: nothing left to do
+
+
+SHIPPED_LIKE_LEAK = (
+    "  memory_leak:\n"
+    "    soft:\n      - action: clear_cache\n      - {action: terminate_process, params: {select: event}}\n"
+    "    hard:\n      - {action: terminate_process, params: {select: top_memory}}\n"
+    "    critical:\n      - {action: terminate_process, params: {select: top_memory}}\n"
+    "      - action: notify_admin\n      - action: prepare_reboot\n"
+)
+
+
+def test_with_nothing_allowlisted_a_process_leak_is_reported_once_at_its_level(tmp_path):
+    """The report's case: empty allowlists, a process leak. No climb to critical, no reboot plan: one "nothing
+    allowed" decision and one alert at the assessed level."""
+    b = parse(
+        "verify: {wait_s: 0, timeout_s: 0}\nplaybooks:\n"
+        + SHIPPED_LIKE_LEAK
+        + "".join(f"  {k}:\n    soft:\n      - action: notify_admin\n" for k in KINDS if k != "memory_leak"),
+        "test.yaml",
+    )
+    probe = ScriptedProbe({"mem_percent": 40}, [False])
+    h, entries = healer(tmp_path, b, probe)
+    r = h.heal(HealthEvent("memory_leak", "h/proc/4242", NOW, "proc_rss_bytes", 5e9))
+    assert [(e["step"], e["level"], e["outcome"]) for e in entries] == [
+        ("detect", "", "received"),
+        ("assess", "soft", "soft"),
+        ("decide", "soft", "nothing_allowed"),
+        ("alert", "soft", "sent"),
+    ]
+    assert (r.status, r.level, r.actions) == (UNRESOLVED, "soft", [])
+    assert "no cache dir is configured" in entries[2]["detail"] and "no process is allowlisted" in entries[2]["detail"]
+    (alert,) = (tmp_path / "alerts.jsonl").read_text().splitlines()
+    assert "unresolved at soft: nothing allowed at soft" in json.loads(alert)["text"]
+    assert not (tmp_path / "state" / "reboot_plans").exists()
+
+
+def test_escalation_skips_levels_that_cannot_act_and_says_so_once(tmp_path):
+    b, cache = books(
+        tmp_path,
+        kind_book="  memory_leak:\n"
+        "    soft:\n      - action: clear_cache\n"
+        "    hard:\n      - {action: terminate_process, params: {select: top_memory}}\n"
+        "    critical:\n      - action: notify_admin\n      - action: prepare_reboot\n",
+    )
+    fill(cache)
+    h, entries = healer(tmp_path, b, ScriptedProbe({"mem_percent": 65}, [False, False, False]))
+    r = h.heal(HealthEvent("memory_leak", "h", NOW, "mem_percent", 65))  # a host-level leak: a plan may be made
+    steps = [(e["step"], e["level"], e["outcome"]) for e in entries]
+    assert steps[2:] == [
+        ("act", "soft", "done"),
+        ("verify", "soft", "still_active"),
+        ("decide", "soft", "nothing_allowed"),  # hard: no process allowlisted
+        ("escalate", "soft", "critical"),
+        ("act", "critical", "done"),
+        ("act", "critical", "done"),
+        ("verify", "critical", "still_active"),
+        ("alert", "critical", "sent"),
+    ]
+    assert "nothing allowed at hard" in entries[4]["detail"] and r.level == "critical"
+    assert len(list((tmp_path / "state" / "reboot_plans").iterdir())) == 1
+
+
+def test_an_event_about_this_instances_own_process_is_reported_never_acted_on(tmp_path):
+    b, cache = books(tmp_path)
+    fill(cache)
+    h, entries = healer(tmp_path, b, ScriptedProbe({"mem_percent": 90}, [False]))
+    ev = HealthEvent("memory_leak", "h/proc/77", NOW, "proc_rss_bytes", 4e8, {"dagster_role": "code server"})
+    r = h.heal(ev)
+    assert [(e["step"], e["outcome"]) for e in entries] == [
+        ("detect", "received"),
+        ("decide", "own_process"),
+        ("alert", "sent"),
+    ]
+    assert r.status == UNRESOLVED and r.actions == [] and len(list(cache.iterdir())) == 3
+    assert "Dagster's own code server (h/proc/77)" in json.loads((tmp_path / "alerts.jsonl").read_text())["text"]
