@@ -159,18 +159,30 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
         "--partition",
         f"{yesterday:%Y-%m-%d}",
     ]
+    today = end.floor("D")
+    replay = ["healing", "replay", "--start", f"{first + pd.Timedelta(hours=1):%Y-%m-%dT%H:%M}Z",
+              "--end", f"{end:%Y-%m-%dT%H:%M}Z", "--step-s", "120"]  # fmt: skip
+    report = [*base, "--select", "healing_report", "--partition-range", f"{first:%Y-%m-%d}...{today:%Y-%m-%d}"]
     if args.no_materialize:
         for c in (cmd, train, live, costs):
             print("then:" if c is not cmd else "backfill with:", " ".join(c))
+        print("then: rhythm", " ".join(replay))
+        print("then:", " ".join(report))
         return 0
     print("materializing the demo hours in one run:", " ".join(cmd[3:]), flush=True)
     rc = subprocess.call(cmd)  # noqa: S603  our own dagster CLI, an argument list
-    if rc or yesterday < first.floor("D"):
+    if rc:
         return rc
+    if yesterday < first.floor("D"):
+        return main(replay) or subprocess.call(report)  # noqa: S603  our own dagster CLI
     print(f"training the forecasters on the days up to {yesterday:%Y-%m-%d}, then forecasting", flush=True)
     rc = subprocess.call(train) or subprocess.call(live)  # noqa: S603  our own dagster CLI
     print(f"costs, the frontier, a routing plan and the cost report of {yesterday:%Y-%m-%d}", flush=True)
-    return rc or subprocess.call(costs)  # noqa: S603  our own dagster CLI
+    rc = rc or subprocess.call(costs)  # noqa: S603  our own dagster CLI
+    print(
+        "what healing would have done about the demo's incidents (a dry-run replay), and its daily reports", flush=True
+    )
+    return rc or main(replay) or subprocess.call(report)  # noqa: S603  our own dagster CLI
 
 
 def cmd_anomalies_detect(args: argparse.Namespace) -> int:
@@ -419,6 +431,20 @@ def build_parser() -> argparse.ArgumentParser:
     va = hv.add_parser("validate", help="check a playbook file (default: $RHYTHM_PLAYBOOKS or the shipped one)")
     va.add_argument("file", nargs="?")
     va.set_defaults(func=cmd_healing_validate)
+    rp = hv.add_parser(
+        "replay",
+        help="replay stored history through the detectors and playbooks in dry run (nothing is touched)",
+        description="Walks the stored metrics, calls and anomaly alerts of a window tick by tick with the health "
+        "detectors, hands each new event to the healing engine in dry run with alerts that are never sent, and "
+        "writes what it would have decided to the healing_log table (run ids start with 'replay:'). Re-running a "
+        "window rewrites the same entries.",
+    )
+    rp.add_argument("--start", required=True, help="ISO time (UTC if no offset)")
+    rp.add_argument("--end", required=True, help="ISO time (UTC if no offset)")
+    rp.add_argument("--step-s", type=float, default=60.0, help="seconds between ticks (default 60)")
+    rp.add_argument("--store", default=_default_store())
+    rp.add_argument("--playbooks", default=None, help="playbook file (default: $RHYTHM_PLAYBOOKS or the shipped one)")
+    rp.set_defaults(func=cmd_healing_replay)
 
     co = sub.add_parser("cost", help="cost: routing plans and their replay").add_subparsers(
         dest="action", required=True
@@ -517,6 +543,37 @@ def cmd_healing_validate(args: argparse.Namespace) -> int:
         f"{books.origin}: valid: {len(books.playbooks)} playbooks, {levels} levels; "
         f"{len(books.safety.processes)} process rule(s), dry run {'on' if books.safety.dry_run else 'off'}"
     )
+    return 0
+
+
+def cmd_healing_replay(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from rhythm_pipelines.healing.playbooks import load
+    from rhythm_pipelines.healing.replay import replay
+    from rhythm_pipelines.healing.watch import HOST_METRICS, calls_lookback, lookback
+    from rhythm_pipelines.metrics.store import open_store, utc
+
+    start, end = utc(pd.Timestamp(args.start)), utc(pd.Timestamp(args.end))
+    if end <= start:
+        raise ValueError(f"--end {end} is not after --start {start}")
+    books = load(args.playbooks)
+    s = books.detectors
+    with open_store(args.store) as store:
+        points = store.read_metrics(start - lookback(s), end, metrics=list(HOST_METRICS))
+        calls = store.read_table("channel_calls", start - calls_lookback(s), end)
+        alerts = store.read_table("events", start - pd.Timedelta(seconds=s.anomaly_window_s), end)
+        rows: list[dict] = []
+        t0 = time.monotonic()
+        counts = replay(
+            books, points, calls, alerts, start, end, _home() / "healing" / "replay", rows.append, args.step_s
+        )
+        if rows:
+            store.write_table("healing_log", pd.DataFrame(rows))
+    total = sum(counts.values())
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(counts.items())) or "none"
+    print(f"replayed {start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC in {time.monotonic() - t0:.0f} s: "
+          f"{total} event(s) ({kinds}), {len(rows)} log entries written")  # fmt: skip
     return 0
 
 

@@ -4,7 +4,14 @@ import dagster as dg
 
 from rhythm_pipelines.defs import chaos
 from rhythm_pipelines.defs.anomaly import anomaly_assets
-from rhythm_pipelines.defs.cost import budget_alert_job, budget_sensor, cost_assets, cost_from_env
+from rhythm_pipelines.defs.cost import (
+    budget_alert_job,
+    budget_sensor,
+    cost_assets,
+    cost_from_env,
+    cost_jobs,
+    cost_schedules,
+)
 from rhythm_pipelines.defs.forecasting import (
     forecast_training_job,
     forecast_training_schedule,
@@ -12,7 +19,14 @@ from rhythm_pipelines.defs.forecasting import (
     live_forecasts_job,
     live_forecasts_schedule,
 )
-from rhythm_pipelines.defs.healing import healing_job, healing_log, healing_report, healing_sensors
+from rhythm_pipelines.defs.healing import (
+    healing_jobs,
+    healing_log,
+    healing_report,
+    healing_schedules,
+    healing_sensors,
+    incidents_resolved,
+)
 from rhythm_pipelines.defs.ingestion import ingestion_assets, ingestion_checks
 from rhythm_pipelines.defs.jobs import anomaly_job, hourly_ingestion_job
 from rhythm_pipelines.defs.resources import healing_from_env, landing_from_env, registry_from_env, store_from_env
@@ -28,17 +42,18 @@ defs = dg.Definitions(
         *cost_assets,
         *(chaos.chaos_assets if chaos.enabled() else []),
     ],
-    asset_checks=ingestion_checks,
+    asset_checks=[*ingestion_checks, incidents_resolved],
     jobs=[
         hourly_ingestion_job,
         anomaly_job,
         forecast_training_job,
         live_forecasts_job,
-        healing_job,
+        *healing_jobs,
         budget_alert_job,
+        *cost_jobs,
         *(chaos.chaos_jobs if chaos.enabled() else []),
     ],
-    schedules=[forecast_training_schedule, live_forecasts_schedule],
+    schedules=[forecast_training_schedule, live_forecasts_schedule, *healing_schedules, *cost_schedules],
     sensors=[host_sampler, *healing_sensors, budget_sensor],
     resources={
         "store": store_from_env(),

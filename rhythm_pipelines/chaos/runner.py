@@ -57,6 +57,7 @@ CHAOS_PROFILE: dict[str, dict[str, Any]] = {
         "leak_min_mem_pct_per_h": 60,  # ...and the host's memory a few points (the leak: 25 MB/s, ~375 %/h here)
         "leak_p_value": 0.001,
         "latency_window_s": 10,
+        "latency_baseline_s": 50,
         "latency_min_calls": 5,
         "failure_window_s": 300,
         "hung_after_s": 5,
@@ -83,7 +84,6 @@ SCENARIOS = (
     "critical",
 )
 CHANNELS = {"breaker": "chaos-a@local", "latency": "chaos-b@local"}
-TERMINAL = {"resolve": "resolved", "alert": "unresolved", "decide": "suppressed"}
 
 
 @dataclass
@@ -406,7 +406,11 @@ class Chaos:
             log = self.log_of(r.dagster_run.tags.get("dagster/run_key", ""))
             log = log[log["run_id"] == r.dagster_run.run_id]
             levels |= set(log["level"].dropna()) - {""}
-            end = log[log["step"].isin(list(TERMINAL)) | (log["outcome"] == "already_resolved")]
+            end = log[
+                log["step"].isin(["resolve", "alert"])
+                | ((log["step"] == "decide") & (log["outcome"] == "suppressed"))
+                | (log["outcome"] == "already_resolved")
+            ]
             if end.empty:
                 return False, False, 0.0, levels
             row = end.iloc[-1]

@@ -249,6 +249,46 @@ cost_report_weekly = _report_asset("cost_report_weekly", "weekly", weekly_partit
 cost_report_monthly = _report_asset("cost_report_monthly", "monthly", monthly_partitions, pd.DateOffset(months=1))
 
 
+cost_daily_job = dg.define_asset_job(
+    "cost_daily_job",
+    selection=dg.AssetSelection.assets(channel_costs, cost_pareto_frontier, routing_plan, cost_report_daily),
+    description="A day's costs, frontier, routing plan and daily cost report.",
+)
+cost_weekly_job = dg.define_asset_job(
+    "cost_weekly_job", selection=dg.AssetSelection.assets(cost_report_weekly)
+)
+cost_monthly_job = dg.define_asset_job(
+    "cost_monthly_job", selection=dg.AssetSelection.assets(cost_report_monthly)
+)
+cost_schedules = [
+    dg.build_schedule_from_partitioned_job(
+        cost_daily_job,
+        name="cost_daily_schedule",
+        hour_of_day=0,
+        minute_of_hour=45,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Daily at 00:45 UTC: yesterday's costs, frontier, routing plan and cost report.",
+    ),
+    dg.build_schedule_from_partitioned_job(
+        cost_weekly_job,
+        name="cost_weekly_schedule",
+        hour_of_day=1,
+        minute_of_hour=0,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Mondays at 01:00 UTC: last week's cost report (weeks start on Monday).",
+    ),
+    dg.build_schedule_from_partitioned_job(
+        cost_monthly_job,
+        name="cost_monthly_schedule",
+        hour_of_day=1,
+        minute_of_hour=15,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="On the 1st at 01:15 UTC: last month's cost report.",
+    ),
+]
+cost_jobs = [cost_daily_job, cost_weekly_job, cost_monthly_job]
+
+
 class BudgetAlertConfig(dg.Config):
     alert_id: str
     text: str

@@ -16,7 +16,7 @@ import dagster as dg
 import pandas as pd
 
 from rhythm_pipelines.defs.metadata import md_table, plot_incidents
-from rhythm_pipelines.defs.partitions import daily_partitions
+from rhythm_pipelines.defs.partitions import daily_so_far_partitions
 from rhythm_pipelines.defs.reexecution import REEXEC_TAG, ROOT_RUN_TAG, submit_reexecution
 from rhythm_pipelines.defs.resources import HealingResource, MetricsStoreResource, sampler_host
 from rhythm_pipelines.healing import pause
@@ -28,6 +28,7 @@ from rhythm_pipelines.healing.evidence import LocalEvidence
 from rhythm_pipelines.healing.playbooks import Step
 from rhythm_pipelines.healing.probe import LocalProbe
 from rhythm_pipelines.healing.processes import instance_roles, snapshot
+from rhythm_pipelines.healing.replay import REPLAY_PREFIX
 from rhythm_pipelines.healing.report import day_report
 from rhythm_pipelines.healing.safety import Guard
 from rhythm_pipelines.healing.tracker import EpisodeTracker
@@ -402,11 +403,12 @@ def healing_log(context: dg.AssetExecutionContext, store: MetricsStoreResource) 
 
 @dg.asset(
     group_name=HEALING_GROUP,
-    partitions_def=daily_partitions,
+    partitions_def=daily_so_far_partitions,
     kinds={"sqlite"},
     description="A day of healing: events, actions, MTTR, auto-recovery rate, availability (the share of the day "
     "with no open hard or critical event), the task failure rate from Dagster's run history, and the top "
-    "recurring causes, with a timeline of the day's incidents.",
+    "recurring causes, with a timeline of the day's incidents. Today's partition is refreshed hourly; "
+    "replayed (dry-run) decisions are counted apart.",
 )
 def healing_report(context: dg.AssetExecutionContext, store: MetricsStoreResource) -> dg.MaterializeResult:
     window = context.partition_time_window
@@ -428,10 +430,13 @@ def healing_report(context: dg.AssetExecutionContext, store: MetricsStoreResourc
         ],
         columns=["job", "status"],
     )
-    report = day_report(log, runs, start, end)
+    replayed = log["run_id"].astype(str).str.startswith(REPLAY_PREFIX) if len(log) else pd.Series(dtype=bool)
+    report = day_report(log[~replayed] if len(log) else log, runs, start, end)  # the KPIs: real healing only
+    dry = day_report(log[replayed], runs.iloc[:0], start, end) if replayed.any() else None
     summary = report.summary()
     metadata = {
         "events": summary["events"],
+        "replayed_events": len(dry.events) if dry is not None else 0,
         "actions": summary["actions"],
         "mttr_p50_s": summary["mttr_s"]["p50"],
         "mttr_p95_s": summary["mttr_s"]["p95"],
@@ -442,9 +447,91 @@ def healing_report(context: dg.AssetExecutionContext, store: MetricsStoreResourc
         "top_causes": md_table(report.top_causes()),
         "actions_by_outcome": md_table(report.actions),
     }
-    if len(report.events):
-        metadata["timeline"] = plot_incidents(report.events, start, end, f"healing on {start:%Y-%m-%d}")
+    frames = [f for f in (report.events, dry.events if dry is not None else None) if f is not None and len(f)]
+    if frames:
+        shown = pd.concat(frames, ignore_index=True)
+        title = f"healing on {start:%Y-%m-%d}" + (" (incl. dry-run replay of history)" if dry is not None else "")
+        metadata["timeline"] = plot_incidents(shown.sort_values("start"), start, end, title)
+        metadata["incidents"] = md_table(
+            shown.sort_values("start", ascending=False)[
+                ["start", "closed", "kind", "source", "level", "status", "replayed"]
+            ],
+            40,
+        )
     return dg.MaterializeResult(metadata={k: v for k, v in metadata.items() if v is not None})
 
 
+@dg.asset_check(
+    asset=healing_log,
+    description="Fails while an incident of the last 24 h ended unresolved (or suppressed) and nothing resolved "
+    "it since: an unresolved incident is never green. Replayed (dry-run) history is left out.",
+)
+def incidents_resolved(store: MetricsStoreResource) -> dg.AssetCheckResult:
+    now = pd.Timestamp.now(tz="UTC")
+    with store.open() as s:
+        log = s.read_table("healing_log", now - pd.Timedelta("24h"), now + pd.Timedelta(seconds=1))
+    log = log[~log["run_id"].astype(str).str.startswith(REPLAY_PREFIX)] if len(log) else log
+    report = day_report(log, pd.DataFrame(columns=["job", "status"]), now - pd.Timedelta("24h"), now)
+    events = report.events
+    open_ = events[events["status"].isin(["unresolved", "suppressed"])] if len(events) else events
+    if len(open_):  # a later event on the same target that healing resolved closes the earlier one
+        later_ok = events[events["status"] == "resolved"].groupby(["kind", "source"])["start"].max()
+        key = list(zip(open_["kind"], open_["source"], strict=True))
+        open_ = open_[[later_ok.get(k, pd.NaT) <= s_ if pd.notna(later_ok.get(k, pd.NaT)) else True
+                       for k, s_ in zip(key, open_["start"], strict=True)]]  # fmt: skip
+    return dg.AssetCheckResult(
+        passed=len(open_) == 0,
+        metadata={
+            "events_24h": len(events),
+            "unresolved": len(open_),
+            "open": md_table(
+                open_[["start", "kind", "source", "level", "status"]].sort_values("start", ascending=False)
+            )
+            if len(open_)
+            else "none",
+        },
+    )
+
+
+healing_log_job = dg.define_asset_job(
+    "healing_log_job",
+    selection=dg.AssetSelection.assets(healing_log),
+    description="The last 24 h of the healing log and its check that no incident is left unresolved.",
+)
+healing_report_job = dg.define_asset_job(
+    "healing_report_job",
+    selection=dg.AssetSelection.assets(healing_report),
+    description="A day's healing report.",
+)
+
+
+@dg.schedule(
+    job=healing_log_job,
+    cron_schedule="5 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Hourly at :05: the healing log's summary and its unresolved-incident check.",
+)
+def healing_log_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    return dg.RunRequest(run_key=f"healing-log-{context.scheduled_execution_time:%Y-%m-%dT%H}")
+
+
+@dg.schedule(
+    job=healing_report_job,
+    cron_schedule="10 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Hourly at :10: today's healing report so far; in the first hour of a day, yesterday's final one too.",
+)
+def healing_report_schedule(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    t = pd.Timestamp(context.scheduled_execution_time).tz_convert("UTC")
+    days = [t.floor("D") - pd.Timedelta(days=1)] if t.hour == 0 else []
+    return [
+        dg.RunRequest(run_key=f"healing-report-{d:%Y-%m-%d}-at-{t:%Y-%m-%dT%H}", partition_key=f"{d:%Y-%m-%d}")
+        for d in [*days, t.floor("D")]
+    ]
+
+
 healing_sensors = [health_sensor, healing_run_failure_sensor, healing_followups_sensor]
+healing_schedules = [healing_log_schedule, healing_report_schedule]
+healing_jobs = [healing_job, healing_log_job, healing_report_job]

@@ -7,7 +7,8 @@ import dagster as dg
 
 from rhythm_pipelines.defs.jobs import hourly_ingestion_job
 from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource, sampler_host
-from rhythm_pipelines.metrics.host import HostSampler, points_frame
+from rhythm_pipelines.home import rhythm_home
+from rhythm_pipelines.metrics.host import HostSampler, load_procs, points_frame, save_procs, split_state
 from rhythm_pipelines.metrics.landing import append_spool, closed_hours
 from rhythm_pipelines.metrics.provenance import sampler_key, sign
 
@@ -19,16 +20,23 @@ MAX_CATCH_UP_HOURS = 24  # after a long outage, ingest at most the last day's ho
     job=hourly_ingestion_job,
     minimum_interval_seconds=SAMPLE_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Samples this host with psutil each tick, writes the points to the store and the landing "
-    "spool, and launches hourly ingestion for each hour that closes.",
+    description="Samples this host with psutil each tick (at least 10 s apart: the daemon's sensor loop adds its own "
+    "delay, 2–5 s on a busy machine; each tick's message gives the interval it kept), writes the points to the "
+    "store and the landing spool, and launches hourly ingestion for each hour that closes. Per-process counters "
+    "live in $RHYTHM_HOME/state/sampler_procs.json, not in the cursor.",
 )
 def host_sampler(
     context: dg.SensorEvaluationContext, store: MetricsStoreResource, landing: LandingZone
 ) -> dg.SensorResult | dg.SkipReason:
     cursor = json.loads(context.cursor) if context.cursor else {}
     host = sampler_host()
-    sampler = HostSampler(host=host, state=cursor.get("sampler", {}))
+    procs_file = rhythm_home() / "state" / "sampler_procs.json"
+    previous = cursor.get("sampler", {})
+    sampler = HostSampler(host=host, state={**previous, "procs": load_procs(procs_file)})
     frame = sign(points_frame(sampler.sample()), sampler_key())  # so healing can tell our points from claims
+    small, procs = split_state(sampler.state)
+    save_procs(procs_file, procs)
+    interval = round(small["ts"] - previous["ts"], 1) if previous.get("ts") else None
     with store.open() as s:
         s.write_metrics(frame)
     append_spool(landing.path, host, frame)
@@ -40,7 +48,8 @@ def host_sampler(
             for h in closed_hours(cursor.get("sampler", {}).get("ts"), frame["ts"].max(), MAX_CATCH_UP_HOURS)
         )
     ]
-    context.update_cursor(json.dumps({"sampler": sampler.state}, separators=(",", ":")))
+    context.update_cursor(json.dumps({"sampler": small}, separators=(",", ":")))
     if requests:
         return dg.SensorResult(run_requests=requests)
-    return dg.SkipReason(f"sampled {host}: {len(frame)} points written")
+    kept = f"; {interval:g} s since the last sample" if interval is not None else "; first sample"
+    return dg.SkipReason(f"sampled {host}: {len(frame)} points written{kept}")

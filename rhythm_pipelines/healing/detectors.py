@@ -40,9 +40,12 @@ class DetectorSettings:
     leak_horizon_s: float = 21600.0  # ...and, at that rate, within this long: host memory above...
     leak_full_mem_pct: float = 90.0  # ...this, or a process holding at least...
     leak_min_share: float = 0.10  # ...this share of its host's memory
-    latency_p95_ms: float = 500.0  # high_latency: p95 over the window above this
+    latency_p95_ms: float = 500.0  # high_latency: p95 over the window above this floor...
     latency_window_s: float = 300.0
     latency_min_calls: int = 5
+    latency_factor: float = 2.0  # ...and above this multiple of the channel's own p95 over...
+    latency_baseline_s: float = 3600.0  # ...this long before the window...
+    latency_min_slow: int = 2  # ...with at least this many calls over the bar (one timeout is not a trend)
     failure_window_s: float = 900.0  # task_failure_pattern: this many failures of one job in the window
     failure_min_count: int = 3
     hung_after_s: float = 30.0  # process_hung: heartbeat or CPU time still for this long
@@ -213,15 +216,31 @@ def memory_leak(points: pd.DataFrame, now: pd.Timestamp, s: DetectorSettings) ->
 
 
 def high_latency(calls: pd.DataFrame, now: pd.Timestamp, s: DetectorSettings) -> list[HealthEvent]:
-    """A channel@region whose p95 latency over the last ``latency_window_s`` exceeds ``latency_p95_ms``."""
+    """A channel@region whose p95 latency over the last ``latency_window_s`` is above ``latency_p95_ms`` and
+    above ``latency_factor`` × its own p95 over the ``latency_baseline_s`` before the window (an LLM that
+    always takes two seconds is not slow; one that takes five today is), with at least ``latency_min_slow``
+    calls over that bar. A channel with fewer than ``latency_min_calls`` calls in the baseline is not judged."""
     out = []
-    recent = calls[pd.to_datetime(calls["ts"], utc=True) > now - pd.Timedelta(seconds=s.latency_window_s)]
+    ts = pd.to_datetime(calls["ts"], utc=True)
+    cut = now - pd.Timedelta(seconds=s.latency_window_s)
+    base_from = cut - pd.Timedelta(seconds=s.latency_baseline_s)
+    recent, before = calls[ts > cut], calls[(ts > base_from) & (ts <= cut)]
+    baselines = {
+        k: float(np.percentile(g["latency_ms"].to_numpy(dtype="float64"), 95))
+        for k, g in before.groupby(["channel", "region"], sort=False)
+        if len(g) >= s.latency_min_calls
+    }
     for (channel, region), g in recent.groupby(["channel", "region"], sort=True):
         if len(g) < s.latency_min_calls:
             continue
-        p95 = float(np.percentile(g["latency_ms"].to_numpy(dtype="float64"), 95))
-        if p95 > s.latency_p95_ms:
-            slow = g[g["latency_ms"] > s.latency_p95_ms]
+        lat = g["latency_ms"].to_numpy(dtype="float64")
+        p95 = float(np.percentile(lat, 95))
+        baseline = baselines.get((channel, region))
+        if baseline is None:
+            continue  # no rhythm of its own yet to be slow against (the breaker still judges failures)
+        bar = max(s.latency_p95_ms, s.latency_factor * baseline)
+        slow = g[lat > bar]
+        if p95 > bar and len(slow) >= s.latency_min_slow:
             out.append(
                 HealthEvent(
                     "high_latency",
@@ -229,7 +248,7 @@ def high_latency(calls: pd.DataFrame, now: pd.Timestamp, s: DetectorSettings) ->
                     pd.Timestamp(slow["ts"].min()),
                     "latency_ms_p95",
                     p95,
-                    {"calls": len(g), "channel": channel, "region": region},
+                    {"calls": len(g), "channel": channel, "region": region, "bar_ms": bar, "baseline_p95_ms": baseline},
                 )
             )
     return out

@@ -118,7 +118,8 @@ class LocalProbe:
         if n < max(3, self.settings.latency_min_calls // 2):
             return False, f"{serving}: {n} call(s) since the action, too few to tell"
         p95 = float(np.percentile(calls["latency_ms"].to_numpy(dtype="float64"), 95))
-        return p95 <= self.settings.latency_p95_ms, f"{serving}: p95 {p95:.0f} ms over {n} calls"
+        bar = float(event.detail.get("bar_ms") or self.settings.latency_p95_ms)  # the bar the detector used
+        return p95 <= bar, f"{serving}: p95 {p95:.0f} ms over {n} calls (bar {bar:.0f} ms)"
 
     def _circuit_breaker_open(self, event, since):
         serving, calls = self._serving(event, since)

@@ -33,8 +33,13 @@ class HealingReport:
 
     @property
     def auto_recovery_rate(self) -> float | None:
-        """Resolved by healing over the events healing acted on (the ones over before any action left out)."""
-        handled = self.events[self.events["status"] != "already_resolved"] if len(self.events) else self.events
+        """Resolved by healing over the events healing acted on (the ones over before any action, and dry runs,
+        left out)."""
+        handled = (
+            self.events[~self.events["status"].isin(["already_resolved", "dry_run"])]
+            if len(self.events)
+            else self.events
+        )
         return len(self.resolved) / len(handled) if len(handled) else None
 
     @property
@@ -99,17 +104,27 @@ def day_report(log: pd.DataFrame, runs: pd.DataFrame, start: pd.Timestamp, end: 
         mine = log[log["event_id"] == event_id]
         first = d["ts"].min()
         assessed = mine.loc[mine["step"] == "assess", "level"].tolist()  # the severity; escalation is the response
-        resolve = mine[mine["step"] == "resolve"]
+        resolve, cleared = mine[mine["step"] == "resolve"], mine[mine["step"] == "clear"]
         status = (
             "resolved"
             if len(resolve)
             else "already_resolved"
             if (mine["outcome"] == "already_resolved").any()
             else "suppressed"
-            if (mine["step"] == "decide").any()
+            if ((mine["step"] == "decide") & (mine["outcome"] == "suppressed")).any()
+            else "dry_run"
+            if ((mine["step"] == "verify") & (mine["outcome"] == "dry_run")).any()
             else "unresolved"
         )
-        closed = resolve["ts"].min() if len(resolve) else (first if status == "already_resolved" else pd.NaT)
+        closed = (
+            resolve["ts"].min()
+            if len(resolve)
+            else first
+            if status == "already_resolved"
+            else cleared["ts"].min()
+            if len(cleared)
+            else pd.NaT
+        )
         rows.append(
             {
                 "event_id": event_id,
@@ -120,6 +135,7 @@ def day_report(log: pd.DataFrame, runs: pd.DataFrame, start: pd.Timestamp, end: 
                 "level": assessed[0] if assessed else "",
                 "status": status,
                 "resolve_s": (closed - first).total_seconds() if status == "resolved" else np.nan,
+                "replayed": str(d["run_id"].iloc[0]).startswith("replay:") if "run_id" in d else False,
             }
         )
     report.events = pd.DataFrame(rows)

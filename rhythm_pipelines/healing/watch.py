@@ -20,7 +20,7 @@ def lookback(s: DetectorSettings) -> pd.Timedelta:
 
 
 def calls_lookback(s: DetectorSettings) -> pd.Timedelta:
-    return pd.Timedelta(seconds=max(s.latency_window_s, s.breaker_history_s))
+    return pd.Timedelta(seconds=max(s.latency_window_s + s.latency_baseline_s, s.breaker_history_s))
 
 
 @dataclass

@@ -9,7 +9,10 @@ between ticks and an agent in memory. Only psutil is imported: this runs in sens
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import socket
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +140,39 @@ class HostSampler:
             "procs": {str(p[0]): [p[3], p[4]] for p in procs},
         }
         return points
+
+
+def split_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the small counters, the per-process ones): a sensor keeps the first in its cursor, the second (one entry
+    per process on the machine) in a file, so the cursor stays readable on its page."""
+    small = {k: v for k, v in state.items() if k != "procs"}
+    return small, state.get("procs", {})
+
+
+def load_procs(path: str | os.PathLike) -> dict[str, Any]:
+    """Per-process counters saved by :func:`save_procs` (empty if missing or unreadable: one tick without
+    per-process CPU is the only cost)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def save_procs(path: str | os.PathLike, procs: dict[str, Any]) -> None:
+    """Write the per-process counters whole (a temporary file renamed over the old one)."""
+    directory = os.path.dirname(os.fspath(path)) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".procs-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(procs, f, separators=(",", ":"))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def points_frame(points: list[Point]):  # -> pd.DataFrame (pandas imported lazily)

@@ -5,8 +5,10 @@ import shutil
 import dagster as dg
 import pytest
 
-from rhythm_pipelines.defs.resources import LandingZone, SQLiteStoreResource
+from rhythm_pipelines.defs.resources import HealingResource, LandingZone, SQLiteStoreResource
 from rhythm_pipelines_tests.conftest import FIXTURES
+
+HEALING_HOST = "heal-host"  # the host name the healing tests' runner believes it is
 
 
 @pytest.fixture
@@ -24,3 +26,14 @@ def resources(tmp_path, monkeypatch):
 def instance():
     with dg.DagsterInstance.ephemeral() as inst:
         yield inst
+
+
+@pytest.fixture
+def healing_resources(tmp_path, monkeypatch):
+    monkeypatch.setenv("RHYTHM_HOST", HEALING_HOST)
+    monkeypatch.setenv("RHYTHM_HOME", str(tmp_path / "home"))  # the sampler key lives there
+    monkeypatch.delenv("RHYTHM_PLAYBOOKS", raising=False)
+    return {
+        "store": SQLiteStoreResource(path=str(tmp_path / "metrics.db")),
+        "healing": HealingResource(state_dir=str(tmp_path / "healing")),
+    }

@@ -23,24 +23,14 @@ from rhythm_pipelines.defs.healing import (
     health_sensor,
     run_request,
 )
-from rhythm_pipelines.defs.resources import HealingResource, SQLiteStoreResource
+from rhythm_pipelines.defs.resources import HealingResource
 from rhythm_pipelines.healing import pause
 from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.playbooks import default_text
 from rhythm_pipelines.metrics.provenance import sampler_key, sign
+from rhythm_pipelines_tests.defs.conftest import HEALING_HOST
 
-HOST = "heal-host"
-
-
-@pytest.fixture
-def healing_resources(tmp_path, monkeypatch):
-    monkeypatch.setenv("RHYTHM_HOST", HOST)
-    monkeypatch.setenv("RHYTHM_HOME", str(tmp_path / "home"))  # the sampler key lives there
-    monkeypatch.delenv("RHYTHM_PLAYBOOKS", raising=False)
-    return {
-        "store": SQLiteStoreResource(path=str(tmp_path / "metrics.db")),
-        "healing": HealingResource(state_dir=str(tmp_path / "healing")),
-    }
+HOST = HEALING_HOST
 
 
 def cpu_points(now: pd.Timestamp, minutes: float, value: float = 96.0, signed: bool = True) -> pd.DataFrame:

@@ -20,7 +20,8 @@ def test_tick_writes_samples_and_spool_and_keeps_counters(instance, resources, m
     result, cursor = tick(instance, resources)
     assert isinstance(result, dg.SkipReason) and "points written" in result.skip_message
     state = json.loads(cursor)["sampler"]
-    assert {"ts", "cpu", "procs"} <= set(state)
+    assert {"ts", "cpu"} <= set(state) and "procs" not in state  # one entry per process: kept in a file
+    assert len(cursor) < 400 and "first sample" in result.skip_message
     now = pd.Timestamp.now(tz="UTC")
     with resources["store"].open() as s:
         got = s.read_metrics(now - pd.Timedelta("5min"), now + pd.Timedelta("1min"), sources=["sensor-host"])
@@ -35,7 +36,11 @@ def test_tick_writes_samples_and_spool_and_keeps_counters(instance, resources, m
     with resources["store"].open() as s:
         got = s.read_metrics(now - pd.Timedelta("5min"), now + pd.Timedelta("1min"), sources=["sensor-host"])
     assert "net_recv_bytes_per_s" in set(got["metric"])
+    with resources["store"].open() as s:
+        procs = s.read_metrics(now - pd.Timedelta("5min"), now + pd.Timedelta("1min"), metrics=["proc_cpu_percent"])
+    assert len(procs)  # per-process CPU needs the counters of the tick before: carried in the file
     assert json.loads(cursor2)["sampler"]["ts"] > state["ts"]
+    assert "s since the last sample" in result.skip_message
 
 
 def hours_between(previous_ts: float, cursor: str) -> list[str]:
@@ -71,8 +76,22 @@ def test_host_samples_fresh_check(instance, resources, monkeypatch):
     from rhythm_pipelines.defs.ingestion import host_samples_fresh
 
     monkeypatch.setenv("RHYTHM_HOST", "fresh-host")
-    stale = host_samples_fresh(store=resources["store"])
+    live = dg.build_asset_check_context()
+    stale = host_samples_fresh(live, store=resources["store"])
     assert not stale.passed and stale.metadata["newest_sample_age_s"].value == "none in the last hour"
     tick(instance, resources)
-    fresh = host_samples_fresh(store=resources["store"])
+    fresh = host_samples_fresh(live, store=resources["store"])
     assert fresh.passed and fresh.metadata["newest_sample_age_s"].value < 120
+
+
+def test_a_backfill_of_history_does_not_judge_the_live_sampler(instance, resources, monkeypatch):
+    """The demo seed materializes past hours before any sampler runs: the check says so instead of failing."""
+    from rhythm_pipelines.defs.ingestion import host_samples_fresh, raw_metrics
+
+    monkeypatch.setenv("RHYTHM_HOST", "fresh-host")
+    result = dg.materialize(
+        [raw_metrics, host_samples_fresh], partition_key="2026-11-01-10:00", resources=resources, instance=instance
+    )
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "host_samples_fresh"]
+    assert check.passed and check.metadata["judged"].value is False
+    assert "history up to 2026-11-01 11:00" in check.metadata["why"].value

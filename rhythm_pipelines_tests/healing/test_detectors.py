@@ -96,12 +96,25 @@ def calls(latencies, status="ok", channel="gpt-4o", region="us-east-1", start=T0
 
 
 def test_high_latency_on_the_window_p95():
-    ok = calls([200.0] * 60)
+    ok = calls([200.0] * 300)
     assert d.high_latency(ok, ok["ts"].iloc[-1], S) == []
     slow = pd.concat([ok, calls([900.0] * 20, start=ok["ts"].iloc[-1] + pd.Timedelta(seconds=2))])
     (e,) = d.high_latency(slow, slow["ts"].iloc[-1], S)
     assert e.source == "gpt-4o@us-east-1" and e.value > 500
-    assert e.start == slow["ts"].iloc[60]  # the first slow call
+    assert e.start == slow["ts"].iloc[300]  # the first slow call
+    fresh = calls([900.0] * 20)  # a channel with no history of its own is not judged
+    assert d.high_latency(fresh, fresh["ts"].iloc[-1], S) == []
+
+
+def test_high_latency_is_judged_against_the_channels_own_rhythm():
+    rng = np.random.default_rng(3)
+    llm = calls(rng.normal(2000, 300, 1800).clip(300), step_s=2)  # an LLM: two seconds is its normal
+    assert d.high_latency(llm, llm["ts"].iloc[-1], S) == []
+    one_timeout = pd.concat([llm, calls([30000.0], start=llm["ts"].iloc[-1] + pd.Timedelta(seconds=2))])
+    assert d.high_latency(one_timeout, one_timeout["ts"].iloc[-1], S) == []  # one timeout is not a trend
+    slower = pd.concat([llm, calls(rng.normal(6000, 500, 60), start=llm["ts"].iloc[-1] + pd.Timedelta(seconds=2))])
+    (e,) = d.high_latency(slower, slower["ts"].iloc[-1], S)
+    assert e.detail["bar_ms"] == pytest.approx(2 * e.detail["baseline_p95_ms"]) and e.value > e.detail["bar_ms"]
 
 
 def test_circuit_breaker_event_starts_when_it_tripped_and_survives_re_opening():

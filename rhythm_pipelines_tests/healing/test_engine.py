@@ -8,7 +8,7 @@ from rhythm_pipelines.healing.actions import Actuator
 from rhythm_pipelines.healing.engine import ALREADY_RESOLVED, DRY, RESOLVED, SUPPRESSED, UNRESOLVED, Healer
 from rhythm_pipelines.healing.events import KINDS, HealthEvent
 from rhythm_pipelines.healing.notify import Notifier
-from rhythm_pipelines.healing.playbooks import parse
+from rhythm_pipelines.healing.playbooks import Step, parse
 from rhythm_pipelines.healing.safety import Guard
 
 NOW = pd.Timestamp.now(tz="UTC")
@@ -164,8 +164,6 @@ def test_a_follow_up_runs_its_one_step(tmp_path):
         "playbooks:\n" + "".join(f"  {k}:\n    soft:\n      - action: notify_admin\n" for k in KINDS), "t.yaml"
     )
     h, entries = healer(tmp_path, resume, ScriptedProbe({}, []))
-    from rhythm_pipelines.healing.playbooks import Step
-
     r = h.heal(HealthEvent("cpu_spike", "h", NOW), follow_up=Step("resume_low_priority", {}, 600))
     assert entries[-1]["outcome"] == "noop" and r.status == RESOLVED  # nothing was paused: nothing left to do
 
