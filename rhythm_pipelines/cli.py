@@ -323,27 +323,60 @@ def cmd_forecast_train(args: argparse.Namespace) -> int:
 
 
 def cmd_forecast_predict(args: argparse.Namespace) -> int:
+    """Forecast from the newest stored data, as the live assets do: the model catches up on the points stored
+    since its training; the forecast says its origin and is refused when that is older than the horizon."""
+    import pandas as pd
+
+    from rhythm_pipelines.forecasting.data import stored_series
+    from rhythm_pipelines.forecasting.models import parse_step
     from rhythm_pipelines.forecasting.registry import ModelRegistry
-    from rhythm_pipelines.forecasting.serving import Forecaster
+    from rhythm_pipelines.forecasting.serving import Forecaster, horizon_steps
+    from rhythm_pipelines.metrics.store import open_store, utc
 
     forecaster = Forecaster(ModelRegistry(args.registry))
     try:
-        forecaster.load(args.source, args.metric)
+        mv = forecaster.load(args.source, args.metric)
     except LookupError as exc:
         raise ValueError(str(exc)) from None
-    frame = forecaster.predict(args.source, args.metric, args.horizon)
+    step = parse_step(mv.meta["step"])
+    at = utc(args.at) if args.at else pd.Timestamp.now(tz="UTC")
+    last = pd.Timestamp(mv.meta["last_ts"])
+    caught_up = 0
+    if args.store:
+        with open_store(args.store) as store:
+            how = mv.meta.get("aggregate", "mean")
+            s = stored_series(store, args.source, args.metric, last - 12 * step, at.floor(step), step, how)
+        if len(s):
+            caught_up = forecaster.update(args.source, args.metric, s.index, s.to_numpy())
+    steps = horizon_steps(args.horizon, step)
     info = forecaster.info(args.source, args.metric)
+    origin = pd.Timestamp(info["last_seen"])
+    behind = at - (origin + step)
+    if behind > steps * step:
+        raise ValueError(
+            f"{args.source} {args.metric}: the newest data is from {origin:%Y-%m-%d %H:%M} UTC, "
+            f"{behind / pd.Timedelta('1min'):.0f} min before {at:%Y-%m-%d %H:%M} UTC, more than the "
+            f"{args.horizon} horizon: its forecast would be in the past. Ingest fresh data, or pass "
+            f"--at {origin + step:%Y-%m-%dT%H:%M}Z to forecast from the data's end"
+        )
+    frame = forecaster.predict(args.source, args.metric, steps)
     if args.json:
         out = {
             "source": args.source,
             "metric": args.metric,
             "model": info["model"],
             "version": info["version"],
+            "origin": origin.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "behind_s": max(0.0, behind.total_seconds()),
+            "caught_up_points": caught_up,
             "forecast": frame.assign(ds=frame["ds"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_dict("records"),
         }
         print(json.dumps(out, indent=2))
         return 0
-    print(f"{args.source} {args.metric}: {info['model']} (version {info['version']}, trained to {info['train_end']})")
+    print(
+        f"{args.source} {args.metric}: {info['model']} (version {info['version']}, trained to {info['train_end']}); "
+        f"origin {origin:%Y-%m-%d %H:%M} UTC ({caught_up} newer point(s) from the store)"
+    )
     print(frame.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
     return 0
 
@@ -435,6 +468,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--metric", required=True)
     pr.add_argument("--horizon", default="1h", help="a duration (1h, 15min) or a number of steps")
     pr.add_argument("--registry", default=_registry_root(), help="a directory or s3://bucket/prefix")
+    pr.add_argument("--store", default=_default_store(), help="catch up on the points stored since training")
+    pr.add_argument("--at", default=None, help="forecast as of this UTC time (default: now)")
     pr.add_argument("--json", action="store_true")
     pr.set_defaults(func=cmd_forecast_predict)
 

@@ -13,6 +13,8 @@ from rhythm_pipelines.defs.cost import (
     cost_schedules,
 )
 from rhythm_pipelines.defs.forecasting import (
+    first_models_sensor,
+    forecast_first_models_job,
     forecast_training_job,
     forecast_training_schedule,
     forecasting_assets,
@@ -48,13 +50,14 @@ defs = dg.Definitions(
         anomaly_job,
         forecast_training_job,
         live_forecasts_job,
+        forecast_first_models_job,
         *healing_jobs,
         budget_alert_job,
         *cost_jobs,
         *(chaos.chaos_jobs if chaos.enabled() else []),
     ],
     schedules=[forecast_training_schedule, live_forecasts_schedule, *healing_schedules, *cost_schedules],
-    sensors=[host_sampler, *healing_sensors, budget_sensor],
+    sensors=[host_sampler, *healing_sensors, budget_sensor, first_models_sensor],
     resources={
         "store": store_from_env(),
         "landing": landing_from_env(),

@@ -14,8 +14,9 @@ from rhythm_pipelines.defs.resources import MetricsStoreResource, ModelRegistryR
 from rhythm_pipelines.forecasting.day_report import DayReport, score_day
 from rhythm_pipelines.forecasting.live import forecast_now, horizon_label
 from rhythm_pipelines.forecasting.models import DEFAULT_MODELS
+from rhythm_pipelines.forecasting.registry import CURRENT
 from rhythm_pipelines.forecasting.serving import DEFAULT_HORIZONS
-from rhythm_pipelines.forecasting.targets import TARGETS, ForecastTarget, target
+from rhythm_pipelines.forecasting.targets import TARGETS, ForecastTarget, target, target_sources
 from rhythm_pipelines.forecasting.training import TrainReport, train_window
 from rhythm_pipelines.healing.pause import PRIORITY_TAG, paused_by
 
@@ -242,7 +243,16 @@ def _live_asset(t: ForecastTarget) -> dg.AssetsDefinition:
         kinds={"python", "sqlite"},
         description=f"Forecasts of {t.description} per source for the next 15 min and 1 h (80/95 % "
         "intervals) from each source's served model, brought up to date with the points stored since its "
-        "training; every step is kept in the store's forecasts table.",
+        "training; every step is kept in the store's forecasts table. Each says its origin (newest point); a "
+        "source whose data is older than the longest horizon is refused and fails the check forecasts_are_live.",
+        check_specs=[
+            dg.AssetCheckSpec(
+                "forecasts_are_live",
+                asset=f"{t.name}_forecasts",
+                description="Every source with a model has data recent enough to forecast from (its newest "
+                "point within the longest horizon of now).",
+            )
+        ],
     )
     def _asset(
         context: dg.AssetExecutionContext,
@@ -257,25 +267,34 @@ def _live_asset(t: ForecastTarget) -> dg.AssetsDefinition:
             live = forecast_now(s, model_registry.open(), t, now, horizons)
             written = s.write_table("forecasts", live.points) if not live.points.empty else 0
         context.log.info(f"{t.name}: {len(live.summary)} sources forecast, {len(live.skipped)} skipped")
+        stale = live.skipped[live.skipped["reason"].str.startswith("stale")]
         metadata = {
             "now": now.isoformat(),
             "sources_forecast": dg.MetadataValue.int(len(live.summary)),
             "sources_skipped": dg.MetadataValue.int(len(live.skipped)),
+            "sources_stale": dg.MetadataValue.int(len(stale)),
             "rows_written": dg.MetadataValue.int(written),
             "forecasts": md_table(live.summary, 40),
             "skipped": md_table(live.skipped, 20),
         }
         if not live.summary.empty:
-            source = live.summary["source"].iloc[0]
+            row = live.summary.iloc[0]
+            source = row["source"]
             path = live.points[live.points["source"] == source].set_index("ts")
             metadata["example"] = plot_forecast(
                 live.recent[source],
                 {"forecast": path["mean"]},
-                f"{source} {t.metric}: the next {horizon_label(max(horizons))} from {now:%Y-%m-%d %H:%M}",
+                f"{source} {t.metric}: the next {horizon_label(max(horizons))} from {row['origin']:%Y-%m-%d %H:%M} UTC",
                 band=(path["lo_80"], path["hi_80"]),
                 ylabel=t.metric,
             )
-        return dg.MaterializeResult(metadata=metadata)
+        check = dg.AssetCheckResult(
+            check_name="forecasts_are_live",
+            passed=stale.empty,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"stale_sources": len(stale), "stale": md_table(stale, 20)},
+        )
+        return dg.MaterializeResult(metadata=metadata, check_results=[check])
 
     return _asset
 
@@ -318,6 +337,76 @@ def live_forecasts_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     if held:
         return dg.SkipReason(f"low-priority work paused by healing event(s): {', '.join(held)}")
     return dg.RunRequest()
+
+
+FIRST_MODEL_HISTORY = pd.Timedelta("3h")  # a series without a model gets one once it has this much history
+FIRST_MODEL_INTERVAL_S = 600
+
+
+class FirstModelsConfig(dg.Config):
+    series: list[str] = Field(description="target:source pairs that have no served model yet")
+
+
+@dg.op(description="Train a first model for series that have none, on the history they have (up to 7 days to now).")
+def train_first_models(
+    context: dg.OpExecutionContext,
+    config: FirstModelsConfig,
+    store: MetricsStoreResource,
+    model_registry: ModelRegistryResource,
+) -> None:
+    end = pd.Timestamp.now(tz="UTC").floor("5min")
+    registry = model_registry.open()
+    by_target: dict[str, list[str]] = {}
+    for pair in config.series:
+        name, source = pair.split(":", 1)
+        by_target.setdefault(name, []).append(source)
+    with store.open() as s:
+        for name, sources in by_target.items():
+            report = train_window(
+                s, registry, [target(name)], end - pd.Timedelta(days=7), end, pd.Timedelta("1h"),
+                f"first-{end:%Y-%m-%dT%H%M}", min_history=FIRST_MODEL_HISTORY, sources=sources,
+                progress=context.log.info,
+            )  # fmt: skip
+            for r in report.rows.itertuples(index=False):
+                context.log.info(f"{name} {r.source}: {r.status}" + (f" ({r.reason})" if r.status != "trained" else ""))
+
+
+@dg.job(
+    description="First models for series that have none yet (the nightly training takes over from the next night).",
+    tags={PRIORITY_TAG: "low"},
+)
+def forecast_first_models_job():
+    train_first_models()
+
+
+@dg.sensor(
+    job=forecast_first_models_job,
+    minimum_interval_seconds=FIRST_MODEL_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every 10 min: target series (this host's CPU and memory, channel latency) with no served model "
+    "but 3 h of history get a first model now, not at the next nightly training.",
+)
+def first_models_sensor(
+    context: dg.SensorEvaluationContext, store: MetricsStoreResource, model_registry: ModelRegistryResource
+):
+    now = pd.Timestamp.now(tz="UTC")
+    registry = model_registry.open()
+    ready, waiting = [], []
+    with store.open() as s:
+        listed = s.list_series()
+        for t in TARGETS.values():
+            for source in target_sources(listed, t):
+                if registry.tagged(source, t.metric, CURRENT) is not None:
+                    continue
+                pts = s.read_metrics(now - FIRST_MODEL_HISTORY - pd.Timedelta("15min"), now, [source], [t.metric])
+                old_enough = not pts.empty and pts["ts"].min() <= now - FIRST_MODEL_HISTORY
+                (ready if old_enough else waiting).append(f"{t.name}:{source}")
+    if not ready:
+        return dg.SkipReason(f"no series ready for a first model ({len(waiting)} still gathering 3 h of history)")
+    return dg.RunRequest(
+        run_key=f"first-models-{now:%Y-%m-%dT%H}-{len(ready)}",
+        run_config={"ops": {"train_first_models": {"config": {"series": sorted(ready)}}}},
+    )
 
 
 forecasting_assets = [forecaster_models, forecast_accuracy, *live_forecast_assets]

@@ -2,6 +2,9 @@
 training, forecasts the next horizons (15 min and 1 h by default) with intervals.
 
 Only whole steps are used (the step in progress is left out), so a forecast never rests on half a bucket.
+Every forecast says its origin (the newest point it rests on) and how far behind ``now`` that is; a source whose
+newest point is older than the longest horizon is refused (its "next hour" would be over already), not served
+as live.
 """
 
 from __future__ import annotations
@@ -35,11 +38,13 @@ def forecast_now(
     target: ForecastTarget,
     now: pd.Timestamp,
     horizons: Sequence[pd.Timedelta] = DEFAULT_HORIZONS,
+    sources: list[str] | None = None,
 ) -> LiveForecasts:
-    """Forecast every source of ``target`` from its served model (see module doc)."""
+    """Forecast every source of ``target`` (or those of ``sources``) from its served model (see module doc)."""
     forecaster = Forecaster(registry)
     summary, points, skipped, recent = [], [], [], {}
-    for source in target_sources(store.list_series(), target):
+    longest = max(horizons)
+    for source in target_sources(store.list_series(), target, sources):
         try:
             mv = forecaster.load(source, target.metric)
         except LookupError:
@@ -57,16 +62,29 @@ def forecast_now(
         except ValueError as exc:
             skipped.append({"source": source, "reason": str(exc)})
             continue
+        info = forecaster.info(source, target.metric)
+        origin = pd.Timestamp(info["last_seen"])
+        behind = now - (origin + step)  # the origin's bucket closes one step after it starts
+        if behind > longest:
+            skipped.append(
+                {
+                    "source": source,
+                    "reason": f"stale: its newest point is {origin:%Y-%m-%d %H:%M} UTC, {_age(behind)} before now, "
+                    f"more than the {horizon_label(longest)} horizon: no live forecast",
+                }
+            )
+            continue
         steps = max(horizon_steps(h, step) for h in horizons)
         fc = forecaster.predict(source, target.metric, steps)
-        info = forecaster.info(source, target.metric)
-        issued = pd.Timestamp(info["last_seen"]) + step  # the first step forecast
+        issued = origin + step  # the first step forecast
         recent[source] = s[s.index > last - 36 * step]
         row = {
             "source": source,
             "model": mv.meta["model"],
             "version": mv.version,
-            "last_point": info["last_seen"],
+            "origin": origin,
+            "behind": _age(max(behind, pd.Timedelta(0))),
+            "stale": behind > step,  # more than a step behind now: the short horizons are partly past
             "naive_guard": info["fallback_to_naive"],
         }
         for h in horizons:
@@ -100,6 +118,11 @@ def forecast_now(
         pd.DataFrame(skipped, columns=["source", "reason"]),
         recent,
     )
+
+
+def _age(d: pd.Timedelta) -> str:
+    minutes = d / pd.Timedelta("1min")
+    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
 
 
 def horizon_label(h: pd.Timedelta) -> str:

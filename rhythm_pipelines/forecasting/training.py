@@ -83,8 +83,10 @@ def train_window(
     n_jobs: int = 1,
     step: pd.Timedelta | None = None,
     progress: Callable[[str], None] | None = None,
+    sources: list[str] | None = None,
 ) -> TrainReport:
-    """Train every target series of ``[start, end)`` on its target's grid (or ``step``) for ``horizon``."""
+    """Train every target series of ``[start, end)`` (or only those of ``sources``) on its target's grid (or
+    ``step``) for ``horizon``."""
     listed = store.list_series()
     rows, wall = [], 0.0
     for t in targets:
@@ -92,7 +94,7 @@ def train_window(
         h = horizon_steps(horizon, grid)
         need = max(int(np.ceil(min_history / grid)), 2 * h + 2)
         frames, keys = [], {}
-        for source in target_sources(listed, t):
+        for source in target_sources(listed, t, sources):
             s = stored_series(store, source, t.metric, start, end, grid, t.how)
             base = {"target": t.name, "source": source, "metric": t.metric, "points": len(s)}
             if len(s) < need:

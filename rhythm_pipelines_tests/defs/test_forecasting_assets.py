@@ -158,6 +158,26 @@ def test_accuracy_check_warns_when_models_lose_to_naive_and_live_forecasts_use_t
     at = rows[rows["horizon"] == "1h"]
     truth = 40 + 15 * _cycle(pd.DatetimeIndex(at["ts"]))
     assert np.abs(at["mean"].to_numpy() - truth).max() < 10
+    assert "2026-03-06 10:00" in meta["forecasts"].value and _check(live, "forecasts_are_live").passed  # its origin
+
+
+def test_a_forecast_whose_data_is_older_than_its_horizon_is_refused_not_served(fleet):
+    """The demo's data ends; an hour and a half later its "next 15 min" would be in the past."""
+    end = T0 + pd.Timedelta(days=DAYS)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert dg.materialize(
+            [forecaster_models], resources=fleet, instance=instance, partition_key="2026-03-05",
+            run_config={"ops": {"forecaster_models": {"config": TRAIN}}},
+        ).success  # fmt: skip
+        late = dg.materialize(
+            [cpu_forecasts], resources=fleet, instance=instance,
+            run_config={"ops": {"cpu_forecasts": {"config": {"now": (end + pd.Timedelta("90min")).isoformat()}}}},
+        )  # fmt: skip
+    meta = _metadata(late, "cpu_forecasts")
+    assert meta["sources_forecast"].value == 0 and meta["sources_stale"].value == 2
+    assert "more than the 1h horizon: no live forecast" in meta["skipped"].value
+    check = _check(late, "forecasts_are_live")
+    assert not check.passed and check.metadata["stale_sources"].value == 2
 
 
 def test_the_nightly_schedule_retrains_yesterday_and_live_forecasts_run_every_15_minutes():
@@ -169,3 +189,35 @@ def test_the_nightly_schedule_retrains_yesterday_and_live_forecasts_run_every_15
     job = defs.resolve_job_def("forecast_training_job")
     assert job.asset_layer.executable_asset_keys >= {dg.AssetKey("forecaster_models"), dg.AssetKey("forecast_accuracy")}
     assert defs.resolve_schedule_def("live_forecasts_schedule").cron_schedule == "*/15 * * * *"
+
+
+def test_a_series_without_a_model_gets_its_first_one_once_it_has_three_hours(tmp_path):
+    """The real host of a fresh `make dev`: no model, so no live forecast, until the nightly training; now a
+    sensor trains a first one as soon as three hours are stored."""
+    from rhythm_pipelines.defs.forecasting import first_models_sensor, forecast_first_models_job
+
+    now = pd.Timestamp.now(tz="UTC").floor("min")
+    store = SQLiteStoreResource(path=str(tmp_path / "metrics.db"))
+    resources = {"store": store, "model_registry": ModelRegistryResource(root=str(tmp_path / "models"))}
+
+    def write(hours: float, host: str) -> None:
+        ts = pd.date_range(end=now, periods=int(hours * 60), freq="min")
+        values = 40 + 10 * np.sin(np.arange(len(ts)) / 30)
+        with store.open() as s:
+            s.write_metrics(pd.DataFrame({"ts": ts, "source": host, "metric": "cpu_percent", "value": values}))
+
+    write(1, "young-host")
+    with dg.DagsterInstance.ephemeral() as instance:
+        skip = first_models_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        assert isinstance(skip, dg.SkipReason) and "1 still gathering" in skip.skip_message
+        write(4, "old-host")
+        req = first_models_sensor(dg.build_sensor_context(instance=instance, resources=resources))
+        assert req.run_config["ops"]["train_first_models"]["config"]["series"] == ["cpu:old-host"]
+        result = forecast_first_models_job.execute_in_process(
+            run_config=req.run_config, resources=resources, instance=instance
+        )
+        assert result.success
+        live = dg.materialize([cpu_forecasts], resources=resources, instance=instance)
+    meta = _metadata(live, "cpu_forecasts")
+    assert meta["sources_forecast"].value == 1 and "old-host" in meta["forecasts"].value
+    assert "young-host" in meta["skipped"].value and "no trained model yet" in meta["skipped"].value

@@ -70,10 +70,14 @@ def test_train_from_the_store_then_predict(tmp_path):
     out = run("forecast", "train", *common, "--store", f"sqlite:///{db}", "--end", end, "--models", "naive,mstl")
     assert out.returncode == 0, out.stderr
     assert "version 1" in out.stdout
-    pred = run("forecast", "predict", *common, "--horizon", "15min", "--json")
+    stale = run("forecast", "predict", *common, "--store", f"sqlite:///{db}", "--horizon", "15min")
+    assert stale.returncode == 2 and "its forecast would be in the past" in stale.stderr  # now is days later
+    store_arg = ["--store", f"sqlite:///{db}"]
+    pred = run("forecast", "predict", *common, *store_arg, "--horizon", "15min", "--at", end, "--json")
     assert pred.returncode == 0, pred.stderr
     report = json.loads(pred.stdout)
     assert report["version"] == 1 and len(report["forecast"]) == 3
+    assert report["origin"] == s.index[-1].strftime("%Y-%m-%dT%H:%M:%SZ") and report["behind_s"] == 0
     first = report["forecast"][0]
     assert set(first) == {"ds", "mean", "lo-80", "hi-80", "lo-95", "hi-95"}
     assert first["ds"] == (s.index[-1] + pd.Timedelta("5min")).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -81,3 +85,11 @@ def test_train_from_the_store_then_predict(tmp_path):
     assert abs(first["mean"] - truth) < 3
     missing = run("forecast", "predict", "--source", "nope", "--metric", "cpu_percent", "--registry", str(registry))
     assert missing.returncode == 2 and "no model" in missing.stderr
+    # two more hours stored after training: predict catches up and forecasts from their end, as the UI does
+    later = pd.date_range(s.index[-1] + pd.Timedelta("10s"), periods=720, freq="10s")
+    with SQLiteMetricsStore(db) as store:
+        store.write_metrics(pd.DataFrame({"ts": later, "source": "web-01", "metric": "cpu_percent", "value": 50.0}))
+    at = (later[-1] + pd.Timedelta("10s")).isoformat()
+    pred = run("forecast", "predict", *common, "--store", f"sqlite:///{db}", "--horizon", "15min", "--at", at, "--json")
+    caught = json.loads(pred.stdout)
+    assert caught["caught_up_points"] >= 23 and pd.Timestamp(caught["origin"]) > s.index[-1] + pd.Timedelta("1h")
