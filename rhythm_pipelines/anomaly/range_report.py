@@ -74,10 +74,59 @@ class RangeReport:
         )
 
 
+SCORE_CAP = 100.0  # scores are multiples of the alert bar; past this they only say "far off"
+INCIDENT_GAP = pd.Timedelta("15min")
+_RANK = {"minor": 0, "major": 1, "critical": 2}
+
+
+def readable_score(score: float) -> str:
+    """A score as a person reads it: multiples of the alert bar (1× = the bar), capped."""
+    if not np.isfinite(score):
+        return "n/a"
+    return f">{SCORE_CAP:g}×" if score > SCORE_CAP else f"{score:.1f}×"
+
+
 def events_table(events: list[AlertEvent]) -> pd.DataFrame:
-    return pd.DataFrame(
+    """The events, newest first, scores as multiples of the alert bar."""
+    frame = pd.DataFrame(
         [(e.source, e.metric, e.start, e.end, e.severity, e.score) for e in events], columns=EVENT_COLUMNS
-    ).sort_values(["start", "source", "metric"], kind="stable")
+    ).sort_values(["start", "source", "metric"], ascending=[False, True, True], kind="stable")
+    return frame.assign(score=frame["score"].map(readable_score))
+
+
+def entity(source: str) -> str:
+    """What an event is about: a channel@region, or a host (its processes belong to it)."""
+    return source.split("/proc/")[0]
+
+
+def incidents(events: list[AlertEvent], gap: pd.Timedelta = INCIDENT_GAP) -> pd.DataFrame:
+    """Events grouped into incidents: the events of one host or channel@region that overlap or follow within
+    ``gap`` are one incident (a latency incident raises p50, p95 and timeouts together). Newest first."""
+    cols = ["start", "end", "entity", "severity", "peak", "events", "series"]
+    if not events:
+        return pd.DataFrame(columns=cols)
+    rows: list[dict] = []
+    open_: dict[str, dict] = {}
+    for e in sorted(events, key=lambda e: (e.start, e.source, e.metric)):
+        key = entity(e.source)
+        cur = open_.get(key)
+        if cur is None or e.start > cur["end"] + gap:
+            cur = {"start": e.start, "end": e.end, "entity": key, "severity": e.severity, "peak": e.score,
+                   "events": 0, "series": []}  # fmt: skip
+            rows.append(cur)
+            open_[key] = cur
+        cur["end"] = max(cur["end"], e.end)
+        cur["events"] += 1
+        cur["peak"] = max(cur["peak"], e.score)
+        if _RANK.get(e.severity, 0) > _RANK.get(cur["severity"], 0):
+            cur["severity"] = e.severity
+        name = e.metric if e.source == key else f"{e.source.split('/proc/')[1]}:{e.metric}"
+        if name not in cur["series"]:
+            cur["series"].append(name)
+    out = pd.DataFrame(rows, columns=cols)
+    out["series"] = out["series"].map(", ".join)
+    out = out.sort_values("start", ascending=False, kind="stable")
+    return out.assign(peak=out["peak"].map(readable_score))
 
 
 def _summary(series: pd.DataFrame) -> pd.DataFrame:

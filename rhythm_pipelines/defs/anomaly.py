@@ -9,10 +9,10 @@ from pydantic import Field
 
 from rhythm_pipelines.anomaly import pipeline
 from rhythm_pipelines.anomaly.profiles import AUTO
-from rhythm_pipelines.anomaly.range_report import events_table, score_range
+from rhythm_pipelines.anomaly.range_report import SCORE_CAP, events_table, incidents, readable_score, score_range
 from rhythm_pipelines.anomaly.series import METHODS
 from rhythm_pipelines.defs.ingestion import channel_calls, raw_metrics, window
-from rhythm_pipelines.defs.metadata import md_table, plot_flags
+from rhythm_pipelines.defs.metadata import md_table, partitions_of, plot_flags, run_scope
 from rhythm_pipelines.defs.partitions import hourly_partitions
 from rhythm_pipelines.defs.resources import MetricsStoreResource
 
@@ -95,6 +95,7 @@ def anomaly_detection(
     yield dg.MaterializeResult(
         asset_key="anomaly_scores",
         metadata={
+            **run_scope(context),
             "window": f"{start.isoformat()} … {end.isoformat()}",
             "method": config.method,
             "history_hours": config.history_hours,
@@ -118,19 +119,35 @@ def anomaly_detection(
     )
 
     rates = report.rates()
+    grouped = incidents(report.events)
     events_meta = {
+        **run_scope(context),
+        "incidents": dg.MetadataValue.int(len(grouped)),
         "events": dg.MetadataValue.int(len(report.events)),
         "continued_events": dg.MetadataValue.int(len(report.continued)),
         "rows_upserted": dg.MetadataValue.int(report.events_written),
         "by_severity": md_table(report.severity_counts()),
+        "incident_list": md_table(grouped, 30),
+        "score_scale": "scores are multiples of the alert bar (1× = the bar; major from 1.5×, critical from 3×), "
+        f"shown up to {SCORE_CAP:g}×",
         "table": md_table(events_table(report.events), 30),
         "continued": md_table(events_table(report.continued), 10),
     }
     if not report.top.empty:
         top = report.top
         src, met = top["source"].iloc[0], top["metric"].iloc[0]
-        title = f"{src} {met}: {int(top['flagged'].sum())} flagged, max score {top['score'].max():.3g}"
+        peak = readable_score(float(top["score"].max()))
+        title = f"{src} {met}: {int(top['flagged'].sum())} flagged points, peak {peak} the alert bar"
         events_meta["most_anomalous"] = plot_flags(top, title, ylabel=met)
+    for key, a, b in partitions_of(context):
+        mine = [e for e in report.events if a <= e.start < b]
+        context.log_event(
+            dg.AssetObservation(
+                asset_key="anomaly_events",
+                partition=key,
+                metadata={"events": len(mine), "incidents": md_table(incidents(mine), 10)},
+            )
+        )
     yield dg.MaterializeResult(
         asset_key="anomaly_events",
         metadata=events_meta,

@@ -5,7 +5,7 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
-from rhythm_pipelines.defs.metadata import md_table, plot_series
+from rhythm_pipelines.defs.metadata import md_table, partitions_of, plot_series, run_scope
 from rhythm_pipelines.defs.partitions import hourly_partitions
 from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource, sampler_host
 from rhythm_pipelines.metrics.ingest import (
@@ -210,13 +210,34 @@ def hourly_rollups(context: dg.AssetExecutionContext, store: MetricsStoreResourc
         rollups = build_rollups(s, start, end)
         cpu = s.read_metrics(start, end, metrics=["cpu_percent"])
     metadata = {
+        **run_scope(context),
         "rows": dg.MetadataValue.int(len(rollups)),
         "series": dg.MetadataValue.int(int(rollups[["source", "metric"]].drop_duplicates().shape[0])),
-        "sample": md_table(rollups.sort_values("p95", ascending=False).drop(columns="ts"), 15),
+        "highest_p95": md_table(highest_per_metric(rollups), 30),
     }
     if not cpu.empty:
-        metadata["cpu_percent"] = plot_series(cpu, "cpu_percent", f"cpu_percent {start:%Y-%m-%d %H:%M} +{end - start}")
+        span = f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} UTC"
+        metadata["cpu_percent"] = plot_series(cpu, "cpu_percent", f"cpu_percent, {span}")
+    for key, a, b in partitions_of(context):
+        hour = rollups[(pd.to_datetime(rollups["ts"], utc=True) >= a) & (pd.to_datetime(rollups["ts"], utc=True) < b)]
+        context.log_event(
+            dg.AssetObservation(
+                asset_key=context.asset_key,
+                partition=key,
+                metadata={"rows": len(hour), "highest_p95": md_table(highest_per_metric(hour), 30)},
+            )
+        )
     return dg.MaterializeResult(metadata=metadata)
+
+
+def highest_per_metric(rollups: pd.DataFrame) -> pd.DataFrame:
+    """Per metric, the source and hour with the highest p95 (what an operator looks for first), by metric."""
+    if rollups.empty:
+        return rollups
+    best = rollups.loc[rollups.groupby("metric")["p95"].idxmax()]
+    return best.rename(columns={"ts": "hour"}).sort_values("metric")[
+        ["metric", "source", "hour", "mean", "p95", "max", "count"]
+    ]
 
 
 LIVE_HOURS = pd.Timedelta("2h")  # a materialization reaching this close to now is about the live sampler

@@ -153,3 +153,31 @@ def plot_frontier(routes: pd.DataFrame, curve: pd.DataFrame, title: str) -> dg.M
     fig.savefig(buf, format="png")
     plt.close(fig)
     return png_md(buf.getvalue(), title)
+
+
+def partitions_of(context: dg.AssetExecutionContext) -> list[tuple[str, pd.Timestamp, pd.Timestamp]]:
+    """The time partitions a run covers, as (key, start, end); empty for a run of one partition (its
+    materialization already describes it) or an unpartitioned asset."""
+    if not context.has_partition_key_range or len(context.partition_keys) < 2:
+        return []
+    pdef = context.assets_def.partitions_def
+    out = []
+    for key in context.partition_keys:
+        w = pdef.time_window_for_partition_key(key)
+        out.append((key, pd.Timestamp(w.start).tz_convert("UTC"), pd.Timestamp(w.end).tz_convert("UTC")))
+    return out
+
+
+def run_scope(context: dg.AssetExecutionContext) -> dict:
+    """For a run covering several partitions, a line saying the figures are the run's: Dagster records one
+    materialization for each partition with the same metadata (dagster-io/dagster#18123), so each partition's
+    own figures go into an observation of that partition."""
+    if not context.has_partition_key_range or len(context.partition_keys) < 2:
+        return {}
+    keys = context.partition_keys
+    return {
+        "figures_cover": dg.MetadataValue.text(
+            f"the whole run: {len(keys)} partitions, {keys[0]} … {keys[-1]}; this partition's own figures are in "
+            "its observation (Events, 'Observation')"
+        )
+    }

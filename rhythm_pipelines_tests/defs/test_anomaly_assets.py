@@ -100,7 +100,8 @@ def test_a_burst_becomes_one_stored_event_and_a_rerun_duplicates_nothing(resourc
         scores, events = metadata(result, "anomaly_scores"), metadata(result, "anomaly_events")
         assert scores["series_scored"].value == len(HOSTS)  # the score series are never scored themselves
         assert scores["points_scored"].value == len(HOSTS) * 60 and scores["flagged_points"].value == 1
-        assert events["events"].value == 1 and "db-01" in events["table"].value
+        assert events["events"].value == 1 and "db-01" in events["table"].value and "figures_cover" not in events
+        assert events["incidents"].value == 1 and "| db-01 " in events["incident_list"].value
         assert "data:image/png;base64," in events["most_anomalous"].value
         assert "db-01 cpu_percent" in events["most_anomalous"].value
         assert check(result, "finite_scores").passed
@@ -144,6 +145,14 @@ def test_a_range_in_one_run_equals_hour_by_hour(resources, instance, tmp_path):
         },
     )
     assert metadata(one_run, "anomaly_scores", partitions=2)["points_scored"].value == len(HOSTS) * 120
+    scope = metadata(one_run, "anomaly_events", partitions=2)["figures_cover"].value
+    assert scope.startswith("the whole run: 2 partitions, 2026-03-02-00:00 … 2026-03-02-01:00")
+    seen = {
+        r.asset_observation.partition: r.asset_observation.metadata["events"].value
+        for r in instance.fetch_observations(dg.AssetKey("anomaly_events"), limit=10).records
+        if r.run_id == one_run.run_id
+    }
+    assert seen == {"2026-03-02-00:00": 1, "2026-03-02-01:00": 0}  # each hour's own figure: the event starts at :55
     for key in ("2026-03-02-00:00", "2026-03-02-01:00"):
         run(hourly, instance, partition_key=key)
     with resources["store"].open() as a, hourly["store"].open() as b:
