@@ -45,14 +45,20 @@ def budget_curve(problem: RoutingProblem, points: int = 50, **constraints) -> pd
     cheapest = solve(problem, objective="cost", **constraints)
     fastest = solve(problem, objective="latency", **constraints)
     lo, hi = cheapest.expected["cost_usd"], fastest.expected["cost_usd"]
+    if hi <= lo * (1 + 1e-6):  # the cheapest mix is also the fastest: one point, no trade-off to sweep
+        return pd.DataFrame([{"budget_usd": float(lo), **cheapest.expected}])
     rows = []
-    for b in np.linspace(lo, max(hi, lo), points):
+    for b in np.linspace(lo, hi, points):
         try:
             plan = solve(problem, budget=float(b) * (1 + 1e-9) + 1e-12, objective="latency", **constraints)
         except RoutingInfeasible:
             continue
         rows.append({"budget_usd": float(b), **plan.expected})
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    same = out.drop(columns="budget_usd").round(9).duplicated()  # budgets past a plateau buy the same mix
+    return out[~same].reset_index(drop=True)
 
 
 def slo_curve(problem: RoutingProblem, points: int = 25, **constraints) -> pd.DataFrame:

@@ -137,7 +137,10 @@ def cost_pareto_frontier(
             "routes": len(routes),
             "pareto_routes": ", ".join(routes.loc[routes["pareto"], "route"]),
             "frontier": md_table(routes, 60),
-            "budget_sweep": md_table(curve.round(4), 30),
+            "budget_sweep": md_table(curve.round(4), 30)
+            if len(curve) > 1
+            else dg.MetadataValue.md("The cheapest mix is also the fastest this day: no trade-off to sweep.\n\n"
+                                     + md_table(curve.round(4)).value),  # fmt: skip
             "slo_sweep": md_table(slos.round(4), 20),
             "plot": plot_frontier(routes, curve, f"cost / latency frontier, {start:%Y-%m-%d}"),
         }

@@ -45,6 +45,14 @@ def test_more_budget_never_buys_a_slower_mix(catalog):
     assert (curve["cost_usd"] <= curve["budget_usd"] * (1 + 1e-6)).all()
     assert (np.diff(curve["mean_latency_ms"]) <= 1e-6).all()
     assert curve["mean_latency_ms"].iloc[0] > curve["mean_latency_ms"].iloc[-1]
+    assert not curve.drop(columns="budget_usd").round(9).duplicated().any()  # no row twice
+
+
+def test_when_the_cheapest_mix_is_the_fastest_the_sweep_is_one_point(catalog):
+    one = {"premium": (300, 0.0)}
+    p = build_problem(make_calls(one, {("premium", "hard"): 1.0, ("premium", "easy"): 1.0}), catalog)
+    curve = budget_curve(p, points=25)
+    assert len(curve) == 1  # not 25 identical rows
 
 
 def test_replay_keeps_every_policy_under_the_per_minute_limits_and_the_plan_on_the_frontier(catalog):
