@@ -15,11 +15,12 @@ lock-check:
 	@$(PYTHON) tools/check_lock.py requirements.lock
 
 $(BIN)/.installed: pyproject.toml requirements.lock tools/check_lock.py
-	$(PYTHON) tools/check_lock.py requirements.lock
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade "pip>=24"
-	$(BIN)/pip install --quiet -c requirements.lock -e '.[test]'
-	touch $@
+	@$(PYTHON) tools/check_lock.py requirements.lock
+	@echo "installing .venv from requirements.lock (the first time about 2 min; pip's output: $(VENV)/install.log)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@{ $(BIN)/pip install --upgrade "pip>=24" && $(BIN)/pip install -c requirements.lock -e '.[test]'; } \
+	  > $(VENV)/install.log 2>&1 || { tail -30 $(VENV)/install.log; echo "install failed: $(VENV)/install.log" >&2; exit 1; }
+	@touch $@
 
 venv: $(BIN)/.installed
 
@@ -44,9 +45,11 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
+# the demo seed runs once (2-3 min); then the UI at http://127.0.0.1:3000 (Ctrl-C stops it; `make clean` resets)
 dev: lock-check venv $(DAGSTER_HOME)/dagster.yaml
-	$(DEV_ENV) $(BIN)/rhythm demo-seed
-	$(DEV_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	@$(DEV_ENV) $(BIN)/rhythm demo-seed
+	@echo "starting dagster dev: the UI is at http://127.0.0.1:3000 in about 20 s (Ctrl-C stops everything)"
+	@$(DEV_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000 --log-level warning
 
 # tests make their own instances and homes; an outer DAGSTER_HOME must not leak in
 test: lock-check venv system-deps

@@ -164,45 +164,89 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
               "--end", f"{end:%Y-%m-%dT%H:%M}Z", "--step-s", "120"]  # fmt: skip
     days = [f"{d:%Y-%m-%d}" for d in pd.date_range(first.floor("D"), today, freq="D")]
 
+    log = _home() / "demo-seed.log"
+
     def report() -> int:
-        return _materialize_days("healing_report_job", days)
+        return _materialize_days("healing_report_job", days, log)
+
     if args.no_materialize:
         for c in (cmd, train, live, costs):
             print("then:" if c is not cmd else "backfill with:", " ".join(c))
         print("then: rhythm", " ".join(replay))
         print(f"then: healing_report for {', '.join(days)}")
         return 0
-    print("materializing the demo hours in one run:", " ".join(cmd[3:]), flush=True)
-    rc = subprocess.call(cmd)  # noqa: S603  our own dagster CLI, an argument list
+    print(f"Dagster's output goes to {log}; here, one line per step (about 2–3 min in all).", flush=True)
+    hours = int((last - first) / pd.Timedelta("1h")) + 1
+    steps = [(f"ingest and score the {hours} demo hours in one run", 60, lambda: _quiet(cmd, log))]
+    if yesterday >= first.floor("D"):
+        steps += [
+            (f"train the forecasters on the days up to {yesterday:%Y-%m-%d}", 25, lambda: _quiet(train, log)),
+            ("forecast the next 15 min and 1 h", 10, lambda: _quiet(live, log)),
+            (f"costs, frontier, routing plan and cost report of {yesterday:%Y-%m-%d}", 20, lambda: _quiet(costs, log)),
+        ]
+    steps += [
+        ("replay the demo's history through healing (dry run: nothing is touched)", 50, lambda: main(replay)),
+        (f"healing reports of {days[0]} … {days[-1]}", 10, report),
+    ]
+    for i, (title, expect_s, fn) in enumerate(steps, 1):
+        print(f"[{i}/{len(steps)}] {title} (~{expect_s} s)…", flush=True)
+        t0 = time.monotonic()
+        rc = fn()
+        if rc:
+            print(f"      failed (exit {rc}) after {time.monotonic() - t0:.0f} s: see {log}", file=sys.stderr)
+            return rc
+        print(f"      done in {time.monotonic() - t0:.0f} s", flush=True)
+    return 0
+
+
+def _quiet(cmd: list[str], log: Path) -> int:
+    """Run one of our own dagster CLI commands with its output appended to ``log``; on failure, its tail."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        out.write(f"\n$ {' '.join(cmd)}\n")
+        out.flush()
+        rc = subprocess.call(cmd, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603  our own dagster CLI
     if rc:
-        return rc
-    if yesterday < first.floor("D"):
-        return main(replay) or report()
-    print(f"training the forecasters on the days up to {yesterday:%Y-%m-%d}, then forecasting", flush=True)
-    rc = subprocess.call(train) or subprocess.call(live)  # noqa: S603  our own dagster CLI
-    print(f"costs, the frontier, a routing plan and the cost report of {yesterday:%Y-%m-%d}", flush=True)
-    rc = rc or subprocess.call(costs)  # noqa: S603  our own dagster CLI
-    print(
-        "what healing would have done about the demo's incidents (a dry-run replay), and its daily reports", flush=True
-    )
-    return rc or main(replay) or report()
+        tail = log.read_text(errors="replace").splitlines()[-25:]
+        print("\n".join(tail), file=sys.stderr)
+    return rc
 
 
-def _materialize_days(job_name: str, days: list[str]) -> int:
+def _materialize_days(job_name: str, days: list[str], log: Path) -> int:
     """Run a daily-partitioned job for each day, in this process, on $DAGSTER_HOME's instance (one run per day:
-    each partition's metadata is that day's; the CLI would need a single-run backfill policy)."""
+    each partition's metadata is that day's; the CLI would need a single-run backfill policy). Dagster's console
+    output goes to ``log``."""
+    import contextlib
+    import warnings
+
     import dagster as dg
 
-    from rhythm_pipelines.definitions import defs
+    with log.open("a") as out, contextlib.redirect_stderr(out), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Dagster's beta/deprecation notices about its own internals
+        from rhythm_pipelines.definitions import defs
 
-    job = defs.resolve_job_def(job_name)
-    with dg.DagsterInstance.get() as instance:
-        for day in days:
-            result = job.execute_in_process(instance=instance, partition_key=day, raise_on_error=False)
-            print(f"{job_name} {day}: {'materialized' if result.success else 'FAILED'} (run {result.run_id[:8]})")
+        job = defs.resolve_job_def(job_name)
+        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        with dg.DagsterInstance.get() as instance:
+            for day in days:
+                result = job.execute_in_process(
+                    instance=instance, partition_key=day, run_config=quiet, raise_on_error=False
+                )
+                out.write(f"{job_name} {day}: {'materialized' if result.success else 'FAILED'} ({result.run_id})\n")
             if not result.success:
                 return 1
     return 0
+
+
+def _zoned(path: Path, column: str) -> bool:
+    """Does the first timestamp of a CSV column carry a time zone (``Z`` or an offset)?"""
+    import pandas as pd
+
+    try:
+        first = pd.read_csv(path, usecols=[column], nrows=1, dtype=str)[column].iloc[0]
+        return pd.Timestamp(first).tzinfo is not None
+    except (ValueError, IndexError, KeyError):
+        return False
 
 
 def cmd_anomalies_detect(args: argparse.Namespace) -> int:
@@ -210,7 +254,12 @@ def cmd_anomalies_detect(args: argparse.Namespace) -> int:
 
     series = read_series(Path(args.input), args.timestamp_col, args.value_col)
     out = detect_frame(series, args.method)
-    out["timestamp"] = out["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    # keep the input's time zone marker: times with an offset come out in ISO 8601 with theirs (UTC), naive stay naive
+    out["timestamp"] = (
+        out["timestamp"].map(lambda t: t.isoformat())
+        if _zoned(Path(args.input), args.timestamp_col)
+        else out["timestamp"].dt.strftime("%Y-%m-%d %H:%M:%S")
+    )
     out.to_csv(args.output, index=False, float_format="%.6g")
     print(f"{len(out)} rows, {int(out['is_anomaly'].sum())} flagged ({args.method}) -> {args.output}", file=sys.stderr)
     return 0
@@ -382,7 +431,11 @@ def cmd_forecast_predict(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rhythm", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="rhythm",
+        description="rhythm: the command line of rhythm_pipelines, over the same domain code as the Dagster assets "
+        "(the UI: make dev). Each command has its own --help.",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="simulate a fleet and channels with labelled incidents")

@@ -56,6 +56,7 @@ CHAOS_PROFILE: dict[str, dict[str, Any]] = {
         "leak_min_rss_frac_per_h": 10,  # a minute's window: a process warming up grows a few x per hour...
         "leak_min_mem_pct_per_h": 60,  # ...and the host's memory a few points (the leak: 25 MB/s, ~375 %/h here)
         "leak_p_value": 0.001,
+        "leak_horizon_s": 1200,  # the leak fills the host in minutes; a warm-up's point a minute would not
         "latency_window_s": 10,
         "latency_baseline_s": 50,
         "latency_min_calls": 5,

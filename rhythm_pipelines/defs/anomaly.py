@@ -12,7 +12,7 @@ from rhythm_pipelines.anomaly.profiles import AUTO
 from rhythm_pipelines.anomaly.range_report import SCORE_CAP, events_table, incidents, readable_score, score_range
 from rhythm_pipelines.anomaly.series import METHODS
 from rhythm_pipelines.defs.ingestion import channel_calls, raw_metrics, window
-from rhythm_pipelines.defs.metadata import md_table, partitions_of, plot_flags, run_scope
+from rhythm_pipelines.defs.metadata import md_table, num, partitions_of, plot_flags, run_scope
 from rhythm_pipelines.defs.partitions import hourly_partitions
 from rhythm_pipelines.defs.resources import MetricsStoreResource
 
@@ -159,7 +159,7 @@ def anomaly_detection(
                 and rates["events_per_series_hour"] <= config.max_events_per_series_hour,
                 severity=dg.AssetCheckSeverity.WARN,
                 metadata={
-                    **rates,
+                    **{k: num(v) for k, v in rates.items()},
                     "max_flags_per_series_hour": config.max_flags_per_series_hour,
                     "max_events_per_series_hour": config.max_events_per_series_hour,
                     "noisiest": md_table(report.noisiest(), 10),
@@ -228,7 +228,7 @@ def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfi
     }
     for r in rows:  # numeric entries, so the UI plots each F1 across materializations
         key = "nab" if r["dataset"] == "NAB" else "sim"
-        metadata[f"f1_{key}_{r['method']}"] = dg.MetadataValue.float(float(r["f1"]))
+        metadata[f"f1_{key}_{r['method']}"] = dg.MetadataValue.float(num(float(r["f1"])))
     scored = [r["method"] for r in rows if r["dataset"] == sim_name]
     if scored:
         shown = AUTO if AUTO in scored else scored[0]

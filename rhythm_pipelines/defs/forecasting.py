@@ -8,7 +8,7 @@ import pandas as pd
 from pydantic import Field
 
 from rhythm_pipelines.defs.ingestion import channel_calls, raw_metrics, window
-from rhythm_pipelines.defs.metadata import md_table, plot_forecast
+from rhythm_pipelines.defs.metadata import md_table, num, plot_forecast
 from rhythm_pipelines.defs.partitions import daily_partitions
 from rhythm_pipelines.defs.resources import MetricsStoreResource, ModelRegistryResource, healing_from_env
 from rhythm_pipelines.forecasting.day_report import DayReport, score_day
@@ -110,10 +110,10 @@ def forecaster_models(
             "series_skipped": dg.MetadataValue.int(len(skipped)),
             "series_failed": dg.MetadataValue.int(len(failed)),
             "served_versions_moved": dg.MetadataValue.int(int(trained["served"].sum())),
-            "mean_cv_skill_vs_naive": dg.MetadataValue.float(float(trained["cv_skill"].mean()))
+            "mean_cv_skill_vs_naive": dg.MetadataValue.float(num(float(trained["cv_skill"].mean())))
             if len(trained)
             else dg.MetadataValue.float(float("nan")),
-            "fit_s_total": dg.MetadataValue.float(float(trained["fit_s"].sum())),
+            "fit_s_total": dg.MetadataValue.float(num(float(trained["fit_s"].sum()))),
             # the CV skill chose the model, so it is in-sample for the choice; forecast_accuracy scores the
             # served model on the next day, which it never saw
             "cv_skill_is": dg.MetadataValue.text("in-sample (the score that chose the model); see forecast_accuracy"),
@@ -187,10 +187,10 @@ def forecast_accuracy(
     worse = report.worse_than_naive(config.skill_tolerance)
     metadata = {
         "series_scored": dg.MetadataValue.int(len(table)),
-        "mean_skill_vs_naive": dg.MetadataValue.float(float(table["skill"].mean())),
-        "worst_skill_vs_naive": dg.MetadataValue.float(float(table["skill"].min())),
-        "coverage_80": dg.MetadataValue.float(float(table["coverage_80"].mean())),  # target 0.80
-        "coverage_95": dg.MetadataValue.float(float(table["coverage_95"].mean())),  # target 0.95
+        "mean_skill_vs_naive": dg.MetadataValue.float(num(float(table["skill"].mean()))),
+        "worst_skill_vs_naive": dg.MetadataValue.float(num(float(table["skill"].min()))),
+        "coverage_80": dg.MetadataValue.float(num(float(table["coverage_80"].mean()))),  # target 0.80
+        "coverage_95": dg.MetadataValue.float(num(float(table["coverage_95"].mean()))),  # target 0.95
         "by_target": md_table(report.by_target()),
         "accuracy": md_table(table[["day", *table.columns.drop("day")]], 40),
         "skipped": md_table(missing[["day", "target", "source", "reason"]], 20),
@@ -199,8 +199,8 @@ def forecast_accuracy(
     key = (pd.Timestamp(worst["day"], tz="UTC"), worst["target"], worst["source"])
     metadata["worst_series"] = _accuracy_plot(report.scores[key], worst)
     for r in report.by_target().itertuples():  # numeric per target, so the UI charts them across partitions
-        metadata[f"mape_{r.target}"] = dg.MetadataValue.float(float(r.mape))
-        metadata[f"skill_{r.target}"] = dg.MetadataValue.float(float(r.mean_skill))
+        metadata[f"mape_{r.target}"] = dg.MetadataValue.float(num(float(r.mape)))
+        metadata[f"skill_{r.target}"] = dg.MetadataValue.float(num(float(r.mean_skill)))
     yield dg.MaterializeResult(
         metadata=metadata,
         check_results=[

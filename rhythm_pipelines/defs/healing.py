@@ -15,7 +15,7 @@ import os
 import dagster as dg
 import pandas as pd
 
-from rhythm_pipelines.defs.metadata import md_table, plot_incidents
+from rhythm_pipelines.defs.metadata import md_table, num, plot_incidents
 from rhythm_pipelines.defs.partitions import daily_so_far_partitions
 from rhythm_pipelines.defs.reexecution import REEXEC_TAG, ROOT_RUN_TAG, submit_reexecution
 from rhythm_pipelines.defs.resources import HealingResource, MetricsStoreResource, sampler_host
@@ -438,11 +438,11 @@ def healing_report(context: dg.AssetExecutionContext, store: MetricsStoreResourc
         "events": summary["events"],
         "replayed_events": len(dry.events) if dry is not None else 0,
         "actions": summary["actions"],
-        "mttr_p50_s": summary["mttr_s"]["p50"],
-        "mttr_p95_s": summary["mttr_s"]["p95"],
-        "auto_recovery_rate": summary["auto_recovery_rate"],
-        "availability": round(summary["availability"], 6),
-        "task_failure_rate": summary["task_failure_rate"],
+        "mttr_p50_s": num(summary["mttr_s"]["p50"]),
+        "mttr_p95_s": num(summary["mttr_s"]["p95"]),
+        "auto_recovery_rate": num(summary["auto_recovery_rate"]),
+        "availability": num(summary["availability"], 6),
+        "task_failure_rate": num(summary["task_failure_rate"]),
         "runs": summary["runs"],
         "top_causes": md_table(report.top_causes()),
         "actions_by_outcome": md_table(report.actions),

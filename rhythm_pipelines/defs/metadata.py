@@ -10,6 +10,13 @@ import dagster as dg
 import pandas as pd
 
 
+def num(x: float | None, digits: int = 4) -> float | None:
+    """A figure for people: ``digits`` significant digits (0.17259434245142374 -> 0.1726); None stays None."""
+    if x is None or x != x or x in (float("inf"), float("-inf")):
+        return x
+    return float(f"{x:.{digits}g}")
+
+
 def md_table(frame: pd.DataFrame, max_rows: int = 25) -> dg.MarkdownMetadataValue:
     if frame.empty:
         return dg.MetadataValue.md("_(none)_")

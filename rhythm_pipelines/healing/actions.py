@@ -33,9 +33,14 @@ DONE, DRY_RUN, REFUSED, NOOP, FAILED = "done", "dry_run", "refused", "noop", "fa
 UNGUARDED = ("notify_admin", "prepare_reboot", "recheck", "resume_low_priority", "restore_route")  # never held back
 
 
+REBOOT_BARS = {"cpu_percent": 90.0, "mem_percent": 85.0}  # the shipped severity's critical bars
+
+
 def host_level(event: HealthEvent) -> bool:
-    """Is the event about a whole host's CPU or memory (the only reason a reboot plan may be written)?"""
-    return event.source == event.host and event.metric in ("cpu_percent", "mem_percent")
+    """Is the event about a whole host's CPU or memory at its critical bar (the only reason a reboot plan may
+    be written: never one process, never a host with room to spare)?"""
+    bar = REBOOT_BARS.get(event.metric)
+    return event.source == event.host and bar is not None and event.value == event.value and event.value > bar
 
 
 @dataclass
@@ -111,7 +116,10 @@ class Actuator:
         if a == "reroute_channel" and not self._fallback(event.source, step.params.get("fallback")):
             return f"no fallback for {event.source} (routing.fallbacks)"
         if a == "prepare_reboot" and not host_level(event):
-            return "a reboot plan needs a host-level reason (the host's CPU or memory), not one process"
+            return (
+                "a reboot plan needs a host-level reason (the host's CPU over 90 % or memory over 85 %), "
+                f"not one process or {event.metric} = {event.value:.3g}"
+            )
         return None
 
     def run(self, step: Step, event: HealthEvent, level: str) -> ActionRecord:

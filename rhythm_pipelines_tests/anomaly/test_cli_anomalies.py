@@ -41,6 +41,16 @@ def test_detect_writes_one_row_per_input_row_in_order(tmp_path):
     assert out["is_anomaly"].sum() == 1
 
 
+def test_detect_keeps_the_time_zone_marker_of_its_input(tmp_path):
+    frame = series_csv(tmp_path / "in.csv")
+    zoned = frame.assign(timestamp=pd.to_datetime(frame["timestamp"]).dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    zoned.to_csv(tmp_path / "zoned.csv", index=False)
+    res = run("detect", tmp_path / "zoned.csv", "-o", tmp_path / "out.csv", "--method", "iqr")
+    assert res.returncode == 0, res.stderr
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert out["timestamp"].iloc[0] == frame["timestamp"].iloc[0].replace(" ", "T") + "+00:00"
+
+
 def test_custom_columns_and_duplicates_keep_the_first(tmp_path):
     series_csv(tmp_path / "in.csv", timestamp="when", value="v")
     raw = pd.read_csv(tmp_path / "in.csv")

@@ -358,6 +358,8 @@ def test_a_reboot_plan_needs_a_host_level_reason(tmp_path):
     assert rec.outcome == REFUSED and "not one process" in rec.detail
     assert not (tmp_path / "state" / "reboot_plans").exists()
     assert act.impossible(Step("prepare_reboot"), HealthEvent("cpu_spike", HOST, NOW, "cpu_percent", 97.0)) is None
+    roomy = HealthEvent("memory_leak", HOST, NOW, "mem_percent", 4.6)  # a host "leak" with 95 % free
+    assert "mem_percent = 4.6" in act.impossible(Step("prepare_reboot"), roomy)
 
 
 def test_actions_on_another_host_are_refused(tmp_path):

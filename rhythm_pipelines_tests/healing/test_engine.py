@@ -207,25 +207,28 @@ def test_escalation_skips_levels_that_cannot_act_and_says_so_once(tmp_path):
         tmp_path,
         kind_book="  memory_leak:\n"
         "    soft:\n      - action: clear_cache\n"
-        "    hard:\n      - {action: terminate_process, params: {select: top_memory}}\n"
-        "    critical:\n      - action: notify_admin\n      - action: prepare_reboot\n",
+        "    hard:\n      - {action: terminate_process, params: {select: top_memory}}\n      - action: prepare_reboot\n"
+        "    critical:\n      - action: notify_admin\n      - action: clear_cache\n",
     )
     fill(cache)
     h, entries = healer(tmp_path, b, ScriptedProbe({"mem_percent": 65}, [False, False, False]))
-    r = h.heal(HealthEvent("memory_leak", "h", NOW, "mem_percent", 65))  # a host-level leak: a plan may be made
+    r = h.heal(HealthEvent("memory_leak", "h", NOW, "mem_percent", 65))
     steps = [(e["step"], e["level"], e["outcome"]) for e in entries]
     assert steps[2:] == [
         ("act", "soft", "done"),
         ("verify", "soft", "still_active"),
-        ("decide", "soft", "nothing_allowed"),  # hard: no process allowlisted
+        ("decide", "soft", "nothing_allowed"),  # hard: no process allowlisted, and 65 % is no reason to reboot
         ("escalate", "soft", "critical"),
         ("act", "critical", "done"),
-        ("act", "critical", "done"),
+        ("act", "critical", "noop"),
         ("verify", "critical", "still_active"),
         ("alert", "critical", "sent"),
     ]
-    assert "nothing allowed at hard" in entries[4]["detail"] and r.level == "critical"
-    assert len(list((tmp_path / "state" / "reboot_plans").iterdir())) == 1
+    assert (
+        "nothing allowed at hard" in entries[4]["detail"]
+        and "not one process or mem_percent = 65" in entries[4]["detail"]
+    )
+    assert r.level == "critical" and not (tmp_path / "state" / "reboot_plans").exists()
 
 
 def test_an_event_about_this_instances_own_process_is_reported_never_acted_on(tmp_path):
