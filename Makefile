@@ -6,9 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 RHYTHM_HOME ?= $(CURDIR)/.rhythm
-DEV_ENV := DAGSTER_HOME=$(DAGSTER_HOME) RHYTHM_HOME=$(RHYTHM_HOME)
+DEV_ENV := DAGSTER_HOME=$(DAGSTER_HOME) RHYTHM_HOME=$(RHYTHM_HOME) RHYTHM_DEMO=1
 
-.PHONY: dev test venv lock-check lock system-deps lint validate bench clean
+.PHONY: dev test venv lock-check lock system-deps lint validate bench clean soak
 
 # The lock holds name==version lines only (no file paths or URLs): checked before every install and test.
 lock-check:
@@ -56,6 +56,12 @@ test: lock-check venv system-deps
 	$(BIN)/ruff check .
 	env -u DAGSTER_HOME $(BIN)/dagster definitions validate -m rhythm_pipelines.definitions
 	env -u DAGSTER_HOME $(BIN)/pytest -q
+
+# make dev's processes on a fresh home for SOAK_HOURS with the demo feed on and a CPU burner beside them;
+# asserts no incident on the product itself, no failed run, schedules on time, live forecasts, no leak
+SOAK_HOURS ?= 2
+soak: lock-check venv
+	$(BIN)/python tools/soak.py --hours $(SOAK_HOURS) --report soak-report.json
 
 bench: venv system-deps
 	$(BIN)/python benchmarks/bench_store.py

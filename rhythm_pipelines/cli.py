@@ -121,6 +121,7 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from rhythm_pipelines.simulate import SimConfig, simulate
+    from rhythm_pipelines.simulate.live import write_hour_files
 
     landing = Path(os.environ.get("RHYTHM_LANDING_DIR", _home() / "landing"))
     marker = landing / "incidents" / f"sim-{args.seed}.csv"
@@ -129,7 +130,12 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
         return 0
     end = pd.Timestamp.now(tz="UTC").floor("h")
     sim = simulate(SimConfig(days=args.days, seed=args.seed, start=end - pd.Timedelta(days=args.days)))
-    sim.write(landing)
+    write_hour_files(sim, landing)  # hour files: each hourly ingestion reads only its own hour
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    sim.incidents.assign(
+        start=sim.incidents["start"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        end=sim.incidents["end"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    ).to_csv(marker, index=False)
     print(
         f"simulated {len(sim.metrics):,} metric points, {len(sim.calls):,} calls, "
         f"{len(sim.incidents)} incidents into {landing}"

@@ -12,6 +12,7 @@ from rhythm_pipelines.defs.cost import (
     cost_jobs,
     cost_schedules,
 )
+from rhythm_pipelines.defs.demo import demo_traffic
 from rhythm_pipelines.defs.forecasting import (
     first_models_sensor,
     forecast_first_models_job,
@@ -57,7 +58,7 @@ defs = dg.Definitions(
         *(chaos.chaos_jobs if chaos.enabled() else []),
     ],
     schedules=[forecast_training_schedule, live_forecasts_schedule, *healing_schedules, *cost_schedules],
-    sensors=[host_sampler, *healing_sensors, budget_sensor, first_models_sensor],
+    sensors=[host_sampler, *healing_sensors, budget_sensor, first_models_sensor, demo_traffic],
     resources={
         "store": store_from_env(),
         "landing": landing_from_env(),

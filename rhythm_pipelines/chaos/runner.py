@@ -145,8 +145,18 @@ class Sandbox:
         self.playbooks.write_text(chaos_playbooks(self))
 
 
-def chaos_playbooks(sb: Sandbox) -> str:
-    """The shipped playbooks with the chaos profile and this sandbox's allowlists."""
+def cpu_bar(background: list[float]) -> float:
+    """The cpu_spike bar for this run: 10 points over the machine's own background (its p90 while the suite
+    warms up), between the profile's 80 % and 95 %, so a machine busy with other work does not raise the
+    scenario's event before the scenario starts, nor hide it."""
+    if not background:
+        return 80.0
+    return float(min(95.0, max(80.0, np.percentile(background, 90) + 10.0)))
+
+
+def chaos_playbooks(sb: Sandbox, cpu_percent: float | None = None) -> str:
+    """The shipped playbooks with the chaos profile (its CPU bar calibrated when given) and this sandbox's
+    allowlists."""
     doc = yaml.safe_load(default_text())
     mine = f".*{re.escape(sb.tag)}.*"  # the whole command line: only the sandbox's tagged workloads
     doc["safety"] |= CHAOS_PROFILE["safety"] | {
@@ -154,7 +164,7 @@ def chaos_playbooks(sb: Sandbox) -> str:
         "cache_dirs": [str(sb.cache_dir)],
         "temp_roots": [str(sb.tmp_root)],
     }
-    doc["detectors"] = dict(CHAOS_PROFILE["detectors"])
+    doc["detectors"] = dict(CHAOS_PROFILE["detectors"]) | ({"cpu_percent": cpu_percent} if cpu_percent else {})
     doc["verify"] = dict(CHAOS_PROFILE["verify"])
     doc["watch"] = [{"cmdline": mine, "heartbeat_dir": str(sb.hb_dir)}]
     doc["routing"] = {"fallbacks": {src: src.replace("@local", "@backup") for src in CHANNELS.values()}}
@@ -305,6 +315,10 @@ class Chaos:
 
         with SQLiteMetricsStore(str(self.sb.store_path)) as s:
             return s.read_table("healing_log", event_id=event_id)
+
+    def background_cpu(self, seconds: float) -> list[float]:
+        """Host CPU % each second for ``seconds`` (the daemon, the bystander and whatever else runs here)."""
+        return [self.psutil.cpu_percent(interval=1.0) for _ in range(int(seconds))]
 
     def scenario(self, name: str) -> tuple[set[str], Callable[[str], bool], str | None]:
         """Start ``name``'s incident; returns (event kinds that count, a target predicate, the level wanted)."""
@@ -484,8 +498,13 @@ def run_chaos(
         chaos.bystander = chaos.spawn("burn", "--duty", "0.3", tag=f"rhythm-bystander-{uuid.uuid4().hex[:8]}", nice=5)
         chaos.decoys = [chaos.spawn("decoy", "--dir", str(sb.chaos_dir), tag=f"rhythm-decoy-{uuid.uuid4().hex[:8]}")]
         chaos.wait_ready()
-        progress("daemon ready; warming up the detectors' windows")
-        time.sleep(max(CHAOS_PROFILE["detectors"]["leak_window_s"], 20))
+        progress("daemon ready; warming up the detectors' windows and measuring the machine's background CPU")
+        background = chaos.background_cpu(max(CHAOS_PROFILE["detectors"]["leak_window_s"], 20))
+        bar = cpu_bar(background)
+        tmp = sb.playbooks.with_suffix(".new")
+        tmp.write_text(chaos_playbooks(sb, bar))
+        os.replace(tmp, sb.playbooks)  # whole at once: the sensors read the file on every tick
+        progress(f"background CPU p90 {np.percentile(background, 90):.0f} %: the cpu_spike bar is {bar:.0f} %")
         for i, name in enumerate(names):
             results.append(chaos.run_one(name))
             if restart_daemon and i == len(names) // 2 - 1 and len(names) > 1:
@@ -510,6 +529,7 @@ def run_chaos(
         if not keep:
             shutil.rmtree(sb.root, ignore_errors=True)
     resolved = [r.resolve_s for r in results if r.resolved and r.resolve_s is not None]
+    detected = [r.detect_s for r in results if r.detected and r.detect_s is not None]
     report = {
         "scenarios": [r.as_dict() for r in results],
         "detection_rate": round(sum(r.detected for r in results) / len(results), 4),
@@ -519,7 +539,13 @@ def run_chaos(
         "duplicate_runs": audit.duplicate_runs,
         "audit": audit.as_dict(),
         "findings": audit.findings,
+        "detect_s": {
+            "p50": _percentile(detected, 50),
+            "p95": _percentile(detected, 95),
+            "max": max(detected, default=None),
+        },
         "profile": CHAOS_PROFILE,
+        "cpu_bar": bar,
     }
     if keep:
         report["sandbox"] = str(sb.root)
@@ -537,11 +563,12 @@ def print_table(report: dict[str, Any]) -> str:
         f"{_cell(s['detect_s']):<9} {_cell(s['resolve_s']):<10} {'; '.join(s['actions'])[:70]}"
         for s in report["scenarios"]
     ]
-    head = f"{'scenario':<22} {'detected':<9} {'resolved':<9} {'detect_s':<9} {'resolve_s':<10} actions"
-    mttr = report["mttr_s"]
+    head = f"{'scenario':<22} {'detected':<9} {'resolved':<9} {'onset→det':<9} {'det→res s':<10} actions"
+    mttr, det = report["mttr_s"], report.get("detect_s", {})
     tail = (
         f"detection rate {report['detection_rate']:.2f}, auto-resolution rate {report['auto_resolution_rate']:.2f}, "
-        f"MTTR p50 {_cell(mttr['p50'])} s, p95 {_cell(mttr['p95'])} s, "
+        f"onset→detection p50 {_cell(det.get('p50'))} s, p95 {_cell(det.get('p95'))} s; "
+        f"MTTR (detection→resolution) p50 {_cell(mttr['p50'])} s, p95 {_cell(mttr['p95'])} s, "
         f"unsafe actions {report['unsafe_actions']}, duplicate runs {report['duplicate_runs']}"
     )
     return "\n".join([head, *rows, "", tail, *report["findings"]])

@@ -1,0 +1,38 @@
+"""The demo feed: the simulated fleet's newest minutes as hour files that hourly ingestion reads."""
+
+import dagster as dg
+import pandas as pd
+
+from rhythm_pipelines.defs.demo import demo_traffic
+from rhythm_pipelines.defs.resources import LandingZone
+from rhythm_pipelines.metrics.ingest import ingest_call_logs, ingest_metric_files
+from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
+from rhythm_pipelines.simulate.live import next_minutes
+
+
+def test_the_feed_resumes_where_it_stopped_and_catches_up_at_most_an_hour():
+    now = pd.Timestamp("2026-11-30 12:34:56", tz="UTC")
+    sim = next_minutes(pd.Timestamp("2026-11-30 12:30", tz="UTC"), now)
+    assert sim.metrics["ts"].min() == pd.Timestamp("2026-11-30 12:30", tz="UTC")
+    assert sim.metrics["ts"].max() == pd.Timestamp("2026-11-30 12:33", tz="UTC") and sim.incidents.empty
+    assert next_minutes(pd.Timestamp("2026-11-30 12:34", tz="UTC"), now) is None  # 12:34 is not whole yet
+    late = next_minutes(pd.Timestamp("2026-11-29", tz="UTC"), now)
+    assert late.metrics["ts"].min() == pd.Timestamp("2026-11-30 11:34", tz="UTC")
+
+
+def test_the_sensor_writes_hour_files_that_the_hourly_ingestion_reads(tmp_path):
+    landing = LandingZone(root=str(tmp_path / "landing"))
+    start = pd.Timestamp.now(tz="UTC").floor("min") - pd.Timedelta("5min")
+    with dg.DagsterInstance.ephemeral() as instance:
+        ctx = dg.build_sensor_context(instance=instance, cursor=start.isoformat(), resources={"landing": landing})
+        result = demo_traffic(ctx)
+        assert "appended" in result.skip_message and pd.Timestamp(ctx.cursor) > start
+        again = dg.build_sensor_context(instance=instance, cursor=ctx.cursor, resources={"landing": landing})
+        assert "no whole minute" in demo_traffic(again).skip_message  # nothing written twice
+    files = sorted((tmp_path / "landing").rglob("*.jsonl"))
+    assert {f.parts[-4] for f in files} == {"metrics", "calls"} and all(f.parent.parent.name == "demo" for f in files)
+    with SQLiteMetricsStore(tmp_path / "m.db") as store:
+        hour = start.floor("h")
+        m = ingest_metric_files(store, tmp_path / "landing" / "metrics", hour, hour + pd.Timedelta("2h"))
+        c = ingest_call_logs(store, tmp_path / "landing" / "calls", hour, hour + pd.Timedelta("2h"))
+    assert m.rows > 0 and c.rows > 0 and not m.quarantined and not c.quarantined
