@@ -119,3 +119,38 @@ def test_store_urls(tmp_path, monkeypatch):
     with open_store("influx://127.0.0.1:9?bucket=fleet&org=ops") as s:
         assert isinstance(s, InfluxMetricsStore)
         assert (s.url, s.bucket, s.org, s._token) == ("http://127.0.0.1:9", "fleet", "ops", "secret")
+
+
+def test_demo_seed_says_what_it_does_in_a_few_lines_and_leaves_a_healing_report(tmp_path):
+    """`make dev`'s first step, on a small demo (6 hours): one line per step, Dagster's output in a log file,
+    and a healing report of the demo's day with the replayed incidents on it."""
+    import os
+    import shutil
+
+    import dagster as dg
+
+    home, dagster_home = tmp_path / "rhythm", tmp_path / "dagster"
+    dagster_home.mkdir()
+    shutil.copy(Path(__file__).resolve().parents[1] / "dagster.yaml", dagster_home)
+    env = {**os.environ, "RHYTHM_HOME": str(home), "DAGSTER_HOME": str(dagster_home)}
+    env.pop("RHYTHM_STORE", None)
+    seed = subprocess.run(
+        [*RHYTHM, "demo-seed", "--days", "0.25"], capture_output=True, text=True, timeout=600, env=env
+    )
+    assert seed.returncode == 0, seed.stdout[-3000:] + seed.stderr[-3000:]
+    lines = seed.stdout.strip().splitlines()
+    assert len(lines) <= 12 and "DEBUG" not in seed.stdout, seed.stdout
+    assert any(line.startswith("[1/") for line in lines) and lines[-1].strip().startswith("done in")
+    assert "RUN_SUCCESS" in (home / "demo-seed.log").read_text()
+    assert list((home / "landing" / "metrics" / "demo").rglob("*.jsonl"))  # hour files, not one big file
+    with SQLiteMetricsStore(home / "metrics.db") as store:
+        log = store.read_table("healing_log")
+    assert log["run_id"].str.startswith("replay:").all()  # the seed touched nothing: a dry-run replay only
+    today = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        (record,) = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey("healing_report"), asset_partitions=[today]), limit=1
+        ).records
+    replayed = record.asset_materialization.metadata["replayed_events"].value
+    detected_today = (log["step"] == "detect") & (pd.to_datetime(log["ts"], utc=True) >= pd.Timestamp(today, tz="UTC"))
+    assert replayed == log.loc[detected_today, "event_id"].nunique()
