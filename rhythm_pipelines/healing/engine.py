@@ -105,7 +105,7 @@ class Healer:
 
     def _verify(self, event: HealthEvent, since: pd.Timestamp) -> tuple[bool, str]:
         self.sleep(self.books.verify_wait_s)
-        deadline = time.monotonic() + max(0.0, self.books.verify_timeout_s - self.books.verify_wait_s)
+        deadline = time.monotonic() + max(0.0, self.books.verify_timeout(event.kind) - self.books.verify_wait_s)
         while True:
             ok, detail = self.probe.resolved(event, since)
             if ok or time.monotonic() >= deadline:

@@ -87,6 +87,7 @@ class Playbook:
     kind: str
     levels: dict[str, tuple[Step, ...]]
     severity: Severity | None = None
+    verify_timeout_s: float | None = None  # this kind's own (a re-executed run needs the time a run takes)
 
     def steps(self, level: str) -> tuple[Step, ...]:
         return self.levels.get(level, ())
@@ -114,6 +115,10 @@ class PlaybookSet:
         pb = self.playbooks.get(event.kind)
         sev = pb.severity if pb is not None and pb.severity is not None else self.severity
         return sev.assess(readings)
+
+    def verify_timeout(self, kind: str) -> float:
+        pb = self.playbooks.get(kind)
+        return pb.verify_timeout_s if pb is not None and pb.verify_timeout_s is not None else self.verify_timeout_s
 
     def next_level(self, kind: str, level: str) -> str | None:
         """The next level up that has actions, if any."""
@@ -252,7 +257,7 @@ def parse(text: str, origin: str = "<playbooks>") -> PlaybookSet:
     books = r.mapping(doc.get("playbooks"), "playbooks", KINDS, doc, "playbooks")
     playbooks = {}
     for kind in _keys(books):
-        node = r.mapping(books[kind], f"playbooks.{kind}", (*LEVELS, "severity"), books, kind)
+        node = r.mapping(books[kind], f"playbooks.{kind}", (*LEVELS, "severity", "verify_timeout_s"), books, kind)
         levels = {}
         for lv in LEVELS:
             if lv in node:
@@ -266,7 +271,7 @@ def parse(text: str, origin: str = "<playbooks>") -> PlaybookSet:
             if "severity" in node
             else None
         )
-        playbooks[kind] = Playbook(kind, levels, sev)
+        playbooks[kind] = Playbook(kind, levels, sev, r.number(node, "verify_timeout_s", f"playbooks.{kind}"))
     missing = [k for k in KINDS if k not in playbooks]
     if missing:
         raise r.fail(doc, "playbooks", f"no playbook for {', '.join(missing)}", "playbooks")

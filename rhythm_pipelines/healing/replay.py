@@ -101,7 +101,13 @@ def replay(
     counts by event kind."""
     s = books.detectors
     policy = replace(books.safety, dry_run=True)
-    books = replace(books, safety=policy, verify_wait_s=0.0, verify_timeout_s=0.0)
+    books = replace(
+        books,
+        safety=policy,
+        verify_wait_s=0.0,
+        verify_timeout_s=0.0,
+        playbooks={k: replace(pb, verify_timeout_s=None) for k, pb in books.playbooks.items()},
+    )
     points = points[points["metric"].isin(HOST_METRICS)]
     pts, cls = _Window(points), _Window(calls)
     al = _Window(alerts) if len(alerts) else None

@@ -127,3 +127,11 @@ def test_a_missing_file_is_a_clear_error(tmp_path):
 
 def test_a_file_without_severity_rules_gets_the_shipped_ones():
     assert parse(MINIMAL, "x.yaml").severity == playbooks.load().severity == playbooks.DEFAULT_SEVERITY
+
+
+def test_a_kind_can_give_its_verification_its_own_time():
+    from rhythm_pipelines.healing.playbooks import default_text, parse
+
+    books = parse(default_text(), "shipped")
+    assert books.verify_timeout("task_failure_pattern") == 120.0  # a re-execution is a run: it takes a run's time
+    assert books.verify_timeout("cpu_spike") == books.verify_timeout_s == 20.0
