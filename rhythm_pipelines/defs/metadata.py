@@ -122,6 +122,12 @@ def plot_incidents(
         )
     ax.set_yticks(range(len(events)), [f"{e.kind} {e.source}"[:40] for e in events.itertuples(index=False)], fontsize=7)
     ax.set_xlim(start, end)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=c, label=lv) for lv, c in colours.items()]
+    handles.append(Patch(facecolor="white", edgecolor="black", hatch="//", label="not resolved by healing"))
+    ax.legend(handles=handles, fontsize=7, loc="upper left", ncols=4, bbox_to_anchor=(0, -0.12), frameon=False)
+    ax.set_xlabel("UTC", fontsize=8)
     ax.set_title(title, fontsize=10)
     return _png(fig, title)
 

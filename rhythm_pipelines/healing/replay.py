@@ -149,9 +149,12 @@ def replay(
             al.between(t - pd.Timedelta(seconds=s.anomaly_window_s), t + pd.Timedelta(seconds=1)) if al else alerts,
         )
         events = detect_all(obs, s, (), {})
+        new = tracker.observe(events, t)
+        for key in [k for k, e in opened.items() if tracker.state.get(k, {}).get("start") != e.start.isoformat()]:
+            close(key, last_seen[key] + pd.Timedelta(seconds=step_s))  # over (a new one may open under its key)
         for event in events:
             last_seen[EpisodeTracker.key(event)] = t
-        for event in tracker.observe(events, t):
+        for event in new:
             key = EpisodeTracker.key(event)
             counts[event.kind] = counts.get(event.kind, 0) + 1
             opened[key] = event
@@ -162,8 +165,6 @@ def replay(
                 books, actuator, probe, record, run_id=f"{REPLAY_PREFIX}{event.event_id}", sleep=lambda _: None,
                 now=lambda: now["t"],
             ).heal(event)  # fmt: skip
-        for key in [k for k in opened if k not in tracker.state]:
-            close(key, last_seen[key] + pd.Timedelta(seconds=step_s))
     for key in list(opened):
         close(key, min(end, last_seen[key] + pd.Timedelta(seconds=step_s)))
     return counts

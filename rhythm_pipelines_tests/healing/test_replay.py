@@ -46,3 +46,12 @@ def test_a_replay_acts_on_nothing_even_when_actions_are_allowed(tmp_path):
     acts = log[log["step"] == "act"]
     assert counts == {"cpu_spike": 1} and len(acts)
     assert set(acts["outcome"]) <= {"dry_run", "refused"} and not acts["outcome"].eq("done").any()
+
+
+def test_a_condition_that_returns_after_the_episode_closed_is_a_second_incident_each_closed(tmp_path):
+    cpu = [30.0] * 60 + [97.0] * 20 + [30.0] * 11 + [97.0] * 20 + [30.0] * 69  # back as the first closes
+    counts, log = run(parse(default_text(), "shipped"), host_cpu(cpu), tmp_path)
+    assert counts == {"cpu_spike": 2}
+    clears = log[log["step"] == "clear"].sort_values("ts")
+    assert list(clears["ts"]) == [T0 + pd.Timedelta(minutes=80), T0 + pd.Timedelta(minutes=111)]
+    assert clears["event_id"].nunique() == 2
