@@ -265,29 +265,16 @@ cost_monthly_job = dg.define_asset_job(
 )
 cost_schedules = [
     dg.build_schedule_from_partitioned_job(
-        cost_daily_job,
-        name="cost_daily_schedule",
-        hour_of_day=0,
-        minute_of_hour=45,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Daily at 00:45 UTC: yesterday's costs, frontier, routing plan and cost report.",
-    ),
-    dg.build_schedule_from_partitioned_job(
-        cost_weekly_job,
-        name="cost_weekly_schedule",
-        hour_of_day=1,
-        minute_of_hour=0,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="Mondays at 01:00 UTC: last week's cost report (weeks start on Monday).",
-    ),
-    dg.build_schedule_from_partitioned_job(
-        cost_monthly_job,
-        name="cost_monthly_schedule",
-        hour_of_day=1,
-        minute_of_hour=15,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-        description="On the 1st at 01:15 UTC: last month's cost report.",
-    ),
+        job, name=name, hour_of_day=hour, minute_of_hour=minute, default_status=dg.DefaultScheduleStatus.RUNNING,
+        description=text,
+    )  # fmt: skip
+    for job, name, hour, minute, text in (
+        (cost_daily_job, "cost_daily_schedule", 0, 45,
+         "Daily at 00:45 UTC: yesterday's costs, frontier, routing plan and cost report."),
+        (cost_weekly_job, "cost_weekly_schedule", 1, 0,
+         "Mondays at 01:00 UTC: last week's cost report (weeks start on Monday)."),
+        (cost_monthly_job, "cost_monthly_schedule", 1, 15, "On the 1st at 01:15 UTC: last month's cost report."),
+    )  # fmt: skip
 ]
 cost_jobs = [cost_daily_job, cost_weekly_job, cost_monthly_job]
 

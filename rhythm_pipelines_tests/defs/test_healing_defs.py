@@ -73,6 +73,27 @@ def test_health_sensor_launches_one_run_per_event_with_its_run_key_and_target(he
         assert not [r for r in health_sensor(restarted).run_requests if r.tags["rhythm/event_kind"] == "cpu_spike"]
 
 
+def with_books(tmp_path, resources: dict, text: str) -> dict:
+    books = tmp_path / "books.yaml"
+    books.write_text(text)
+    return {**resources, "healing": HealingResource(state_dir=str(tmp_path / "healing"), playbooks=str(books))}
+
+
+def hung_event(worker) -> HealthEvent:
+    """A process_hung event on a worker this test started."""
+    detail = {"pid": worker.pid, "create_time": psutil.Process(worker.pid).create_time()}
+    start = pd.Timestamp.now(tz="UTC").floor("s")
+    return HealthEvent(
+        "process_hung", f"{socket.gethostname()}/proc/{worker.pid}", start, "heartbeat_age_s", 40.0, detail
+    )
+
+
+def calm(text: str) -> str:
+    """The shipped playbooks with the CPU rule of the severity out of reach: a level that does not depend on how
+    busy this machine is while the tests run."""
+    return text.replace("- {metric: cpu_percent, above: 90}", "- {metric: cpu_percent, above: 100}")
+
+
 def test_healing_job_terminates_an_allowlisted_hung_worker_and_logs_every_step(
     tmp_path, healing_resources, spawn, monkeypatch
 ):
@@ -108,28 +129,13 @@ def test_healing_job_terminates_an_allowlisted_hung_worker_and_logs_every_step(
     assert log["run_id"].nunique() == 1 and log["event_id"].eq(event.event_id).all()
 
 
-def calm(text: str) -> str:
-    """The shipped playbooks with the CPU rule of the severity out of reach: a level that does not depend on how
-    busy this machine is while the tests run."""
-    return text.replace("- {metric: cpu_percent, above: 90}", "- {metric: cpu_percent, above: 100}")
-
-
 def test_an_incident_left_unresolved_fails_its_run_with_the_reason(tmp_path, healing_resources, spawn, monkeypatch):
     """Nothing allowlisted (the shipped default): the hung worker cannot be touched, so the run must not look
     green: it fails with what was decided, and rhythm/outcome says unresolved."""
     monkeypatch.setenv("RHYTHM_HOST", socket.gethostname())
-    books = tmp_path / "books.yaml"
-    books.write_text(calm(default_text()))
-    healing_resources = {
-        **healing_resources,
-        "healing": HealingResource(state_dir=str(tmp_path / "healing"), playbooks=str(books)),
-    }
+    healing_resources = with_books(tmp_path, healing_resources, calm(default_text()))
     worker, _ = spawn("hung", "--heartbeat-dir", str(tmp_path / "hb"))
-    detail = {"pid": worker.pid, "create_time": psutil.Process(worker.pid).create_time()}
-    start = pd.Timestamp.now(tz="UTC").floor("s")
-    event = HealthEvent(
-        "process_hung", f"{socket.gethostname()}/proc/{worker.pid}", start, "heartbeat_age_s", 40.0, detail
-    )
+    event = hung_event(worker)
     with dg.DagsterInstance.ephemeral() as instance:
         result = healing_job.execute_in_process(
             run_config=run_request(event).run_config,
