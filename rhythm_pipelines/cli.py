@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -130,6 +131,8 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
         return 0
     end = pd.Timestamp.now(tz="UTC").floor("h")
     sim = simulate(SimConfig(days=args.days, seed=args.seed, start=end - pd.Timedelta(days=args.days)))
+    for old in (landing / "metrics" / "demo", landing / "calls" / "demo"):
+        shutil.rmtree(old, ignore_errors=True)  # --force: a fresh demo, not a second one appended to the first
     write_hour_files(sim, landing)  # hour files: each hourly ingestion reads only its own hour
     marker.parent.mkdir(parents=True, exist_ok=True)
     sim.incidents.assign(
@@ -233,15 +236,18 @@ def _materialize_days(job_name: str, days: list[str], log: Path) -> int:
 
         job = defs.resolve_job_def(job_name)
         quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        failed = []
         with dg.DagsterInstance.get() as instance:
             for day in days:
                 result = job.execute_in_process(
                     instance=instance, partition_key=day, run_config=quiet, raise_on_error=False
                 )
                 out.write(f"{job_name} {day}: {'materialized' if result.success else 'FAILED'} ({result.run_id})\n")
-            if not result.success:
-                return 1
-    return 0
+                if not result.success:
+                    failed.append(day)
+    if failed:
+        print(f"{job_name} failed for {', '.join(failed)}: see {log}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _zoned(path: Path, column: str) -> bool:

@@ -12,7 +12,7 @@ from rhythm_pipelines.defs.metadata import md_table, num, plot_forecast
 from rhythm_pipelines.defs.partitions import daily_partitions
 from rhythm_pipelines.defs.resources import MetricsStoreResource, ModelRegistryResource, healing_from_env
 from rhythm_pipelines.forecasting.day_report import DayReport, score_day
-from rhythm_pipelines.forecasting.live import forecast_now, horizon_label
+from rhythm_pipelines.forecasting.live import NO_MODEL, forecast_now, horizon_label
 from rhythm_pipelines.forecasting.models import DEFAULT_MODELS
 from rhythm_pipelines.forecasting.registry import CURRENT
 from rhythm_pipelines.forecasting.serving import DEFAULT_HORIZONS
@@ -249,8 +249,8 @@ def _live_asset(t: ForecastTarget) -> dg.AssetsDefinition:
             dg.AssetCheckSpec(
                 "forecasts_are_live",
                 asset=f"{t.name}_forecasts",
-                description="Every source with a model has data recent enough to forecast from (its newest "
-                "point within the longest horizon of now).",
+                description="Every source with a model was forecast: none stale (its newest point older than the "
+                "longest horizon, or its model days behind) and none failing to catch up.",
             )
         ],
     )
@@ -267,7 +267,7 @@ def _live_asset(t: ForecastTarget) -> dg.AssetsDefinition:
             live = forecast_now(s, model_registry.open(), t, now, horizons)
             written = s.write_table("forecasts", live.points) if not live.points.empty else 0
         context.log.info(f"{t.name}: {len(live.summary)} sources forecast, {len(live.skipped)} skipped")
-        stale = live.skipped[live.skipped["reason"].str.startswith("stale")]
+        stale = live.skipped[live.skipped["kind"] != NO_MODEL]  # a series with a model and no forecast
         metadata = {
             "now": now.isoformat(),
             "sources_forecast": dg.MetadataValue.int(len(live.summary)),

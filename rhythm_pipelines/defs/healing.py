@@ -30,7 +30,7 @@ from rhythm_pipelines.healing.probe import LocalProbe
 from rhythm_pipelines.healing.processes import instance_roles, snapshot
 from rhythm_pipelines.healing.replay import REPLAY_PREFIX
 from rhythm_pipelines.healing.report import day_report
-from rhythm_pipelines.healing.safety import Guard
+from rhythm_pipelines.healing.safety import Guard, protected_pids
 from rhythm_pipelines.healing.tracker import EpisodeTracker
 from rhythm_pipelines.healing.watch import HOST_METRICS, Observation, calls_lookback, detect_all, lookback
 from rhythm_pipelines.metrics.provenance import sampler_key, without_claims
@@ -108,7 +108,7 @@ class DagsterWorkControl:
             return False, "this event held no pause"
         return True, "resumed" if not others else f"released; still paused by {', '.join(others)}"
 
-    def rerun_failed(self, run_id: str, attempt: int) -> tuple[str, str]:
+    def rerun_failed(self, run_id: str, attempt: int, submit: bool = True) -> tuple[str, str]:
         """Re-execute from failure as a new run through the queue (``defs/reexecution.py``). A later attempt
         looks at the newest run of the chain first: a success or a run still going ends it there."""
         first = self.instance.get_run_by_id(run_id)
@@ -121,6 +121,8 @@ class DagsterWorkControl:
             return "recovered", f"run {newest.run_id} of the chain succeeded"
         if not newest.is_finished:
             return "running", f"run {newest.run_id} is {newest.status.value}"
+        if not submit:
+            return "failed", f"run {newest.run_id} of the chain ended {newest.status.value}: no attempt left"
         tags = {REEXEC_TAG: run_id, "rhythm/healing_attempt": str(attempt)}
         sub = submit_reexecution(self.instance, newest.run_id, tags)
         return ("submitted" if sub.ok else "failed"), sub.detail
@@ -172,6 +174,8 @@ def heal_event(
             healing.notifier(),
             DagsterWorkControl(context.instance, healing.paused_file, context.log),
             books.fallbacks,
+            # never this instance's own processes, whatever a selection (top CPU, top memory) would pick
+            protected=protected_pids() | frozenset(instance_roles(snapshot(), os.getpid())),
             evidence=LocalEvidence(books.detectors, sampler_host(), temp_roots=books.safety.temp_roots),
         )
         probe = LocalProbe(
@@ -431,8 +435,9 @@ def healing_report(context: dg.AssetExecutionContext, store: MetricsStoreResourc
         columns=["job", "status"],
     )
     replayed = log["run_id"].astype(str).str.startswith(REPLAY_PREFIX) if len(log) else pd.Series(dtype=bool)
-    report = day_report(log[~replayed] if len(log) else log, runs, start, end)  # the KPIs: real healing only
-    dry = day_report(log[replayed], runs.iloc[:0], start, end) if replayed.any() else None
+    upto = min(end, pd.Timestamp.now(tz="UTC"))  # today's partition: the day so far, not hours still to come
+    report = day_report(log[~replayed] if len(log) else log, runs, start, upto)  # the KPIs: real healing only
+    dry = day_report(log[replayed], runs.iloc[:0], start, upto) if replayed.any() else None
     summary = report.summary()
     metadata = {
         "events": summary["events"],
@@ -451,7 +456,7 @@ def healing_report(context: dg.AssetExecutionContext, store: MetricsStoreResourc
     if frames:
         shown = pd.concat(frames, ignore_index=True)
         title = f"healing on {start:%Y-%m-%d}" + (" (incl. dry-run replay of history)" if dry is not None else "")
-        metadata["timeline"] = plot_incidents(shown.sort_values("start"), start, end, title)
+        metadata["timeline"] = plot_incidents(shown.sort_values("start"), start, upto, title)
         metadata["incidents"] = md_table(
             shown.sort_values("start", ascending=False)[
                 ["start", "closed", "kind", "source", "level", "status", "replayed"]

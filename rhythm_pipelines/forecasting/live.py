@@ -22,6 +22,7 @@ from rhythm_pipelines.forecasting.targets import ForecastTarget, target_sources
 from rhythm_pipelines.metrics.store import MetricsStore
 
 MAX_CATCH_UP = pd.Timedelta("2D")  # a served model further behind than this is stale: retrain it
+NO_MODEL, STALE, FAILED = "no_model", "stale", "failed"  # why a source was skipped (only no_model is expected)
 
 
 @dataclass
@@ -48,19 +49,22 @@ def forecast_now(
         try:
             mv = forecaster.load(source, target.metric)
         except LookupError:
-            skipped.append({"source": source, "reason": "no trained model yet (materialize forecaster_models)"})
+            skipped.append(
+                {"source": source, "kind": NO_MODEL, "reason": "no trained model yet (materialize forecaster_models)"}
+            )
             continue
         step = parse_step(mv.meta["step"])
         last = pd.Timestamp(mv.meta["last_ts"])
         end = now.floor(step)  # the step in progress is not whole yet
         if end - last > MAX_CATCH_UP:
-            skipped.append({"source": source, "reason": f"the served model ends at {last}: stale, retrain"})
+            reason = f"the served model ends at {last}: stale, retrain"
+            skipped.append({"source": source, "kind": STALE, "reason": reason})
             continue
         s = stored_series(store, source, target.metric, last - 12 * step, end, step, target.how)
         try:
             forecaster.update(source, target.metric, s.index, s.to_numpy())
         except ValueError as exc:
-            skipped.append({"source": source, "reason": str(exc)})
+            skipped.append({"source": source, "kind": FAILED, "reason": str(exc)})
             continue
         info = forecaster.info(source, target.metric)
         origin = pd.Timestamp(info["last_seen"])
@@ -69,6 +73,7 @@ def forecast_now(
             skipped.append(
                 {
                     "source": source,
+                    "kind": STALE,
                     "reason": f"stale: its newest point is {origin:%Y-%m-%d %H:%M} UTC, {_age(behind)} before now, "
                     f"more than the {horizon_label(longest)} horizon: no live forecast",
                 }
@@ -115,7 +120,7 @@ def forecast_now(
     return LiveForecasts(
         pd.DataFrame(summary),
         pd.concat(points, ignore_index=True) if points else pd.DataFrame(),
-        pd.DataFrame(skipped, columns=["source", "reason"]),
+        pd.DataFrame(skipped, columns=["source", "kind", "reason"]),
         recent,
     )
 

@@ -33,14 +33,10 @@ DONE, DRY_RUN, REFUSED, NOOP, FAILED = "done", "dry_run", "refused", "noop", "fa
 UNGUARDED = ("notify_admin", "prepare_reboot", "recheck", "resume_low_priority", "restore_route")  # never held back
 
 
-REBOOT_BARS = {"cpu_percent": 90.0, "mem_percent": 85.0}  # the shipped severity's critical bars
-
-
 def host_level(event: HealthEvent) -> bool:
-    """Is the event about a whole host's CPU or memory at its critical bar (the only reason a reboot plan may
-    be written: never one process, never a host with room to spare)?"""
-    bar = REBOOT_BARS.get(event.metric)
-    return event.source == event.host and bar is not None and event.value == event.value and event.value > bar
+    """Is the event about a whole host's CPU or memory (a reboot plan's only possible reason: never one
+    process; the engine also wants the host at its critical bar)?"""
+    return event.source == event.host and event.metric in ("cpu_percent", "mem_percent")
 
 
 @dataclass
@@ -63,9 +59,10 @@ class WorkControl(Protocol):
 
     def resume_low_priority(self, event_id: str) -> tuple[bool, str]: ...
 
-    def rerun_failed(self, run_id: str, attempt: int) -> tuple[str, str]:
+    def rerun_failed(self, run_id: str, attempt: int, submit: bool = True) -> tuple[str, str]:
         """Re-execute ``run_id`` (or, on a later attempt, the newest failed run of its chain) from failure
-        as a new queued run; returns (``submitted`` | ``recovered`` | ``running`` | ``failed``, detail)."""
+        as a new queued run; returns (``submitted`` | ``recovered`` | ``running`` | ``failed``, detail). With
+        ``submit`` false only looks: a chain whose newest run failed is ``failed``."""
 
 
 class NoWorkControl:
@@ -76,7 +73,7 @@ class NoWorkControl:
 
     resume_low_priority = pause_low_priority
 
-    def rerun_failed(self, run_id: str, attempt: int) -> tuple[str, str]:
+    def rerun_failed(self, run_id: str, attempt: int, submit: bool = True) -> tuple[str, str]:
         return "failed", "no orchestrator attached"
 
 
@@ -116,10 +113,7 @@ class Actuator:
         if a == "reroute_channel" and not self._fallback(event.source, step.params.get("fallback")):
             return f"no fallback for {event.source} (routing.fallbacks)"
         if a == "prepare_reboot" and not host_level(event):
-            return (
-                "a reboot plan needs a host-level reason (the host's CPU over 90 % or memory over 85 %), "
-                f"not one process or {event.metric} = {event.value:.3g}"
-            )
+            return "a reboot plan needs a host-level reason (the host's CPU or memory), not one process"
         return None
 
     def run(self, step: Step, event: HealthEvent, level: str) -> ActionRecord:
@@ -287,21 +281,28 @@ class Actuator:
         return (DONE if ok else NOOP), "low-priority work", detail, []
 
     def _rerun_failed(self, event, level, max_attempts=3, backoff_s=10, attempt=1):
-        """Submit a re-execution from failure (a queued run, never in this process) and, while attempts are
-        left, a follow-up after an exponential backoff that checks it and tries again only if it failed."""
+        """Submit a re-execution from failure (a queued run, never in this process) and a follow-up after an
+        exponential backoff that looks at it: it submits again only if the re-execution failed and attempts are
+        left; after the last attempt it only looks, until the chain has a verdict (recovered, or failed: then
+        the follow-up fails and the incident stays unresolved)."""
         run_id = event.detail.get("last_run_id") or event.detail.get("root_run_id")
         if not run_id:
             return NOOP, event.source, "the event names no failed run", []
         target = f"run {run_id}"
+        checking = attempt > max_attempts
         if self.policy.dry_run:
             return DRY_RUN, target, f"would re-execute run {run_id} from failure (attempt {attempt}/{max_attempts})", []
-        state, detail = self.work.rerun_failed(str(run_id), int(attempt))
-        detail = f"attempt {attempt}/{max_attempts}: {detail}"
+        state, detail = self.work.rerun_failed(str(run_id), int(attempt), submit=not checking)
+        detail = (
+            f"check after the last of {max_attempts} attempts: " if checking else f"attempt {attempt}/{max_attempts}: "
+        ) + detail
         later = []
-        if state in ("submitted", "running") and attempt < max_attempts:
-            wait = float(backoff_s) * 2 ** (attempt - 1)
-            params = {"max_attempts": max_attempts, "backoff_s": backoff_s, "attempt": attempt + 1}
-            later.append(Step("rerun_failed", params, wait))
+        if state in ("submitted", "running"):
+            wait = float(backoff_s) * 2 ** (min(attempt, max_attempts) - 1)
+            nxt = attempt if checking else attempt + 1  # past the last attempt: look again, never submit
+            later.append(
+                Step("rerun_failed", {"max_attempts": max_attempts, "backoff_s": backoff_s, "attempt": nxt}, wait)
+            )
             detail += f"; checked again in {wait:g} s"
         outcome = {"submitted": DONE, "recovered": NOOP, "running": NOOP}.get(state, FAILED)
         return outcome, target, detail, [], later

@@ -4,8 +4,10 @@ A level that did not resolve the event escalates to the next level that can act 
 worked but did not suffice, or none applied), except when a rate limit or a cooldown held its actions back:
 those rails are never escalated around. A level none of whose remedies can act under the policy (nothing
 allowlisted or configured for them) is not climbed through: the engine says "nothing allowed" once and alerts
-at the level it stands on. The top level, or a held-back level, alerts the admin. Events about this Dagster
-instance's own processes are reported, never acted on.
+at the level it stands on; climbing after a level acted and did not resolve skips the levels that cannot act
+(saying so once). The top level, or a held-back level, alerts the admin. Events about this Dagster instance's
+own processes are reported (alerted), never acted on. A reboot plan needs a host-level event and the host at
+a critical bar of the playbook's severity.
 
 Pure of Dagster: the caller passes a :class:`Probe` (fresh readings and "is it over?"), an
 :class:`~rhythm_pipelines.healing.actions.Actuator` and a ``record`` callback that receives every log entry
@@ -27,13 +29,15 @@ from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.playbooks import PlaybookSet, Step
 
 RAILS = ("cooldown", "rate limit")  # refusals that must not be escalated around
-RESOLVED, ALREADY_RESOLVED, UNRESOLVED, SUPPRESSED, DRY = (
+RESOLVED, ALREADY_RESOLVED, UNRESOLVED, SUPPRESSED, DRY, REPORTED = (
     "resolved",
     "already_resolved",
     "unresolved",
     "suppressed",
     "dry_run",
+    "reported",  # about this Dagster instance's own processes: alerted, never acted on
 )
+HOST_METRICS = ("cpu_percent", "mem_percent")
 
 
 class Probe(Protocol):
@@ -69,6 +73,7 @@ class Healer:
     run_id: str = ""
     sleep: Callable[[float], None] = time.sleep
     now: Callable[[], pd.Timestamp] = lambda: pd.Timestamp.now(tz="UTC")
+    _readings: dict[str, float] = field(default_factory=dict)  # the target host's, as assessed
 
     def _log(
         self,
@@ -122,11 +127,26 @@ class Healer:
         finally:
             result.finished = self.now()
 
+    def _reboot_refusal(self, event: HealthEvent) -> str | None:
+        """Why no reboot plan (None: the host is at a critical bar of the playbook's severity, on CPU or memory)."""
+        pb = self.books.playbooks.get(event.kind)
+        severity = pb.severity if pb is not None and pb.severity is not None else self.books.severity
+        rules = [r for r in severity.rules.get("critical", ()) if r.metric in HOST_METRICS]
+        if any(r.holds(self._readings) for r in rules):
+            return None
+        bars = " or ".join(f"{r.metric} > {r.above:g}" for r in rules if r.above is not None) or "none set"
+        read = ", ".join(f"{m} = {self._readings[m]:.3g}" for m in HOST_METRICS if m in self._readings) or "nothing"
+        return f"a reboot plan needs the host at a critical bar ({bars}); read {read}"
+
+    def _impossible(self, step: Step, event: HealthEvent) -> str | None:
+        why = self.actuator.impossible(step, event)
+        return why or (self._reboot_refusal(event) if step.action == "prepare_reboot" else None)
+
     def _blocked(self, event: HealthEvent, level: str) -> dict[str, str] | None:
         """When no remedy at ``level`` can act under this policy: action -> why (None: one may, or the level
         only alerts). ``notify_admin`` is not a remedy: the alert at the end says the same."""
         steps = [s for s in self.books.playbook(event.kind).steps(level) if s.action != "notify_admin"]
-        why = {s.action: self.actuator.impossible(s, event) for s in steps if not s.follow_up}
+        why = {s.action: self._impossible(s, event) for s in steps if not s.follow_up}
         return why if why and all(why.values()) else None
 
     def _next_level(self, event: HealthEvent, level: str) -> tuple[str | None, list[str], dict[str, str]]:
@@ -150,17 +170,18 @@ class Healer:
         event, books = result.event, self.books
         seen = f"{event.kind} on {event.source} since {event.start.isoformat()}"
         self._log(result, "detect", "received", f"{seen}: {event.metric} = {event.value:.4g}" if event.metric else seen)
-        role = event.detail.get("dagster_role")
-        if role:
-            why = f"{event.source} is this Dagster instance's {role}: healing never restarts Dagster's own processes"
-            self._log(result, "decide", "own_process", why)
-            self._alert(result, "", f"{event.kind} on Dagster's own {role} ({event.source}): {why}; look at it")
-            return result
         flap = self.actuator.guard.check_event(event.source, event.event_id, result.started)
         if not flap.allowed:
             result.status = SUPPRESSED
             self._log(result, "decide", "suppressed", flap.reason)
             self._alert(result, "", f"{event.kind} on {event.source} suppressed: {flap.reason}")
+            return result
+        role = event.detail.get("dagster_role")
+        if role:
+            result.status = REPORTED
+            why = f"{event.source} is this Dagster instance's {role}: healing never restarts Dagster's own processes"
+            self._log(result, "decide", "own_process", why)
+            self._alert(result, "", f"{event.kind} on Dagster's own {role} ({event.source}): {why}; look at it")
             return result
         ok, detail = self.probe.resolved(event, event.start)
         if ok:
@@ -172,6 +193,7 @@ class Healer:
         readings.update(
             {k: float(v) for k, v in event.detail.items() if isinstance(v, int | float) and not isinstance(v, bool)}
         )
+        self._readings = readings
         level, why = books.assess(event, readings)
         self._log(result, "assess", level, why, level)
         blocked = self._blocked(event, level)
@@ -189,7 +211,12 @@ class Healer:
                 if step.follow_up:
                     self._schedule(result, step, since, level)
                     continue
-                rec = self.actuator.run(step, event, level)
+                refusal = self._reboot_refusal(event) if step.action == "prepare_reboot" else None
+                rec = (
+                    ActionRecord(step.action, event.host, dict(step.params), REFUSED, refusal, self.now())
+                    if refusal
+                    else self.actuator.run(step, event, level)
+                )
                 records.append(rec)
                 result.actions.append(rec)
                 self._log(

@@ -33,10 +33,10 @@ class HealingReport:
 
     @property
     def auto_recovery_rate(self) -> float | None:
-        """Resolved by healing over the events healing acted on (the ones over before any action, and dry runs,
-        left out)."""
+        """Resolved by healing over the events healing acted on (the ones over before any action, dry runs and
+        reports about the product's own processes left out)."""
         handled = (
-            self.events[~self.events["status"].isin(["already_resolved", "dry_run"])]
+            self.events[~self.events["status"].isin(["already_resolved", "dry_run", "reported"])]
             if len(self.events)
             else self.events
         )
@@ -105,8 +105,14 @@ def day_report(log: pd.DataFrame, runs: pd.DataFrame, start: pd.Timestamp, end: 
         first = d["ts"].min()
         assessed = mine.loc[mine["step"] == "assess", "level"].tolist()  # the severity; escalation is the response
         resolve, cleared = mine[mine["step"] == "resolve"], mine[mine["step"] == "clear"]
+        ends = mine[mine["step"].isin(["resolve", "alert"])]
+        back = len(ends) and ends["step"].iloc[-1] == "alert"  # a later re-check found it back: not resolved
         status = (
-            "resolved"
+            "reported"
+            if (mine["outcome"] == "own_process").any()
+            else "unresolved"
+            if len(resolve) and back
+            else "resolved"
             if len(resolve)
             else "already_resolved"
             if (mine["outcome"] == "already_resolved").any()
@@ -118,7 +124,7 @@ def day_report(log: pd.DataFrame, runs: pd.DataFrame, start: pd.Timestamp, end: 
         )
         closed = (
             resolve["ts"].min()
-            if len(resolve)
+            if status == "resolved"
             else first
             if status == "already_resolved"
             else cleared["ts"].min()

@@ -149,25 +149,27 @@ def split_state(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     return small, state.get("procs", {})
 
 
-def load_procs(path: str | os.PathLike) -> dict[str, Any]:
-    """Per-process counters saved by :func:`save_procs` (empty if missing or unreadable: one tick without
-    per-process CPU is the only cost)."""
+def load_procs(path: str | os.PathLike, ts: float | None) -> dict[str, Any]:
+    """Per-process counters saved by :func:`save_procs` at the sample of time ``ts`` (the cursor's): counters of
+    another sample (a tick that failed after saving them) or a missing file give none, which costs one tick
+    without per-process CPU."""
     try:
         with open(path) as f:
             data = json.load(f)
-        return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+    ok = isinstance(data, dict) and ts is not None and data.get("ts") == ts and isinstance(data.get("procs"), dict)
+    return data["procs"] if ok else {}
 
 
-def save_procs(path: str | os.PathLike, procs: dict[str, Any]) -> None:
-    """Write the per-process counters whole (a temporary file renamed over the old one)."""
+def save_procs(path: str | os.PathLike, procs: dict[str, Any], ts: float) -> None:
+    """Write the per-process counters of the sample at ``ts`` whole (a temporary file renamed over the old)."""
     directory = os.path.dirname(os.fspath(path)) or "."
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".procs-")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(procs, f, separators=(",", ":"))
+            json.dump({"ts": ts, "procs": procs}, f, separators=(",", ":"))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

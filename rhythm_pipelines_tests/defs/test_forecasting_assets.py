@@ -221,3 +221,4 @@ def test_a_series_without_a_model_gets_its_first_one_once_it_has_three_hours(tmp
     meta = _metadata(live, "cpu_forecasts")
     assert meta["sources_forecast"].value == 1 and "old-host" in meta["forecasts"].value
     assert "young-host" in meta["skipped"].value and "no trained model yet" in meta["skipped"].value
+    assert _check(live, "forecasts_are_live").passed  # a series still without a model is expected, not stale

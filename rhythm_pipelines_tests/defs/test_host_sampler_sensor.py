@@ -7,7 +7,7 @@ import json
 import dagster as dg
 import pandas as pd
 
-from rhythm_pipelines.defs.sensors import host_sampler
+from rhythm_pipelines.defs.sensors import INGEST_GRACE_S, host_sampler
 
 
 def tick(instance, resources, cursor=None):
@@ -44,9 +44,10 @@ def test_tick_writes_samples_and_spool_and_keeps_counters(instance, resources, m
 
 
 def hours_between(previous_ts: float, cursor: str) -> list[str]:
-    """Keys of the hours that closed between two sampler timestamps (the spec of the request)."""
-    now = pd.Timestamp(json.loads(cursor)["sampler"]["ts"], unit="s", tz="UTC")
-    first = pd.Timestamp(previous_ts, unit="s", tz="UTC").floor("h")
+    """Keys of the hours that closed (two minutes ago: late logs) between two sampler timestamps (the spec)."""
+    grace = pd.Timedelta(seconds=INGEST_GRACE_S)
+    now = pd.Timestamp(json.loads(cursor)["sampler"]["ts"], unit="s", tz="UTC") - grace
+    first = (pd.Timestamp(previous_ts, unit="s", tz="UTC") - grace).floor("h")
     hours = pd.date_range(first, now.floor("h"), freq="h")[:-1]  # up to, not including, the current hour
     return [h.strftime("%Y-%m-%d-%H:%M") for h in hours]
 

@@ -5,7 +5,7 @@ import time
 import pandas as pd
 
 from rhythm_pipelines.healing.actions import Actuator
-from rhythm_pipelines.healing.engine import ALREADY_RESOLVED, DRY, RESOLVED, SUPPRESSED, UNRESOLVED, Healer
+from rhythm_pipelines.healing.engine import ALREADY_RESOLVED, DRY, REPORTED, RESOLVED, SUPPRESSED, UNRESOLVED, Healer
 from rhythm_pipelines.healing.events import KINDS, HealthEvent
 from rhythm_pipelines.healing.notify import Notifier
 from rhythm_pipelines.healing.playbooks import Step, parse
@@ -226,7 +226,7 @@ def test_escalation_skips_levels_that_cannot_act_and_says_so_once(tmp_path):
     ]
     assert (
         "nothing allowed at hard" in entries[4]["detail"]
-        and "not one process or mem_percent = 65" in entries[4]["detail"]
+        and "read mem_percent = 65" in entries[4]["detail"]
     )
     assert r.level == "critical" and not (tmp_path / "state" / "reboot_plans").exists()
 
@@ -242,5 +242,22 @@ def test_an_event_about_this_instances_own_process_is_reported_never_acted_on(tm
         ("decide", "own_process"),
         ("alert", "sent"),
     ]
-    assert r.status == UNRESOLVED and r.actions == [] and len(list(cache.iterdir())) == 3
+    assert r.status == REPORTED and r.actions == [] and len(list(cache.iterdir())) == 3
     assert "Dagster's own code server (h/proc/77)" in json.loads((tmp_path / "alerts.jsonl").read_text())["text"]
+
+
+def test_a_reboot_plan_needs_the_host_at_a_critical_bar_not_a_host_with_room(tmp_path):
+    book = (
+        "  memory_leak:\n    soft:\n      - action: clear_cache\n"
+        "    critical:\n      - action: prepare_reboot\n      - action: notify_admin\n"
+    )
+    b, cache = books(tmp_path, kind_book=book)
+    fill(cache)
+    h, entries = healer(tmp_path, b, ScriptedProbe({"mem_percent": 4.6}, [False, False]))
+    r = h.heal(HealthEvent("memory_leak", "h", NOW, "mem_percent", 4.6))  # the chaos warm-up's host "leak"
+    assert [(e["step"], e["outcome"]) for e in entries][-2:] == [("decide", "nothing_allowed"), ("alert", "sent")]
+    assert "mem_percent > 85); read mem_percent = 4.6" in entries[-2]["detail"] and r.level == "soft"
+    assert not (tmp_path / "state" / "reboot_plans").exists()
+    h, entries = healer(tmp_path, b, ScriptedProbe({"mem_percent": 91.0}, [False, False]))
+    h.heal(HealthEvent("memory_leak", "h", NOW, "mem_percent", 91.0))  # the host itself is near full: a plan
+    assert len(list((tmp_path / "state" / "reboot_plans").iterdir())) == 1

@@ -77,3 +77,22 @@ def test_a_quiet_day():
         "events": 0, "actions": 0, "mttr_s": {"mean": None, "p50": None, "p95": None}, "auto_recovery_rate": None,
         "availability": 1.0, "task_failure_rate": None, "runs": 0, "failed_runs": 0,
     }  # fmt: skip
+
+
+def test_a_recheck_that_finds_it_back_reopens_and_a_report_on_our_own_process_is_not_an_incident():
+    log = pd.DataFrame(
+        entries("e1", "cpu_spike", "web-01", [
+            (1.0, "detect", "", "received", ""), (1.0, "assess", "soft", "soft", ""),
+            (1.1, "resolve", "soft", "resolved", ""), (1.2, "recheck", "", "still_active", "recheck"),
+            (1.2, "alert", "", "sent", "notify_admin"),
+        ])
+        + entries("e2", "memory_leak", "web-01/proc/7", [
+            (2.0, "detect", "", "received", ""), (2.0, "decide", "", "own_process", ""),
+            (2.0, "alert", "", "sent", "notify_admin"),
+        ])
+    )  # fmt: skip
+    report = day_report(log, pd.DataFrame(columns=["job", "status"]), DAY, DAY + pd.Timedelta("1D"))
+    events = report.events.set_index("event_id")
+    assert events["status"].to_dict() == {"e1": "unresolved", "e2": "reported"}
+    assert pd.isna(events.loc["e1", "closed"])  # open again
+    assert report.auto_recovery_rate == 0.0  # e1 counted and not recovered; e2 is not healing's to recover
