@@ -217,6 +217,14 @@ def judge(
                 lag.append({"source": r.source, "metric": r.metric, "origin": origin, "data_end": data_end,
                             "steps_behind": (data_end - origin) / step if pd.notna(data_end) else None})  # fmt: skip
         out["forecast_origins"] = lag
+        # the interval the host sampler really keeps (documented: at least 10 s)
+        host = os.environ.get("RHYTHM_HOST") or __import__("socket").gethostname()
+        cpu = store.read_metrics(start, end, [host], ["cpu_percent"])
+        gaps = cpu["ts"].sort_values().diff().dt.total_seconds().dropna().to_numpy()
+        out["sampler_interval_s"] = (
+            {"p50": round(float(np.percentile(gaps, 50)), 1), "p95": round(float(np.percentile(gaps, 95)), 1),
+             "max": round(float(gaps.max()), 1), "samples": int(len(cpu))} if len(gaps) else None
+        )  # fmt: skip
     with dg.DagsterInstance.get() as instance:
         runs = instance.get_runs(filters=dg.RunsFilter(created_after=start.to_pydatetime()))
         failed = [r for r in runs if r.status == dg.DagsterRunStatus.FAILURE]
