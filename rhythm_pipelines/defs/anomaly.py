@@ -12,7 +12,7 @@ from rhythm_pipelines.anomaly.profiles import AUTO
 from rhythm_pipelines.anomaly.range_report import SCORE_CAP, events_table, incidents, readable_score, score_range
 from rhythm_pipelines.anomaly.series import METHODS
 from rhythm_pipelines.defs.ingestion import channel_calls, raw_metrics, window
-from rhythm_pipelines.defs.metadata import md_table, num, partitions_of, plot_flags, run_scope
+from rhythm_pipelines.defs.metadata import md_table, num, partitions_of, plot_flags, run_scoped
 from rhythm_pipelines.defs.partitions import hourly_partitions
 from rhythm_pipelines.defs.resources import MetricsStoreResource
 
@@ -94,19 +94,21 @@ def anomaly_detection(
 
     yield dg.MaterializeResult(
         asset_key="anomaly_scores",
-        metadata={
-            **run_scope(context),
-            "window": f"{start.isoformat()} … {end.isoformat()}",
-            "method": config.method,
-            "history_hours": config.history_hours,
-            "series_scored": dg.MetadataValue.int(len(series)),
-            "points_scored": dg.MetadataValue.int(int(series["points"].sum())),
-            "points_written": dg.MetadataValue.int(report.points_written),
-            "flagged_points": dg.MetadataValue.int(report.flagged),
-            "series_skipped": dg.MetadataValue.int(len(report.skipped)),
-            "by_metric": md_table(report.by_metric()),
-            "skipped": md_table(report.skipped, 15),
-        },
+        metadata=run_scoped(
+            context,
+            {
+                "window": f"{start.isoformat()} … {end.isoformat()}",
+                "method": config.method,
+                "history_hours": config.history_hours,
+                "series_scored": dg.MetadataValue.int(len(series)),
+                "points_scored": dg.MetadataValue.int(int(series["points"].sum())),
+                "points_written": dg.MetadataValue.int(report.points_written),
+                "flagged_points": dg.MetadataValue.int(report.flagged),
+                "series_skipped": dg.MetadataValue.int(len(report.skipped)),
+                "by_metric": md_table(report.by_metric()),
+                "skipped": md_table(report.skipped, 15),
+            },
+        ),
         check_results=[
             dg.AssetCheckResult(
                 asset_key="anomaly_scores",
@@ -121,7 +123,6 @@ def anomaly_detection(
     rates = report.rates()
     grouped = incidents(report.events)
     events_meta = {
-        **run_scope(context),
         "incidents": dg.MetadataValue.int(len(grouped)),
         "events": dg.MetadataValue.int(len(report.events)),
         "continued_events": dg.MetadataValue.int(len(report.continued)),
@@ -150,7 +151,7 @@ def anomaly_detection(
         )
     yield dg.MaterializeResult(
         asset_key="anomaly_events",
-        metadata=events_meta,
+        metadata=run_scoped(context, events_meta),
         check_results=[
             dg.AssetCheckResult(
                 asset_key="anomaly_events",

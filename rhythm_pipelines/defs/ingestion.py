@@ -5,7 +5,7 @@ from datetime import timedelta
 import dagster as dg
 import pandas as pd
 
-from rhythm_pipelines.defs.metadata import md_table, partitions_of, plot_series, run_scope
+from rhythm_pipelines.defs.metadata import md_table, partitions_of, plot_series, run_scoped
 from rhythm_pipelines.defs.partitions import hourly_partitions
 from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource, sampler_host
 from rhythm_pipelines.metrics.ingest import (
@@ -210,7 +210,6 @@ def hourly_rollups(context: dg.AssetExecutionContext, store: MetricsStoreResourc
         rollups = build_rollups(s, start, end)
         cpu = s.read_metrics(start, end, metrics=["cpu_percent"])
     metadata = {
-        **run_scope(context),
         "rows": dg.MetadataValue.int(len(rollups)),
         "series": dg.MetadataValue.int(int(rollups[["source", "metric"]].drop_duplicates().shape[0])),
         "highest_p95": md_table(highest_per_metric(rollups), 30),
@@ -227,7 +226,7 @@ def hourly_rollups(context: dg.AssetExecutionContext, store: MetricsStoreResourc
                 metadata={"rows": len(hour), "highest_p95": md_table(highest_per_metric(hour), 30)},
             )
         )
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=run_scoped(context, metadata))
 
 
 def highest_per_metric(rollups: pd.DataFrame) -> pd.DataFrame:

@@ -192,6 +192,15 @@ def partitions_of(context: dg.AssetExecutionContext) -> list[tuple[str, pd.Times
     return out
 
 
+def run_scoped(context: dg.AssetExecutionContext, metadata: dict) -> dict:
+    """``metadata`` with its figures named ``run_…`` when the run covers several partitions (every partition
+    shows them: they must not read as the partition's own), after the ``figures_cover`` line."""
+    scope = run_scope(context)
+    if not scope:
+        return metadata
+    return {**scope, **{f"run_{k}": v for k, v in metadata.items()}}
+
+
 def run_scope(context: dg.AssetExecutionContext) -> dict:
     """For a run covering several partitions, a line saying the figures are the run's: Dagster records one
     materialization for each partition with the same metadata (dagster-io/dagster#18123), so each partition's

@@ -144,7 +144,7 @@ def test_a_range_in_one_run_equals_hour_by_hour(resources, instance, tmp_path):
             "dagster/asset_partition_range_end": "2026-03-02-01:00",
         },
     )
-    assert metadata(one_run, "anomaly_scores", partitions=2)["points_scored"].value == len(HOSTS) * 120
+    assert metadata(one_run, "anomaly_scores", partitions=2)["run_points_scored"].value == len(HOSTS) * 120
     scope = metadata(one_run, "anomaly_events", partitions=2)["figures_cover"].value
     assert scope.startswith("the whole run: 2 partitions, 2026-03-02-00:00 … 2026-03-02-01:00")
     seen = {
