@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 
 from rhythm_pipelines.defs.resources import LandingZone
-from rhythm_pipelines.simulate.live import next_minutes, write_hour_files
+from rhythm_pipelines.simulate.live import feed
 
 DEMO_INTERVAL_S = 60
 
@@ -22,20 +22,16 @@ def enabled() -> bool:
 @dg.sensor(
     minimum_interval_seconds=DEMO_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING if enabled() else dg.DefaultSensorStatus.STOPPED,
-    description="Demo only (RHYTHM_DEMO=1): every minute, the simulated fleet's newest minutes (its rhythm and "
-    "noise, no incidents) appended to the landing zone's hour files under metrics/demo and calls/demo; the "
-    "hourly ingestion reads them like any shipped log.",
+    description="Demo only (RHYTHM_DEMO=1): every minute, the demo fleet's newest minutes appended to the landing "
+    "zone's hour files under metrics/demo and calls/demo (the recorded fleet's same hour of a day with no "
+    "labelled incident, shifted forward; else simulated); the hourly ingestion reads them like any shipped log.",
 )
 def demo_traffic(context: dg.SensorEvaluationContext, landing: LandingZone) -> dg.SkipReason:
     now = pd.Timestamp.now(tz="UTC")
     last = pd.Timestamp(context.cursor) if context.cursor else None
-    sim = next_minutes(last, now)
-    if sim is None:
+    done = feed(landing.path, last, now)
+    if done is None:
         return dg.SkipReason("no whole minute since the last one written")
-    files = write_hour_files(sim, landing.path)
-    end = sim.metrics["ts"].max() + pd.Timedelta("1min")
+    end, points, calls, how = done
     context.update_cursor(end.isoformat())
-    return dg.SkipReason(
-        f"appended {len(sim.metrics):,} points and {len(sim.calls):,} calls up to {end:%H:%M} UTC to "
-        f"{len(files)} hour file(s)"
-    )
+    return dg.SkipReason(f"appended {points:,} points and {calls:,} calls up to {end:%H:%M} UTC ({how})")
