@@ -187,6 +187,7 @@ def judge(
     from rhythm_pipelines.definitions import defs
     from rhythm_pipelines.forecasting.models import parse_step
     from rhythm_pipelines.forecasting.targets import TARGETS
+    from rhythm_pipelines.healing.report import replayed
     from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
 
     out: dict = {"home": str(home), "start": start, "end": end, "seed_s": round(seed_s, 1)}
@@ -194,7 +195,7 @@ def judge(
     with SQLiteMetricsStore(home / "rhythm" / "metrics.db") as store:
         log = store.read_table("healing_log", start - pd.Timedelta("1h"), end + pd.Timedelta("1min"))
         forecasts = store.read_table("forecasts", start, end + pd.Timedelta("2h"))
-        real = log[~log["run_id"].astype(str).str.startswith("replay:")] if len(log) else log
+        real = log[~replayed(log)]
         own = real[(real["outcome"] == "own_process") | real["source"].str.extract(r"/proc/(\d+)$")[0].astype(
             float).isin(own_pids)] if len(real) else real  # fmt: skip
         out["healing_events"] = int(real["event_id"].nunique()) if len(real) else 0

@@ -12,11 +12,11 @@ from rhythm_pipelines.defs.metadata import md_table, num, plot_forecast
 from rhythm_pipelines.defs.partitions import daily_partitions
 from rhythm_pipelines.defs.resources import MetricsStoreResource, ModelRegistryResource, healing_from_env
 from rhythm_pipelines.forecasting.day_report import DayReport, score_day
+from rhythm_pipelines.forecasting.first_models import train_first, without_models
 from rhythm_pipelines.forecasting.live import NO_MODEL, forecast_now, horizon_label
 from rhythm_pipelines.forecasting.models import DEFAULT_MODELS
-from rhythm_pipelines.forecasting.registry import CURRENT
 from rhythm_pipelines.forecasting.serving import DEFAULT_HORIZONS
-from rhythm_pipelines.forecasting.targets import TARGETS, ForecastTarget, target, target_sources
+from rhythm_pipelines.forecasting.targets import TARGETS, ForecastTarget, target
 from rhythm_pipelines.forecasting.training import TrainReport, train_window
 from rhythm_pipelines.healing.pause import PRIORITY_TAG, paused_by
 
@@ -339,7 +339,6 @@ def live_forecasts_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     return dg.RunRequest()
 
 
-FIRST_MODEL_HISTORY = pd.Timedelta("3h")  # a series without a model gets one once it has this much history
 FIRST_MODEL_INTERVAL_S = 600
 
 
@@ -354,21 +353,10 @@ def train_first_models(
     store: MetricsStoreResource,
     model_registry: ModelRegistryResource,
 ) -> None:
-    end = pd.Timestamp.now(tz="UTC").floor("5min")
-    registry = model_registry.open()
-    by_target: dict[str, list[str]] = {}
-    for pair in config.series:
-        name, source = pair.split(":", 1)
-        by_target.setdefault(name, []).append(source)
     with store.open() as s:
-        for name, sources in by_target.items():
-            report = train_window(
-                s, registry, [target(name)], end - pd.Timedelta(days=7), end, pd.Timedelta("1h"),
-                f"first-{end:%Y-%m-%dT%H%M}", min_history=FIRST_MODEL_HISTORY, sources=sources,
-                progress=context.log.info,
-            )  # fmt: skip
-            for r in report.rows.itertuples(index=False):
-                context.log.info(f"{name} {r.source}: {r.status}" + (f" ({r.reason})" if r.status != "trained" else ""))
+        rows = train_first(s, model_registry.open(), config.series, pd.Timestamp.now(tz="UTC"), context.log.info)
+    for r in rows.itertuples(index=False):
+        context.log.info(f"{r.target} {r.source}: {r.status}" + (f" ({r.reason})" if r.status != "trained" else ""))
 
 
 @dg.job(
@@ -390,22 +378,13 @@ def first_models_sensor(
     context: dg.SensorEvaluationContext, store: MetricsStoreResource, model_registry: ModelRegistryResource
 ):
     now = pd.Timestamp.now(tz="UTC")
-    registry = model_registry.open()
-    ready, waiting = [], []
     with store.open() as s:
-        listed = s.list_series()
-        for t in TARGETS.values():
-            for source in target_sources(listed, t):
-                if registry.tagged(source, t.metric, CURRENT) is not None:
-                    continue
-                pts = s.read_metrics(now - FIRST_MODEL_HISTORY - pd.Timedelta("15min"), now, [source], [t.metric])
-                old_enough = not pts.empty and pts["ts"].min() <= now - FIRST_MODEL_HISTORY
-                (ready if old_enough else waiting).append(f"{t.name}:{source}")
+        ready, waiting = without_models(s, model_registry.open(), now)
     if not ready:
         return dg.SkipReason(f"no series ready for a first model ({len(waiting)} still gathering 3 h of history)")
     return dg.RunRequest(
         run_key=f"first-models-{now:%Y-%m-%dT%H}-{len(ready)}",
-        run_config={"ops": {"train_first_models": {"config": {"series": sorted(ready)}}}},
+        run_config={"ops": {"train_first_models": {"config": {"series": ready}}}},
     )
 
 

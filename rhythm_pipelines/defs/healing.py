@@ -28,8 +28,7 @@ from rhythm_pipelines.healing.evidence import LocalEvidence
 from rhythm_pipelines.healing.playbooks import Step
 from rhythm_pipelines.healing.probe import LocalProbe
 from rhythm_pipelines.healing.processes import instance_roles, snapshot
-from rhythm_pipelines.healing.replay import REPLAY_PREFIX
-from rhythm_pipelines.healing.report import day_report
+from rhythm_pipelines.healing.report import day_report, open_incidents, replayed
 from rhythm_pipelines.healing.safety import Guard, protected_pids
 from rhythm_pipelines.healing.tracker import EpisodeTracker
 from rhythm_pipelines.healing.watch import HOST_METRICS, Observation, calls_lookback, detect_all, lookback
@@ -434,10 +433,10 @@ def healing_report(context: dg.AssetExecutionContext, store: MetricsStoreResourc
         ],
         columns=["job", "status"],
     )
-    replayed = log["run_id"].astype(str).str.startswith(REPLAY_PREFIX) if len(log) else pd.Series(dtype=bool)
+    dry_rows = replayed(log)
     upto = min(end, pd.Timestamp.now(tz="UTC"))  # today's partition: the day so far, not hours still to come
-    report = day_report(log[~replayed] if len(log) else log, runs, start, upto)  # the KPIs: real healing only
-    dry = day_report(log[replayed], runs.iloc[:0], start, upto) if replayed.any() else None
+    report = day_report(log[~dry_rows], runs, start, upto)  # the KPIs: real healing only
+    dry = day_report(log[dry_rows], runs.iloc[:0], start, upto) if dry_rows.any() else None
     summary = report.summary()
     metadata = {
         "events": summary["events"],
@@ -475,15 +474,9 @@ def incidents_resolved(store: MetricsStoreResource) -> dg.AssetCheckResult:
     now = pd.Timestamp.now(tz="UTC")
     with store.open() as s:
         log = s.read_table("healing_log", now - pd.Timedelta("24h"), now + pd.Timedelta(seconds=1))
-    log = log[~log["run_id"].astype(str).str.startswith(REPLAY_PREFIX)] if len(log) else log
-    report = day_report(log, pd.DataFrame(columns=["job", "status"]), now - pd.Timedelta("24h"), now)
+    report = day_report(log[~replayed(log)], pd.DataFrame(columns=["job", "status"]), now - pd.Timedelta("24h"), now)
     events = report.events
-    open_ = events[events["status"].isin(["unresolved", "suppressed"])] if len(events) else events
-    if len(open_):  # a later event on the same target that healing resolved closes the earlier one
-        later_ok = events[events["status"] == "resolved"].groupby(["kind", "source"])["start"].max()
-        key = list(zip(open_["kind"], open_["source"], strict=True))
-        open_ = open_[[later_ok.get(k, pd.NaT) <= s_ if pd.notna(later_ok.get(k, pd.NaT)) else True
-                       for k, s_ in zip(key, open_["start"], strict=True)]]  # fmt: skip
+    open_ = open_incidents(events)
     return dg.AssetCheckResult(
         passed=len(open_) == 0,
         metadata={

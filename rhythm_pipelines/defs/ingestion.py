@@ -17,6 +17,7 @@ from rhythm_pipelines.metrics.ingest import (
     run_records_frame,
 )
 from rhythm_pipelines.metrics.quality import range_violations, series_gaps
+from rhythm_pipelines.metrics.rollups import highest_per_metric
 
 INGESTION_GROUP = "ingestion"
 # an hour is normally ingested minutes after it closes: warn when the newest is 2 h old, fail at 3 h
@@ -227,16 +228,6 @@ def hourly_rollups(context: dg.AssetExecutionContext, store: MetricsStoreResourc
             )
         )
     return dg.MaterializeResult(metadata=run_scoped(context, metadata))
-
-
-def highest_per_metric(rollups: pd.DataFrame) -> pd.DataFrame:
-    """Per metric, the source and hour with the highest p95 (what an operator looks for first), by metric."""
-    if rollups.empty:
-        return rollups
-    best = rollups.loc[rollups.groupby("metric")["p95"].idxmax()]
-    return best.rename(columns={"ts": "hour"}).sort_values("metric")[
-        ["metric", "source", "hour", "mean", "p95", "max", "count"]
-    ]
 
 
 LIVE_HOURS = pd.Timedelta("2h")  # a materialization reaching this close to now is about the live sampler

@@ -193,24 +193,15 @@ def partitions_of(context: dg.AssetExecutionContext) -> list[tuple[str, pd.Times
 
 
 def run_scoped(context: dg.AssetExecutionContext, metadata: dict) -> dict:
-    """``metadata`` with its figures named ``run_…`` when the run covers several partitions (every partition
-    shows them: they must not read as the partition's own), after the ``figures_cover`` line."""
-    scope = run_scope(context)
-    if not scope:
-        return metadata
-    return {**scope, **{f"run_{k}": v for k, v in metadata.items()}}
-
-
-def run_scope(context: dg.AssetExecutionContext) -> dict:
-    """For a run covering several partitions, a line saying the figures are the run's: Dagster records one
-    materialization for each partition with the same metadata (dagster-io/dagster#18123), so each partition's
-    own figures go into an observation of that partition."""
+    """``metadata`` as it stands for a run of one partition; for a run covering several, its figures named
+    ``run_…`` after a ``figures_cover`` line: Dagster records one materialization for each partition with the
+    same metadata (dagster-io/dagster#18123), so they must not read as the partition's own (each partition's
+    own figures go into an observation of that partition)."""
     if not context.has_partition_key_range or len(context.partition_keys) < 2:
-        return {}
+        return metadata
     keys = context.partition_keys
-    return {
-        "figures_cover": dg.MetadataValue.text(
-            f"the whole run: {len(keys)} partitions, {keys[0]} … {keys[-1]}; this partition's own figures are in "
-            "its observation (Events, 'Observation')"
-        )
-    }
+    cover = (
+        f"the whole run: {len(keys)} partitions, {keys[0]} … {keys[-1]}; this partition's own figures are in its "
+        "observation (Events, 'Observation')"
+    )
+    return {"figures_cover": dg.MetadataValue.text(cover), **{f"run_{k}": v for k, v in metadata.items()}}

@@ -23,11 +23,10 @@ from rhythm_pipelines.healing.actions import Actuator
 from rhythm_pipelines.healing.engine import Healer
 from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.playbooks import PlaybookSet
+from rhythm_pipelines.healing.report import REPLAY_PREFIX
 from rhythm_pipelines.healing.safety import Guard
 from rhythm_pipelines.healing.tracker import EpisodeTracker
 from rhythm_pipelines.healing.watch import HOST_METRICS, Observation, calls_lookback, detect_all, lookback
-
-REPLAY_PREFIX = "replay:"
 
 
 class SilentNotifier:

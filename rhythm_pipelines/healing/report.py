@@ -9,6 +9,25 @@ import numpy as np
 import pandas as pd
 
 SEVERE = ("hard", "critical")
+REPLAY_PREFIX = "replay:"  # run ids of dry-run replays of history (healing/replay.py): not real healing
+OPEN = ("unresolved", "suppressed")
+
+
+def replayed(log: pd.DataFrame) -> pd.Series:
+    """Which healing-log rows come from a dry-run replay of history."""
+    if "run_id" not in log or log.empty:
+        return pd.Series(False, index=log.index)
+    return log["run_id"].astype(str).str.startswith(REPLAY_PREFIX)
+
+
+def open_incidents(events: pd.DataFrame) -> pd.DataFrame:
+    """Events (a report's ``events``) that ended unresolved or suppressed with no later event on the same kind
+    and target resolved by healing since."""
+    if events.empty:
+        return events
+    fixed = events[events["status"] == "resolved"].groupby(["kind", "source"])["start"].max().rename("fixed")
+    out = events[events["status"].isin(OPEN)].join(fixed, on=["kind", "source"])
+    return out[out["fixed"].isna() | (out["fixed"] < out["start"])].drop(columns="fixed")
 
 
 @dataclass
@@ -141,7 +160,7 @@ def day_report(log: pd.DataFrame, runs: pd.DataFrame, start: pd.Timestamp, end: 
                 "level": assessed[0] if assessed else "",
                 "status": status,
                 "resolve_s": (closed - first).total_seconds() if status == "resolved" else np.nan,
-                "replayed": str(d["run_id"].iloc[0]).startswith("replay:") if "run_id" in d else False,
+                "replayed": bool(replayed(d).iloc[0]),
             }
         )
     report.events = pd.DataFrame(rows)

@@ -22,3 +22,13 @@ def hourly_rollups(points: pd.DataFrame) -> pd.DataFrame:
         }
     ).reset_index()
     return out.rename(columns={"hour": "ts"})[ROLLUP_COLUMNS]
+
+
+def highest_per_metric(rollups: pd.DataFrame) -> pd.DataFrame:
+    """Per metric, the source and hour with the highest p95 (what an operator looks for first), by metric."""
+    if rollups.empty:
+        return rollups
+    best = rollups.loc[rollups.groupby("metric")["p95"].idxmax()]
+    return best.rename(columns={"ts": "hour"}).sort_values("metric")[
+        ["metric", "source", "hour", "mean", "p95", "max", "count"]
+    ]
