@@ -674,7 +674,10 @@ def cmd_healing_replay(args: argparse.Namespace) -> int:
     from rhythm_pipelines.healing.watch import HOST_METRICS, calls_lookback, lookback
     from rhythm_pipelines.metrics.store import open_store, utc
 
-    start, end = utc(pd.Timestamp(args.start)), utc(pd.Timestamp(args.end))
+    try:
+        start, end = utc(pd.Timestamp(args.start)), utc(pd.Timestamp(args.end))
+    except ValueError as exc:
+        raise ValueError(f"--start/--end: expected ISO times like 2026-11-30T09:00Z ({exc})") from None
     if end <= start:
         raise ValueError(f"--end {end} is not after --start {start}")
     books = load(args.playbooks)
