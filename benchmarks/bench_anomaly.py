@@ -25,8 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rhythm_pipelines.anomaly.channels import CHANNEL_TESTS, ChannelTests  # noqa: E402
 from rhythm_pipelines.anomaly.detectors import DETECTORS, Ensemble, make_detector  # noqa: E402
-from rhythm_pipelines.anomaly.threshold import FixedBar, RecordThreshold  # noqa: E402
+from rhythm_pipelines.anomaly.profiles import GAUGE_MEMBERS  # noqa: E402
+from rhythm_pipelines.anomaly.threshold import FixedBar  # noqa: E402
 from rhythm_pipelines.anomaly.trend import LeakTest  # noqa: E402
+from rhythm_pipelines.anomaly.tuning import DEFAULT  # noqa: E402
 
 
 def timed(fn, *args):
@@ -37,7 +39,7 @@ def timed(fn, *args):
 
 def bench_auto(x: np.ndarray, stamps: pd.DatetimeIndex, leak_points: int, n_calls: int) -> None:
     n = len(x)
-    det, bar = Ensemble(direction="up", spread="mad"), FixedBar()
+    det, bar = Ensemble(direction="up", spread="mad", members=GAUGE_MEMBERS), FixedBar()
     (dev, z), score_s = timed(det.deviations, x, stamps)
     _, flag_s = timed(lambda: bar.flags(bar.scores(dev, z, det.spans)))
     print(f"{'gauge':12s} batch: {n / (score_s + flag_s):>10,.0f} points/s (ensemble up, MAD spread, fixed bar)")
@@ -83,18 +85,18 @@ def main() -> None:
     print(f"{args.points:,} points of a daily sine + noise; streaming latency over {args.stream_points:,} points")
     for name in DETECTORS:
         n = args.iforest_points if name == "iforest" else args.points
-        det, th = make_detector(name), RecordThreshold()
+        det, th = make_detector(name), DEFAULT.threshold()
         t0 = time.perf_counter()
         dev, z = det.deviations(x[:n], stamps[:n])
         score_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        th.flags(th.scores(dev, z, det.spans))
+        th.flags(th.scores(dev, z, det.spans, stamps[:n]))
         flag_s = time.perf_counter() - t0
-        live, th = make_detector(name), RecordThreshold()
+        live, th = make_detector(name), DEFAULT.threshold()
         spans, lat = live.spans, []
         for v, t in zip(x[: args.stream_points], stamps[: args.stream_points], strict=True):
             t0 = time.perf_counter()
-            th.update(*live.update(float(v), t), spans)
+            th.update(*live.update(float(v), t), spans, t)
             lat.append(time.perf_counter() - t0)
         lat_us = sorted(1e6 * v for v in lat)
         print(

@@ -262,9 +262,12 @@ def _zoned(path: Path, column: str) -> bool:
 
 
 def cmd_anomalies_detect(args: argparse.Namespace) -> int:
-    from rhythm_pipelines.anomaly.series import detect_frame, read_series
+    from rhythm_pipelines.anomaly.series import detect_frame, disorder_note, read_series
 
-    series = read_series(Path(args.input), args.timestamp_col, args.value_col)
+    series = read_series(Path(args.input), args.timestamp_col, args.value_col, args.on_disorder)
+    note = disorder_note(series, args.input)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     out = detect_frame(series, args.method)
     # keep the input's time zone marker: times with an offset come out in ISO 8601 with theirs (UTC), naive stay naive
     out["timestamp"] = (
@@ -277,11 +280,40 @@ def cmd_anomalies_detect(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
-    from rhythm_pipelines.anomaly.evaluate import evaluate_nab
+def _score_line(name: str, s: dict, extra: str = "") -> str:
+    return (
+        f"{name:34s} {s['tp']:4d} {s['fp']:4d} {s['fn']:4d} {s['precision']:6.3f} {s['recall']:6.3f} {s['f1']:6.3f}"
+        + extra
+    )
 
-    files, total = evaluate_nab(args.data_dir, args.windows, args.method)
-    per_file = files.drop(columns="windows").set_index("file").to_dict("index")
+
+def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
+    from rhythm_pipelines.anomaly.evaluate import category_of, evaluate_nab, nab_keys, nab_loco
+    from rhythm_pipelines.anomaly.tuning import DEFAULT, GRID
+
+    def progress(done: int, total: int, key: str) -> None:
+        if done == total or done % 10 == 0:
+            print(f"  scored {done}/{total} files ({key})", file=sys.stderr, flush=True)
+
+    started = time.perf_counter()
+    print(f"scoring {len(GRID)} settings of {args.method} on every labelled file…", file=sys.stderr, flush=True)
+    categories = sorted({category_of(k) for k in nab_keys(args.data_dir, args.windows)})
+    report: dict = {"method": args.method, "shipped_default": DEFAULT.as_dict()}
+    if len(categories) >= 2:
+        loco = nab_loco(args.data_dir, args.windows, args.method, GRID, progress)
+        report.update(loco.report())
+        report["shipped_default_is_in_sample_choice"] = loco.default == DEFAULT
+        files = loco.files.set_index("file")
+    else:
+        frame, total = evaluate_nab(args.data_dir, args.windows, args.method, DEFAULT)
+        report.update({"in_sample": total.as_dict(), "held_out": None, "by_category": {}})
+        report["note"] = f"one category ({categories[0]}): nothing to hold out; the shipped default, in-sample"
+        files = frame.set_index("file").assign(category=categories[0])
+    report["files"] = {
+        k: {c: int(v) for c, v in row.items() if c in ("tp", "fp", "fn") or c.startswith("held_out_")}
+        for k, row in files.iterrows()
+    }
+    report["seconds"] = round(time.perf_counter() - started, 1)
     simulated = None
     if args.sim_days > 0:
         import pandas as pd
@@ -291,25 +323,29 @@ def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
 
         sim = simulate(SimConfig(days=args.sim_days, seed=args.sim_seed, start=pd.Timestamp("2026-03-02", tz="UTC")))
         simulated = score_simulation(sim, args.sim_method)[1]
+        report["simulator"] = {"days": args.sim_days, "seed": args.sim_seed, "method": args.sim_method}
+        report["simulator"].update(simulated.as_dict())
     if args.json:
-        report = {"method": args.method, "files": per_file, "aggregate": total.as_dict()}
-        if simulated is not None:
-            report["simulator"] = {
-                "days": args.sim_days,
-                "seed": args.sim_seed,
-                "method": args.sim_method,
-                **simulated.as_dict(),
-            }
         print(json.dumps(report, indent=2))
         return 0
-    print(f"{'file':58s} {'tp':>3s} {'fp':>3s} {'fn':>3s} {'prec':>6s} {'rec':>6s} {'f1':>6s}")
-    rows = {**per_file, "AGGREGATE": total.as_dict()}
+    print(f"{'':34s} {'tp':>4s} {'fp':>4s} {'fn':>4s} {'prec':>6s} {'rec':>6s} {'f1':>6s}")
+    if report["held_out"] is not None:
+        print("held out: each category scored with the setting chosen on the others")
+        for cat, s in report["by_category"].items():
+            ins = report["in_sample_by_category"][cat]["f1"]
+            print(_score_line(f"  {cat} ({s['files']} files)", s, f"   (in-sample {ins:.3f})"))
+        print(_score_line("HELD-OUT (pooled)", report["held_out"]))
+    print(_score_line("IN-SAMPLE (chosen on all)", report["in_sample"]))
+    if "chosen" in report:
+        print("chosen per held-out category:")
+        for cat, i in loco.result.chosen.items():
+            print(f"  {cat:32s} {GRID[i].label()}")
+        same = "" if report["shipped_default_is_in_sample_choice"] else "  (NOT the shipped default: anomaly/tuning.py)"
+        print(f"  {'(all categories)':32s} {loco.default.label()}{same}")
     if simulated is not None:
-        rows[f"SIMULATOR {args.sim_method} ({args.sim_days:g} d, seed {args.sim_seed})"] = simulated.as_dict()
-    for key, s in rows.items():
-        print(
-            f"{key:58s} {s['tp']:3d} {s['fp']:3d} {s['fn']:3d} {s['precision']:6.3f} {s['recall']:6.3f} {s['f1']:6.3f}"
-        )
+        name = f"SIMULATOR {args.sim_method} ({args.sim_days:g} d, seed {args.sim_seed})"
+        print(_score_line(name, report["simulator"]))
+    print(f"({report['seconds']:.0f} s; --json for every file)", file=sys.stderr)
     return 0
 
 
@@ -324,7 +360,7 @@ def cmd_forecast_backtest(args: argparse.Namespace) -> int:
     from rhythm_pipelines.forecasting.backtest import backtest
     from rhythm_pipelines.forecasting.models import DEFAULT_MODELS, step_name
 
-    series = read_series(Path(args.input), args.timestamp_col, args.value_col)
+    series = read_series(Path(args.input), args.timestamp_col, args.value_col, "error")
     series = series[~series["duplicate"]]  # documented rule: a repeated timestamp keeps its first value
     models = tuple(m.strip() for m in args.models.split(",")) if args.models else DEFAULT_MODELS
     from rhythm_pipelines.forecasting.grid import GapError
@@ -490,8 +526,17 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--timestamp-col", default="timestamp")
     det.add_argument("--value-col", default="value")
     det.add_argument("--method", default="ensemble", help=method_help)
+    det.add_argument(
+        "--on-disorder",
+        choices=["warn", "drop", "error"],
+        default="warn",
+        help="rows whose timestamp steps back: warn and score in time order (default), drop them, or refuse the file",
+    )
     det.set_defaults(func=cmd_anomalies_detect)
-    ev = an.add_parser("evaluate", help="precision/recall/F1 against labelled windows (NAB format)")
+    ev = an.add_parser(
+        "evaluate",
+        help="window precision/recall/F1 against labelled windows (NAB format): held out by category beside in-sample",
+    )
     ev.add_argument("--data-dir", required=True)
     ev.add_argument("--windows", required=True)
     ev.add_argument("--method", default="ensemble", help=method_help)

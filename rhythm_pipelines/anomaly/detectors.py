@@ -10,7 +10,8 @@ Each detector scores a feature of each point against the trailing robust baselin
 - ``iqr``: the distance outside the trailing [Q1, Q3] range, in IQRs (Tukey's fence is 1.5);
 - ``seasonal``, ``iforest``, ``trend``: in their own modules;
 - ``ensemble``: the channels of several members side by side; the threshold flags a point when any
-  channel beats its own record, so every member keeps its own bar.
+  channel beats its own record, so every member keeps its own bar. Its seasonal member speaks only while
+  the series has a daily rhythm (``min_rhythm``, see :mod:`~rhythm_pipelines.anomaly.rhythm`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from rhythm_pipelines.anomaly.iforest import WindowedIsolationForest
 from rhythm_pipelines.anomaly.rolling import RunningMean, TrailingWindow, trailing_median, trailing_quantile
 from rhythm_pipelines.anomaly.seasonal import SeasonalProfile
 from rhythm_pipelines.anomaly.trend import TrendTest
+from rhythm_pipelines.anomaly.tuning import DEFAULT
 
 
 class RobustZScore(Detector):
@@ -162,13 +164,15 @@ class Ensemble(Detector):
     flagged when any member beats its bar. Its ``score_samples`` is the largest member z.
 
     Default members: the point z-score (spikes), the level shift (sustained shifts, bursts), the local
-    jump (steps on rhythmic series) and the trend test (leaks). On the shared NAB subset the IQR fence
-    only duplicated the z-score, and the seasonal profile and the IsolationForest added false alarms
-    (see ``rhythm anomalies evaluate --method ...``), so they are opt-in members (``zscore+seasonal``).
+    jump (steps on rhythmic series), the trend test (leaks) and the seasonal profile (a value wrong for its
+    hour), the last only while the series has a daily rhythm of at least ``min_rhythm``. The IQR fence
+    only duplicated the z-score and the IsolationForest added false alarms on NAB (see ``rhythm anomalies
+    evaluate --method ...``), so they are opt-in members (``zscore+iqr``). Without timestamps the seasonal
+    member has no time of day and stays silent (its channel is 0).
     """
 
     name = "ensemble"
-    DEFAULT_MEMBERS = ("zscore", "level_shift", "jump", "trend")
+    DEFAULT_MEMBERS = ("zscore", "level_shift", "jump", "trend", "seasonal")
 
     def __init__(
         self,
@@ -177,25 +181,42 @@ class Ensemble(Detector):
         direction: str = "both",
         spread: str = "wide",
         members: tuple[str, ...] = DEFAULT_MEMBERS,
+        min_rhythm: float | None = DEFAULT.min_rhythm,
     ):
         super().__init__(window, min_periods, direction, spread)
         unknown = [m for m in members if m not in DETECTORS or m == self.name]
         if unknown:
             raise ValueError(f"unknown ensemble members {unknown}; choose from {', '.join(MEMBER_NAMES)}")
         self.members = tuple(members)
+        self.min_rhythm = min_rhythm
 
     def get_params(self) -> dict:
-        return {**super().get_params(), "members": self.members}
+        return {**super().get_params(), "members": self.members, "min_rhythm": self.min_rhythm}
 
     def _detectors(self) -> list[Detector]:
-        return [DETECTORS[m](self.window, self.min_periods, self.direction, self.spread) for m in self.members]
+        out = []
+        for m in self.members:
+            if m == SeasonalProfile.name:
+                out.append(
+                    SeasonalProfile(
+                        self.window, self.min_periods, self.direction, self.spread, min_rhythm=self.min_rhythm
+                    )
+                )
+            else:
+                out.append(DETECTORS[m](self.window, self.min_periods, self.direction, self.spread))
+        return out
 
     @property
     def spans(self) -> tuple[int, ...]:
         return tuple(s for d in self._detectors() for s in d.spans)
 
     def deviations(self, values, timestamps=None) -> Channels:
-        parts = [d.deviations(values, timestamps) for d in self._detectors()]
+        parts = [
+            _silent(len(values))
+            if timestamps is None and d.name == SeasonalProfile.name
+            else d.deviations(values, timestamps)
+            for d in self._detectors()
+        ]
         return np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
 
     def _reset_state(self) -> None:
@@ -203,8 +224,15 @@ class Ensemble(Detector):
 
     def update(self, value: float, ts=None) -> Channels:
         self._live()
-        parts = [d.update(value, ts) for d in self._members]
+        parts = [
+            (np.zeros(1), np.zeros(1)) if ts is None and d.name == SeasonalProfile.name else d.update(value, ts)
+            for d in self._members
+        ]
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+
+
+def _silent(n: int) -> Channels:
+    return one_channel(np.zeros(n), np.zeros(n))
 
 
 DETECTORS: dict[str, type[Detector]] = {
@@ -223,10 +251,13 @@ DETECTORS: dict[str, type[Detector]] = {
 MEMBER_NAMES = tuple(n for n in DETECTORS if n != Ensemble.name)
 
 
-def make_detector(method: str, direction: str = "both") -> Detector:
-    """A detector by name, with its defaults; ``a+b+c`` is an ensemble of those members."""
+def make_detector(method: str, direction: str = "both", min_rhythm: float | None = DEFAULT.min_rhythm) -> Detector:
+    """A detector by name, with its defaults; ``a+b+c`` is an ensemble of those members. ``min_rhythm``:
+    from which daily-rhythm strength an ensemble's seasonal member speaks."""
     if "+" in method:
-        return Ensemble(direction=direction, members=tuple(m.strip() for m in method.split("+")))
+        return Ensemble(direction=direction, members=tuple(m.strip() for m in method.split("+")), min_rhythm=min_rhythm)
+    if method == Ensemble.name:
+        return Ensemble(direction=direction, min_rhythm=min_rhythm)
     try:
         return DETECTORS[method](direction=direction)
     except KeyError:

@@ -6,13 +6,17 @@
 - Nothing is scored in the probationary period, the first ``min(floor(0.15 n), 750)`` rows of a file:
   flags there are ignored and windows that end inside it are not counted.
 - Aggregates sum the counts over files.
+
+``evaluate_nab`` scores one setting; ``nab_loco`` scores every setting of the grid
+(``anomaly.tuning.GRID``) on every file once, and runs leave-one-category-out over NAB's categories (the
+first directory of each file's key) to give the held-out figure beside the in-sample one.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import astuple, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -20,8 +24,10 @@ import numpy as np
 import pandas as pd
 
 from rhythm_pipelines.anomaly.profiles import AUTO, detect_stored
+from rhythm_pipelines.anomaly.tuning import DEFAULT, GRID, Tuning
 
 if TYPE_CHECKING:
+    from rhythm_pipelines.anomaly.loco import LocoResult
     from rhythm_pipelines.simulate import Simulation
 
 
@@ -62,6 +68,32 @@ class Score:
         }
 
 
+class WindowIndex:
+    """One file's windows as row positions, built once, so many flag sets score fast."""
+
+    def __init__(self, timestamps: Sequence | pd.Series, windows: Iterable[tuple], probation: int | None = None):
+        ts = _naive_utc(pd.DatetimeIndex(pd.to_datetime(pd.Series(timestamps)))).to_numpy()
+        self.n = n = len(ts)
+        self.skip = probation_rows(n) if probation is None else probation
+        self.inside = np.zeros(n, dtype=bool)
+        self.scored: list[np.ndarray] = []  # the rows of each window that counts
+        for start, end in windows:
+            lo, hi = (np.datetime64(_naive_utc(pd.DatetimeIndex([pd.Timestamp(t)]))[0]) for t in (start, end))
+            in_window = (ts >= lo) & (ts <= hi)
+            self.inside |= in_window
+            idx = np.flatnonzero(in_window)
+            if len(idx) and idx[-1] >= self.skip:
+                self.scored.append(idx)
+
+    def score(self, flags: Sequence[bool] | np.ndarray) -> Score:
+        flagged = np.asarray(flags, dtype=bool).copy()
+        flagged[: self.skip] = False
+        tp = sum(1 for idx in self.scored if flagged[idx].any())
+        outside = flagged & ~self.inside
+        runs = int(outside[0]) + int(np.count_nonzero(outside[1:] & ~outside[:-1])) if self.n else 0
+        return Score(tp, runs, len(self.scored) - tp)
+
+
 def score_flags(
     timestamps: Sequence | pd.Series,
     flags: Sequence[bool] | np.ndarray,
@@ -69,27 +101,7 @@ def score_flags(
     probation: int | None = None,
 ) -> Score:
     """Score one file's flags against its windows (see the module docstring)."""
-    ts = _naive_utc(pd.DatetimeIndex(pd.to_datetime(pd.Series(timestamps)))).to_numpy()
-    flagged = np.asarray(flags, dtype=bool).copy()
-    n = len(flagged)
-    skip = probation_rows(n) if probation is None else probation
-    flagged[:skip] = False
-    inside = np.zeros(n, dtype=bool)
-    tp = fn = 0
-    for start, end in windows:
-        lo, hi = (np.datetime64(_naive_utc(pd.DatetimeIndex([pd.Timestamp(t)]))[0]) for t in (start, end))
-        in_window = (ts >= lo) & (ts <= hi)
-        inside |= in_window
-        idx = np.flatnonzero(in_window)
-        if len(idx) == 0 or idx[-1] < skip:
-            continue
-        if flagged[in_window].any():
-            tp += 1
-        else:
-            fn += 1
-    outside = flagged & ~inside
-    runs = int(outside[0]) + int(np.count_nonzero(outside[1:] & ~outside[:-1])) if n else 0
-    return Score(tp, runs, fn)
+    return WindowIndex(timestamps, windows, probation).score(flags)
 
 
 def _naive_utc(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
@@ -161,23 +173,136 @@ def nab_paths(data_dir: str | Path, windows_path: str | Path | None = None) -> t
     return data, Path(windows_path) if windows_path else data.parent / "labels" / "combined_windows.json"
 
 
-def evaluate_nab(
-    data_dir: str | Path, windows_path: str | Path, method: str = "ensemble"
-) -> tuple[pd.DataFrame, Score]:
-    """Window P/R/F1 of ``method`` on every labelled CSV of a NAB-format directory: (per file, total).
+def category_of(key: str) -> str:
+    """A NAB file's category: the first directory of its key (``realTweets/x.csv`` -> ``realTweets``)."""
+    return key.split("/", 1)[0] if "/" in key else "(top level)"
 
-    A NAB file's metric has no known meaning, so ``auto`` is the generic ensemble there."""
+
+def _generic(method: str) -> str:
+    return "ensemble" if method == AUTO else method  # a NAB file's metric has no known meaning
+
+
+def evaluate_nab(
+    data_dir: str | Path, windows_path: str | Path, method: str = "ensemble", tuning: Tuning = DEFAULT
+) -> tuple[pd.DataFrame, Score]:
+    """Window P/R/F1 of ``method`` with ``tuning`` on every labelled CSV of a NAB-format directory:
+    (per file, total). A NAB file's metric has no known meaning, so ``auto`` is the generic ensemble there."""
     from rhythm_pipelines.anomaly.series import detect_frame, read_series
 
-    method = "ensemble" if method == AUTO else method
-    windows_by_file = load_windows(Path(windows_path))
-    files = labelled_files(Path(data_dir), windows_by_file)
-    if not files:
-        raise ValueError(f"no CSV under {data_dir} is a key of {windows_path}")
+    windows_by_file, files = _nab_files(data_dir, windows_path)
     rows, total = [], Score()
     for key, path in files:
-        out = detect_frame(read_series(path), method)
+        out = detect_frame(read_series(path), _generic(method), tuning=tuning)
         s = score_flags(out["timestamp"].dt.tz_localize(None), out["is_anomaly"].to_numpy(), windows_by_file[key])
         total = total + s
         rows.append({"file": key, "windows": len(windows_by_file[key]), **s.as_dict()})
     return pd.DataFrame(rows), total
+
+
+def _nab_files(data_dir: str | Path, windows_path: str | Path) -> tuple[dict, list[tuple[str, Path]]]:
+    windows_by_file = load_windows(Path(windows_path))
+    files = labelled_files(Path(data_dir), windows_by_file)
+    if not files:
+        raise ValueError(f"no CSV under {data_dir} is a key of {windows_path}")
+    return windows_by_file, files
+
+
+def nab_keys(data_dir: str | Path, windows_path: str | Path) -> list[str]:
+    """The keys of the labelled files under ``data_dir`` (``category/name.csv``)."""
+    return [key for key, _ in _nab_files(data_dir, windows_path)[1]]
+
+
+def grid_counts(
+    data_dir: str | Path,
+    windows_path: str | Path,
+    method: str = "ensemble",
+    grid: Sequence[Tuning] = GRID,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> tuple[list[str], np.ndarray]:
+    """(file keys, counts of shape (settings, files, 3)): every setting of ``grid`` on every labelled file.
+
+    Each file is read once and its channels computed once per rhythm gate; the settings then differ only
+    in the threshold. Scored exactly as ``detect_frame`` scores a file (repeats get no flag)."""
+    from rhythm_pipelines.anomaly.detectors import make_detector
+    from rhythm_pipelines.anomaly.series import read_series, scoring_order
+
+    windows_by_file, files = _nab_files(data_dir, windows_path)
+    counts = np.zeros((len(grid), len(files), 3), dtype="int64")
+    members = _generic(method).split("+")
+    gated = members == ["ensemble"] or (len(members) > 1 and "seasonal" in members)  # else the gate is moot
+    for f, (key, path) in enumerate(files):
+        series = read_series(path)
+        scored, position = scoring_order(series)
+        first = ~series["duplicate"].to_numpy()
+        x = series["value"].to_numpy(dtype="float64")[scored]
+        ts = pd.DatetimeIndex(series["timestamp"]).take(scored)
+        index = WindowIndex(series["timestamp"].dt.tz_localize(None), windows_by_file[key])
+        channels: dict = {}
+        for g, tuning in enumerate(grid):
+            gate = tuning.min_rhythm if gated else None
+            if gate not in channels:
+                detector = make_detector(_generic(method), "both", gate)
+                channels[gate] = (*detector.deviations(x, ts), detector.spans)
+            dev, z, spans = channels[gate]
+            threshold = tuning.threshold()
+            flags = threshold.flags(threshold.scores(dev, z, spans, ts))[position] & first
+            counts[g, f] = astuple(index.score(flags))
+        if progress:
+            progress(f + 1, len(files), key)
+    return [k for k, _ in files], counts
+
+
+@dataclass(frozen=True)
+class NabLoco:
+    """Leave-one-category-out on NAB: the protocol's result, and what it means in settings and files."""
+
+    result: LocoResult
+    grid: tuple[Tuning, ...]
+    files: pd.DataFrame  # per file: the in-sample choice's counts and the held-out choice's counts
+
+    @property
+    def default(self) -> Tuning:
+        return self.grid[self.result.in_sample_choice]
+
+    def report(self) -> dict:
+        r = self.result
+        return {
+            "in_sample": r.in_sample.as_dict(),
+            "held_out": r.held_out.as_dict(),
+            "by_category": {
+                c: {"files": int((self.files["category"] == c).sum()), **r.by_category[c].as_dict()}
+                for c in r.categories
+            },  # fmt: skip
+            "in_sample_by_category": {c: s.as_dict() for c, s in r.in_sample_by_category.items()},
+            "chosen": {c: self.grid[i].as_dict() for c, i in r.chosen.items()},
+            "in_sample_choice": self.default.as_dict(),
+            "grid_size": len(self.grid),
+        }
+
+
+def nab_loco(
+    data_dir: str | Path,
+    windows_path: str | Path,
+    method: str = "ensemble",
+    grid: Sequence[Tuning] = GRID,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> NabLoco:
+    """Score the grid on every file and run leave-one-category-out over the files' categories."""
+    from rhythm_pipelines.anomaly.loco import leave_one_category_out
+
+    keys, counts = grid_counts(data_dir, windows_path, method, grid, progress)
+    cats = [category_of(k) for k in keys]
+    categories = sorted(set(cats))
+    members = [[i for i, c in enumerate(cats) if c == cat] for cat in categories]
+    per_category = np.stack([counts[:, m].sum(axis=1) for m in members], axis=1)
+    result = leave_one_category_out(per_category, categories)
+    held = [result.chosen[c] for c in cats]
+    frame = pd.DataFrame(
+        {
+            "file": keys,
+            "category": cats,
+            **{k: counts[result.in_sample_choice, :, i] for i, k in enumerate(("tp", "fp", "fn"))},
+            **{f"held_out_{k}": counts[held, range(len(keys)), i] for i, k in enumerate(("tp", "fp", "fn"))},
+        }
+    )
+    return NabLoco(result, tuple(grid), frame)

@@ -4,6 +4,11 @@ The profile value of a point at time t is the median of the series at t − 1·p
 (the last sample at or before each, if it is within ``tolerance`` of it); its residual is then scored on
 the trailing robust baseline of residuals. A daily rhythm is no longer a surprise; a point unusual for
 its hour is. Needs timestamps.
+
+With ``min_rhythm``, the channel speaks only while the series has a daily rhythm of at least that strength
+(:mod:`~rhythm_pipelines.anomaly.rhythm`, over the trailing ``rhythm_days``); elsewhere its deviation is 0.
+This is how the ensemble carries it by default: rhythm explained away where there is one, silent where
+there is none.
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from bisect import bisect_right
 import numpy as np
 import pandas as pd
 
-from rhythm_pipelines.anomaly.base import Channels, Detector
+from rhythm_pipelines.anomaly.base import Channels, Detector, one_channel
+from rhythm_pipelines.anomaly.rhythm import RhythmMeter, rhythm
 
 
 def _ns(timestamps) -> np.ndarray:
@@ -36,9 +42,12 @@ class SeasonalProfile(Detector):
         cycles: int = 7,
         min_cycles: int = 2,
         tolerance: str = "1h",
+        min_rhythm: float | None = None,
+        rhythm_days: float = 14.0,
     ):
         super().__init__(window, min_periods, direction, spread)
         self.period, self.cycles, self.min_cycles, self.tolerance = period, cycles, min_cycles, tolerance
+        self.min_rhythm, self.rhythm_days = min_rhythm, rhythm_days
 
     def get_params(self) -> dict:
         return {
@@ -47,6 +56,8 @@ class SeasonalProfile(Detector):
             "cycles": self.cycles,
             "min_cycles": self.min_cycles,
             "tolerance": self.tolerance,
+            "min_rhythm": self.min_rhythm,
+            "rhythm_days": self.rhythm_days,
         }
 
     def _steps(self) -> tuple[int, int]:
@@ -69,14 +80,33 @@ class SeasonalProfile(Detector):
             out[enough] = np.nanmedian(past[:, enough], axis=0)
         return out
 
+    def _window_ns(self) -> int:
+        return int(self.rhythm_days * 86_400 * 10**9)
+
+    def rhythm(self, values, timestamps) -> np.ndarray:
+        """The daily-rhythm strength of every point (see :mod:`~rhythm_pipelines.anomaly.rhythm`)."""
+        period, tol = self._steps()
+        return rhythm(np.asarray(values, dtype="float64"), _ns(timestamps), period, self._window_ns(), tol)
+
     def deviations(self, values, timestamps=None) -> Channels:
         x = np.asarray(values, dtype="float64")
-        return self._deviation(x - self.profile(x, timestamps))
+        dev, z = self._deviation(x - self.profile(x, timestamps))
+        if self.min_rhythm is None or len(x) == 0:
+            return dev, z
+        quiet = self.rhythm(x, timestamps) < self.min_rhythm
+        return one_channel(np.where(quiet, 0.0, dev[0]), np.where(quiet, 0.0, z[0]))
 
     def _reset_state(self) -> None:
         self._ts: list[int] = []
         self._x: list[float] = []
         self._base = self._baseline()
+        self._meter = RhythmMeter(self._window_ns())
+
+    def _back(self, t: int, lag: int, tol: int) -> float:
+        """The last value at or before ``t - lag`` if within ``tol`` of it (the current point excluded)."""
+        target = t - lag
+        i = bisect_right(self._ts, target) - 1
+        return self._x[i] if i >= 0 and target - self._ts[i] <= tol else math.nan
 
     def update(self, value: float, ts=None) -> Channels:
         self._live()
@@ -84,16 +114,15 @@ class SeasonalProfile(Detector):
         period, tol = self._steps()
         self._ts.append(t)
         self._x.append(value)
-        past = []
-        for c in range(1, self.cycles + 1):
-            target = t - c * period
-            i = bisect_right(self._ts, target) - 1
-            if i >= 0 and target - self._ts[i] <= tol:
-                past.append(self._x[i])
+        backs = [self._back(t, c * period, tol) for c in range(1, self.cycles + 1)]
+        past = [b for b in backs if not math.isnan(b)]
         expected = float(np.median(past)) if len(past) >= self.min_cycles else math.nan
+        strength = self._meter.push(t, value, backs[0], self._back(t, period // 2, tol))
         horizon = t - self.cycles * period - tol
         if self._ts[0] < horizon and len(self._ts) > 1024:  # forget what no cycle will look at again
             keep = bisect_right(self._ts, horizon) - 1
             del self._ts[:keep], self._x[:keep]
         dev, z = self._base.update(value - expected)
+        if self.min_rhythm is not None and strength < self.min_rhythm:
+            dev, z = 0.0, 0.0
         return np.array([dev]), np.array([z])

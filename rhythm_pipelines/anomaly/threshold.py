@@ -3,25 +3,49 @@
 ``RecordThreshold`` looks at every channel of a detector (``base.Channels``) and flags a point when, on
 some channel, both hold:
 
-- its deviation exceeds ``factor`` × the largest deviation of that channel over ``memory`` points before
-  it (the series' own recent record, in the series' units: a scale-free bar). A channel whose feature
+- its deviation exceeds ``factor`` × the channel's record: the largest deviation before it, each past
+  deviation discounted by half every ``half_life_days`` of time since it (a scale-free bar in the series'
+  own units that forgets an old incident gradually, whatever the sampling rate). A channel whose feature
   spans several points (a mean of 12, a rise over 120) takes its record from before that span, so a
   slow excursion does not raise its own bar as it grows;
 - its z is at least ``zmin`` (it is far out in robust spreads, so a record in plain noise is not enough).
 
 Its score is ``min(deviation / bar, z / zmin)`` on the best channel: above 1 means past the bar. Flags
 then keep one point per ``refractory`` points and none in the first ``warmup``. Nothing comes from
-labels: every series sets its own bar from its own past, and the rule is causal like the channels.
+labels: every series sets its own bar from its own past, and the rule is causal like the channels. The
+constants are chosen by leave-one-category-out on NAB (``anomaly.tuning``).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 
-import bottleneck as bn
 import numpy as np
+import pandas as pd
 
 from rhythm_pipelines.anomaly.base import lag
+
+DAY_NS = 86_400 * 10**9
+NO_TIMESTAMPS_STEP_DAYS = 1 / 1440  # without timestamps, points are taken one minute apart
+
+
+def elapsed_days(timestamps: pd.DatetimeIndex | None, n: int) -> np.ndarray:
+    """Days since the first point (without timestamps: one minute per point)."""
+    if timestamps is None:
+        return np.arange(n, dtype="float64") * NO_TIMESTAMPS_STEP_DAYS
+    ns = pd.DatetimeIndex(timestamps).as_unit("ns").asi8
+    return (ns - ns[0]) / DAY_NS if n else np.zeros(0)
+
+
+def decayed_record(dev: np.ndarray, days: np.ndarray, span: int, half_life_days: float) -> np.ndarray:
+    """Batch: ``max_j dev_j · 2^-(t_i - t_j)/half_life`` over ``j <= i - span`` (0 before any), as
+    ``exp(cummax(log dev_j + λ t_j) - λ t_i)``: one pass, no window."""
+    lam = math.log(2) / half_life_days if math.isfinite(half_life_days) else 0.0
+    with np.errstate(divide="ignore"):
+        logged = np.log(np.maximum(np.nan_to_num(dev, nan=0.0), 0.0)) + lam * days
+    best = lag(np.maximum.accumulate(logged) if len(logged) else logged, span)
+    return np.nan_to_num(np.exp(best - lam * days), nan=0.0)
 
 
 def refractory_flags(scores: np.ndarray, refractory: int, warmup: int) -> np.ndarray:
@@ -39,18 +63,20 @@ def refractory_flags(scores: np.ndarray, refractory: int, warmup: int) -> np.nda
 class RecordThreshold:
     def __init__(
         self,
-        memory: int = 1500,
+        half_life_days: float = math.inf,
         factor: float = 1.1,
         zmin: float = 6.0,
         refractory: int = 50,
         warmup: int = 100,
     ):
-        self.memory, self.factor, self.zmin = memory, factor, zmin
+        if not half_life_days > 0:
+            raise ValueError(f"half_life_days must be positive, got {half_life_days}")
+        self.half_life_days, self.factor, self.zmin = float(half_life_days), factor, zmin
         self.refractory, self.warmup = refractory, warmup
 
     def __repr__(self) -> str:
         return (
-            f"RecordThreshold(memory={self.memory}, factor={self.factor}, zmin={self.zmin}, "
+            f"RecordThreshold(half_life_days={self.half_life_days:g}, factor={self.factor}, zmin={self.zmin}, "
             f"refractory={self.refractory}, warmup={self.warmup})"
         )
 
@@ -60,19 +86,27 @@ class RecordThreshold:
             ratio = np.where(bar > 0, dev / np.where(bar > 0, bar, 1.0), np.where(dev > 0, np.inf, 0.0))
         return np.minimum(ratio, z / self.zmin)
 
-    def scores(self, dev: np.ndarray, z: np.ndarray, spans: tuple[int, ...] | None = None) -> np.ndarray:
+    @property
+    def _lam(self) -> float:
+        return math.log(2) / self.half_life_days if math.isfinite(self.half_life_days) else 0.0
+
+    def scores(
+        self,
+        dev: np.ndarray,
+        z: np.ndarray,
+        spans: tuple[int, ...] | None = None,
+        timestamps: pd.DatetimeIndex | None = None,
+    ) -> np.ndarray:
         """Batch: the score of every point, from channels of shape (channels, n) (or (n,)) whose features
-        span ``spans`` points (1 each by default)."""
+        span ``spans`` points (1 each by default), at ``timestamps`` (for the record's decay)."""
         dev, z = np.atleast_2d(dev), np.atleast_2d(z)
         n = dev.shape[1]
         if n == 0:
             return np.zeros(0)
         spans = spans or (1,) * len(dev)
+        days = elapsed_days(timestamps, n)
         record = np.vstack(
-            [
-                np.nan_to_num(lag(bn.move_max(d, min(self.memory, n), min_count=1), span), nan=0.0)
-                for d, span in zip(dev, spans, strict=True)
-            ]
+            [decayed_record(d, days, span, self.half_life_days) for d, span in zip(dev, spans, strict=True)]
         )
         return self._score(dev, z, record).max(axis=0)
 
@@ -81,36 +115,46 @@ class RecordThreshold:
         return refractory_flags(scores, self.refractory, self.warmup)
 
     def reset(self) -> None:
-        self._records: list[deque[tuple[int, float]]] = []  # per channel: (index, dev), decreasing devs
+        self._best: list[float] = []  # per channel: max of log dev_j + λ t_j over the counted points
         self._pending: list[deque[tuple[int, float]]] = []  # per channel: devs not yet old enough to count
-        self._i, self._last = 0, -(10**18)
+        self._i, self._last, self._t0 = 0, -(10**18), None
 
-    def update(self, dev: np.ndarray, z: np.ndarray, spans: tuple[int, ...] | None = None) -> tuple[float, bool]:
-        """Streaming: the next point's score and flag from its channels (shape (channels,))."""
-        if not hasattr(self, "_records"):
+    def update(
+        self,
+        dev: np.ndarray,
+        z: np.ndarray,
+        spans: tuple[int, ...] | None = None,
+        ts: pd.Timestamp | None = None,
+    ) -> tuple[float, bool]:
+        """Streaming: the next point's score and flag from its channels (shape (channels,)) at ``ts``."""
+        if not hasattr(self, "_best"):
             self.reset()
         dev, z = np.atleast_1d(dev), np.atleast_1d(z)
         spans = spans or (1,) * len(dev)
-        while len(self._records) < len(dev):
-            self._records.append(deque())
+        while len(self._best) < len(dev):
+            self._best.append(-math.inf)
             self._pending.append(deque())
         i = self._i
+        if ts is None:
+            day = elapsed_days(None, i + 1)[i]
+        else:
+            ns = pd.Timestamp(ts).as_unit("ns").value
+            self._t0 = ns if self._t0 is None else self._t0
+            day = (ns - self._t0) / DAY_NS
+        lam = self._lam
         record = np.zeros(len(dev))
-        for c, (window, pending) in enumerate(zip(self._records, self._pending, strict=True)):
-            while pending and pending[0][0] <= i - spans[c]:  # old enough: it joins the record window
-                j, d = pending.popleft()
-                while window and window[-1][1] <= d:
-                    window.pop()
-                window.append((j, d))
-            while window and window[0][0] <= i - spans[c] - self.memory:
-                window.popleft()
-            record[c] = window[0][1] if window else 0.0
+        for c, pending in enumerate(self._pending):
+            while pending and pending[0][0] <= i - spans[c]:  # old enough: it joins the record
+                self._best[c] = max(self._best[c], pending.popleft()[1])
+            record[c] = float(np.exp(self._best[c] - lam * day)) if self._best[c] > -math.inf else 0.0
         score = float(self._score(dev, z, record).max())
         flag = score > 1.0 and i >= self.warmup and i - self._last > self.refractory
         if flag:
             self._last = i
         for c, pending in enumerate(self._pending):
-            pending.append((i, float(dev[c])))
+            d = float(dev[c])
+            logged = float(np.log(d)) + lam * day if d > 0 else -math.inf  # NaN dev counts as 0, as in batch
+            pending.append((i, logged))
         self._i += 1
         return score, flag
 
@@ -129,7 +173,13 @@ class FixedBar:
     def __repr__(self) -> str:
         return f"FixedBar(zbar={self.zbar}, refractory={self.refractory}, warmup={self.warmup})"
 
-    def scores(self, dev: np.ndarray, z: np.ndarray, spans: tuple[int, ...] | None = None) -> np.ndarray:
+    def scores(
+        self,
+        dev: np.ndarray,
+        z: np.ndarray,
+        spans: tuple[int, ...] | None = None,
+        timestamps: pd.DatetimeIndex | None = None,
+    ) -> np.ndarray:
         z = np.atleast_2d(z)
         return z.max(axis=0) / self.zbar if z.shape[1] else np.zeros(0)
 
@@ -139,7 +189,9 @@ class FixedBar:
     def reset(self) -> None:
         self._i, self._last = 0, -(10**18)
 
-    def update(self, dev: np.ndarray, z: np.ndarray, spans: tuple[int, ...] | None = None) -> tuple[float, bool]:
+    def update(
+        self, dev: np.ndarray, z: np.ndarray, spans: tuple[int, ...] | None = None, ts: pd.Timestamp | None = None
+    ) -> tuple[float, bool]:
         if not hasattr(self, "_i"):
             self.reset()
         score = float(np.max(np.atleast_1d(z))) / self.zbar

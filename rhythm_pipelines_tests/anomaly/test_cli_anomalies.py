@@ -77,10 +77,6 @@ def test_bad_inputs_get_clear_errors(tmp_path):
             "\n".join([lines[0], lines[1], lines[2].split(",")[0] + ",n/a"]) + "\n",
             "badval.csv, row 2, field 'value': not a finite number",
         ),
-        "unsorted.csv": (
-            "\n".join([lines[0], lines[2], lines[1], *lines[3:10]]) + "\n",
-            "unsorted.csv, row 2, field 'timestamp': timestamps must not go back in time",
-        ),
     }
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)
@@ -90,28 +86,61 @@ def test_bad_inputs_get_clear_errors(tmp_path):
     assert res.returncode == 2 and "unknown method 'nope'" in res.stderr
 
 
-def test_evaluate_on_a_labelled_directory(tmp_path):
-    (tmp_path / "data" / "set").mkdir(parents=True)
-    frame = series_csv(tmp_path / "data" / "set" / "a.csv")
-    windows = {
-        "set/a.csv": [[frame["timestamp"][1490], frame["timestamp"][1510]]],
-        "set/missing.csv": [[frame["timestamp"][10], frame["timestamp"][20]]],
-    }
+def test_rows_that_step_back_in_time_warn_drop_or_error(tmp_path):
+    frame = series_csv(tmp_path / "ok.csv")
+    # a replayed hour (12 rows repeat earlier timestamps, with other values) and one late row from before them
+    glitch = pd.concat(
+        [frame.iloc[:1200], frame.iloc[1188:1200].assign(value=99.0), frame.iloc[1300:1301], frame.iloc[1200:1300],
+         frame.iloc[1301:]],
+        ignore_index=True,
+    )  # fmt: skip
+    glitch.to_csv(tmp_path / "glitch.csv", index=False)
+    res = run("detect", tmp_path / "glitch.csv", "-o", tmp_path / "warn.csv")
+    assert res.returncode == 0, res.stderr
+    # the fewest rows out of order: the replay (its last row repeats the hour's last: a repeat, in order) and the
+    # one row that jumped ahead, not the 100 rows after it
+    assert "12 row(s) step back in time (data rows 1201–1211, 1213; row 1201 at" in res.stderr
+    assert "11 repeat(s) of an earlier timestamp keep the first value" in res.stderr
+    out = pd.read_csv(tmp_path / "warn.csv")
+    assert out["timestamp"].tolist() == glitch["timestamp"].tolist()  # every row, in the file's order
+    assert (out["is_anomaly"].iloc[1200:1212] == 0).all()  # the repeats are not scored again...
+    assert out["score"].iloc[1200:1212].tolist() == out["score"].iloc[1188:1200].tolist()  # ...they share a score
+    assert out["is_anomaly"].iloc[1212 + 1 + 100 + 199] == 1  # the spike, at its time, still flagged
+    sorted_run = run("detect", tmp_path / "ok.csv", "-o", tmp_path / "sorted.csv")
+    assert sorted_run.returncode == 0
+    expected = pd.read_csv(tmp_path / "sorted.csv").set_index("timestamp")["score"]
+    late = out.iloc[1212]  # the row from 1300 scored in its place in time, as in the sorted file
+    assert late["timestamp"] == frame["timestamp"].iloc[1300] and late["score"] == expected[late["timestamp"]]
+
+    res = run("detect", tmp_path / "glitch.csv", "-o", tmp_path / "drop.csv", "--on-disorder", "drop")
+    assert res.returncode == 0 and "dropped 12 row(s) that step back in time (data rows 1201–1211, 1213)" in res.stderr
+    dropped = pd.read_csv(tmp_path / "drop.csv")
+    assert len(dropped) == len(glitch) - 12 and dropped["timestamp"].is_monotonic_increasing
+
+    res = run("detect", tmp_path / "glitch.csv", "-o", tmp_path / "err.csv", "--on-disorder", "error")
+    assert res.returncode == 2
+    assert "glitch.csv, row 1201, field 'timestamp': timestamps must not go back in time" in res.stderr
+
+
+def test_evaluate_holds_each_category_out(tmp_path):
+    windows = {}
+    for cat, spikes in (("setA", (1500,)), ("setB", (1600,)), ("setC", (1400,))):
+        (tmp_path / "data" / cat).mkdir(parents=True)
+        for i, spike in enumerate(spikes):
+            frame = series_csv(tmp_path / "data" / cat / f"f{i}.csv", spike=spike)
+            windows[f"{cat}/f{i}.csv"] = [[frame["timestamp"][spike - 10], frame["timestamp"][spike + 10]]]
+    windows["setA/missing.csv"] = [[frame["timestamp"][10], frame["timestamp"][20]]]
     (tmp_path / "windows.json").write_text(json.dumps(windows))
-    res = run(
-        "evaluate",
-        "--data-dir",
-        tmp_path / "data",
-        "--windows",
-        tmp_path / "windows.json",
-        "--json",
-        "--sim-days",
-        "0.5",
-    )
+    args = ["evaluate", "--data-dir", tmp_path / "data", "--windows", tmp_path / "windows.json"]
+    res = run(*args, "--json", "--sim-days", "0.5")
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
-    assert list(report["files"]) == ["set/a.csv"]
-    assert report["aggregate"] == {"tp": 1, "fp": 0, "fn": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+    one = {"tp": 1, "fp": 0, "fn": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert report["in_sample"] == {"tp": 3, "fp": 0, "fn": 0, "precision": 1.0, "recall": 1.0, "f1": 1.0}
+    assert report["held_out"] == report["in_sample"]
+    assert report["by_category"] == {c: {"files": 1, **one} for c in ("setA", "setB", "setC")}
+    assert list(report["files"]) == ["setA/f0.csv", "setB/f0.csv", "setC/f0.csv"]
     assert report["simulator"]["days"] == 0.5 and report["simulator"]["tp"] + report["simulator"]["fn"] >= 1
-    table = run("evaluate", "--data-dir", tmp_path / "data", "--windows", tmp_path / "windows.json", "--sim-days", "0")
-    assert "AGGREGATE" in table.stdout and "1.000" in table.stdout
+    table = run(*args, "--sim-days", "0")
+    assert "HELD-OUT (pooled)" in table.stdout and "IN-SAMPLE (chosen on all)" in table.stdout
+    assert "setB (1 files)" in table.stdout and "scored 3/3 files" in table.stderr

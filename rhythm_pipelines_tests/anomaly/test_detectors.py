@@ -155,17 +155,29 @@ def test_fast_trailing_quantile_equals_pandas(window, q):
     np.testing.assert_array_equal(trailing_quantile(x, window, q, least), expected)
 
 
-def test_threshold_needs_a_record_and_a_large_z():
+def test_threshold_needs_a_record_that_fades_with_time_and_a_large_z():
     dev = np.zeros(1000)
-    dev[[200, 210, 400, 600, 700]] = [10.0, 20.0, 21.0, 12.0, 30.0]
+    dev[[200, 210, 400, 600, 700]] = [10.0, 20.0, 5.0, 12.0, 30.0]
     z = np.full(1000, 10.0)
     z[700] = 3.0  # a record, but within 3 robust spreads: not an anomaly
-    th = RecordThreshold(memory=300, factor=1.1, zmin=6, refractory=5, warmup=100)
-    # 200: first record; 210 beats 1.1 x 10; 400 does not beat 1.1 x 20 (210 is within the memory);
-    # 600 beats 1.1 x 10 once 210 has left the memory (400's 21 has not: 12 < 23.1, so no)
-    scores = th.scores(dev, z)
-    assert np.flatnonzero(th.flags(scores)).tolist() == [200, 210]
-    assert scores[210] == pytest.approx(min(20 / 11, 10 / 6)) and scores[700] == pytest.approx(0.5)
+    hourly = pd.date_range("2026-03-01", periods=1000, freq="h", tz="UTC")
+    th = RecordThreshold(half_life_days=4, factor=1.1, zmin=6, refractory=5, warmup=100)
+    # 200: the first record; 210 beats 1.1 x 10 (faded by 10 h); 400 (5) does not beat 1.1 x 20 faded by 190 h
+    # (5.6); by 600 the 20 has faded to 1.2: 12 is a record again
+    scores = th.scores(dev, z, timestamps=hourly)
+    assert np.flatnonzero(th.flags(scores)).tolist() == [200, 210, 600]
+    assert scores[210] == pytest.approx(min(20 / (11 * 2 ** (-10 / 96)), 10 / 6)) and scores[700] == pytest.approx(0.5)
+    assert scores[400] == pytest.approx(5 / (1.1 * 20 * 2 ** (-190 / 96)))
+    never = RecordThreshold(half_life_days=np.inf, factor=1.1, zmin=6, refractory=5, warmup=100)
+    assert np.flatnonzero(never.flags(never.scores(dev, z, timestamps=hourly))).tolist() == [200, 210]
+    # the same hours as sample counts: without timestamps a point is a minute, so nothing fades in 1000 points
+    assert np.flatnonzero(th.flags(th.scores(dev, z))).tolist() == [200, 210]
+    live = RecordThreshold(half_life_days=4, factor=1.1, zmin=6, refractory=5, warmup=100)
+    stream = [live.update(dev[i : i + 1], z[i : i + 1], None, hourly[i]) for i in range(1000)]
+    np.testing.assert_allclose([s for s, _ in stream], scores, rtol=1e-12)
+    assert [i for i, (_, f) in enumerate(stream) if f] == [200, 210, 600]
+    with pytest.raises(ValueError, match="half_life_days"):
+        RecordThreshold(half_life_days=0)
 
 
 def test_ensemble_flags_what_any_member_flags():
@@ -173,8 +185,51 @@ def test_ensemble_flags_what_any_member_flags():
     x[500] += 40  # a spike: the z-score's
     x[2200:] += 5  # a small sustained shift: the level shift's
     dev, z = Ensemble().deviations(x)
-    assert dev.shape == (4, 3000)
+    assert dev.shape == (5, 3000) and not dev[4].any()  # no timestamps: the seasonal member is silent
     found = flagged("ensemble", x)
     assert found[0] == 500 and any(2200 <= i <= 2212 for i in found)
     with pytest.raises(ValueError, match="unknown ensemble members"):
         Ensemble(members=("zscore", "nope"))
+
+
+def _daily(days: int, noise: float = 1.0, seed: int = 7) -> tuple[np.ndarray, pd.DatetimeIndex]:
+    t = np.arange(days * 288)  # 5-minute points
+    x = 50 + 20 * np.sin(2 * np.pi * t / 288) + np.random.default_rng(seed).normal(0, noise, len(t))
+    return x, pd.date_range("2026-03-01", periods=len(t), freq="5min", tz="UTC")
+
+
+def test_rhythm_strength_tells_a_daily_rhythm_from_a_trend_and_from_noise():
+    from rhythm_pipelines.anomaly.seasonal import SeasonalProfile
+
+    x, ts = _daily(6)
+    rng = np.random.default_rng(3)
+    trend = np.linspace(0, 100, len(x)) + rng.normal(0, 1, len(x))
+    noise = rng.normal(0, 1, len(x))
+    meter = SeasonalProfile()
+    sine, rising, flat = (meter.rhythm(v, ts) for v in (x, trend, noise))
+    assert (sine[: 288 + 48] == 0).all()  # no day of pairs yet: no rhythm known
+    assert sine[3 * 288 :].min() > 1.8  # correlated with yesterday, against half a day ago
+    assert np.abs(rising[3 * 288 :]).max() < 0.2 and np.abs(flat[3 * 288 :]).max() < 0.2
+    for values, batch in ((x, sine), (trend, rising)):
+        live = SeasonalProfile()
+        live.reset()
+        for v, t in zip(values, ts, strict=True):
+            live.update(float(v), t)
+        assert live._meter.value == pytest.approx(batch[-1], rel=1e-9, abs=1e-12)
+
+
+def test_the_ensemble_sees_an_hour_gone_wrong_only_where_the_series_has_a_rhythm():
+    x, ts = _daily(8)
+    i = 7 * 288 + 72  # the daily peak (70) ...
+    x[i : i + 6] = 30  # ... reads like the trough for half an hour: normal values, wrong hour
+    found = np.flatnonzero(detect(x, "ensemble", ts)[1]).tolist()
+    assert found and i <= found[0] <= i + 5
+    assert np.flatnonzero(detect(x, "zscore+level_shift+jump+trend", ts)[1]).tolist() == []  # no member but it
+    scores, flags = detect_streaming(x, "ensemble", ts)
+    batch_scores, batch_flags = detect(x, "ensemble", ts)
+    np.testing.assert_allclose(scores, batch_scores, rtol=1e-9, atol=1e-12)
+    assert flags.tolist() == batch_flags.tolist()
+    # the same half hour on a series with no rhythm (its values shuffled): the seasonal member stays silent
+    shuffled = np.random.default_rng(1).permutation(x)
+    dev, _ = Ensemble().deviations(shuffled, ts)
+    assert not dev[4].any()

@@ -182,16 +182,19 @@ def test_detector_scorecard_on_the_simulator(instance):
 
 
 def test_detector_scorecard_on_a_nab_directory_and_a_broken_method(instance, tmp_path, monkeypatch):
-    data = tmp_path / "nab" / "data" / "demo"
-    data.mkdir(parents=True)
-    ts = pd.date_range("2014-01-01", periods=2000, freq="5min")
-    values = np.random.default_rng(0).normal(10.0, 1.0, len(ts))
-    values[1500:1505] += 30.0
-    pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%d %H:%M:%S"), "value": values}).to_csv(data / "one.csv", index=False)
+    windows = {}
+    for category, spike in (("demoA", 1500), ("demoB", 1300)):
+        data = tmp_path / "nab" / "data" / category
+        data.mkdir(parents=True)
+        ts = pd.date_range("2014-01-01", periods=2000, freq="5min")
+        values = np.random.default_rng(0).normal(10.0, 1.0, len(ts))
+        values[spike : spike + 5] += 30.0
+        frame = pd.DataFrame({"timestamp": ts.strftime("%Y-%m-%d %H:%M:%S"), "value": values})
+        frame.to_csv(data / "one.csv", index=False)
+        windows[f"{category}/one.csv"] = [[str(ts[spike - 10]), str(ts[spike + 20])]]
     labels = tmp_path / "nab" / "labels"
     labels.mkdir()
-    window = [str(ts[1490]), str(ts[1520])]
-    (labels / "combined_windows.json").write_text(json.dumps({"demo/one.csv": [window]}))
+    (labels / "combined_windows.json").write_text(json.dumps(windows))
     monkeypatch.setenv("RHYTHM_NAB_DIR", str(tmp_path / "nab" / "data"))  # windows: ../labels by default
 
     config = {"sim_days": 1.0, "methods": ["ensemble", "no-such-method"]}
@@ -201,8 +204,12 @@ def test_detector_scorecard_on_a_nab_directory_and_a_broken_method(instance, tmp
     assert result.success
     meta = metadata(result, "detector_scorecard")
     table = " ".join(meta["scorecard"].value.split())
-    assert "| NAB | ensemble | 1 | 0 | 0 |" in table and meta["f1_nab_ensemble"].value == 1.0
-    assert str(tmp_path / "nab" / "data") in meta["nab"].value
+    assert "| NAB held-out | ensemble | 2 | 0 | 0 |" in table and "| NAB in-sample | ensemble | 2 | 0 | 0 |" in table
+    assert meta["f1_nab_ensemble"].value == 1.0 and meta["f1_nab_in_sample_ensemble"].value == 1.0
+    by_category = " ".join(meta["nab_by_category"].value.split())
+    for category in ("demoA", "demoB"):  # method, category, files, tp, fp, fn
+        assert f"| ensemble | {category} | 1 | 1 | 0 | 0 |" in by_category
+    assert str(tmp_path / "nab" / "data") in meta["nab"].value and "leave-one-category-out" in meta["nab"].value
     assert "no-such-method" in meta["errors"].value
     failed = check(result, "every_method_scored")
     assert not failed.passed and "no-such-method on NAB" in failed.metadata["failed"].value
