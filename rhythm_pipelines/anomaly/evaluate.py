@@ -189,7 +189,7 @@ def evaluate_nab(
     (per file, total). A NAB file's metric has no known meaning, so ``auto`` is the generic ensemble there."""
     from rhythm_pipelines.anomaly.series import detect_frame, read_series
 
-    windows_by_file, files = _nab_files(data_dir, windows_path)
+    windows_by_file, files = nab_files(data_dir, windows_path)
     rows, total = [], Score()
     for key, path in files:
         out = detect_frame(read_series(path), _generic(method), tuning=tuning)
@@ -199,7 +199,8 @@ def evaluate_nab(
     return pd.DataFrame(rows), total
 
 
-def _nab_files(data_dir: str | Path, windows_path: str | Path) -> tuple[dict, list[tuple[str, Path]]]:
+def nab_files(data_dir: str | Path, windows_path: str | Path) -> tuple[dict, list[tuple[str, Path]]]:
+    """(windows by file key, [(key, path)] of the labelled CSVs); an error when none is labelled."""
     windows_by_file = load_windows(Path(windows_path))
     files = labelled_files(Path(data_dir), windows_by_file)
     if not files:
@@ -209,7 +210,7 @@ def _nab_files(data_dir: str | Path, windows_path: str | Path) -> tuple[dict, li
 
 def nab_keys(data_dir: str | Path, windows_path: str | Path) -> list[str]:
     """The keys of the labelled files under ``data_dir`` (``category/name.csv``)."""
-    return [key for key, _ in _nab_files(data_dir, windows_path)[1]]
+    return [key for key, _ in nab_files(data_dir, windows_path)[1]]
 
 
 def grid_counts(
@@ -226,7 +227,7 @@ def grid_counts(
     from rhythm_pipelines.anomaly.detectors import make_detector
     from rhythm_pipelines.anomaly.series import read_series, scoring_order
 
-    windows_by_file, files = _nab_files(data_dir, windows_path)
+    windows_by_file, files = nab_files(data_dir, windows_path)
     counts = np.zeros((len(grid), len(files), 3), dtype="int64")
     members = _generic(method).split("+")
     gated = members == ["ensemble"] or (len(members) > 1 and "seasonal" in members)  # else the gate is moot
