@@ -339,9 +339,9 @@ def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
     if "chosen" in report:
         print("chosen per held-out category:")
         for cat, i in loco.result.chosen.items():
-            print(f"  {cat:32s} {GRID[i].label()}")
+            print(f"  {cat:32s} {GRID[i].label()} (rule: {loco.result.rules[cat]})")
         same = "" if report["shipped_default_is_in_sample_choice"] else "  (NOT the shipped default: anomaly/tuning.py)"
-        print(f"  {'(all categories)':32s} {loco.default.label()}{same}")
+        print(f"  {'(all categories)':32s} {loco.default.label()} (rule: {loco.result.in_sample_rule}){same}")
     if simulated is not None:
         name = f"SIMULATOR {args.sim_method} ({args.sim_days:g} d, seed {args.sim_seed})"
         print(_score_line(name, report["simulator"]))

@@ -266,6 +266,7 @@ class NabLoco:
         return self.grid[self.result.in_sample_choice]
 
     def report(self) -> dict:
+        """JSON-ready: in_sample, held_out, by_category (held out), the settings and rules chosen."""
         r = self.result
         return {
             "in_sample": r.in_sample.as_dict(),
@@ -275,8 +276,8 @@ class NabLoco:
                 for c in r.categories
             },  # fmt: skip
             "in_sample_by_category": {c: s.as_dict() for c, s in r.in_sample_by_category.items()},
-            "chosen": {c: self.grid[i].as_dict() for c, i in r.chosen.items()},
-            "in_sample_choice": self.default.as_dict(),
+            "chosen": {c: {"rule": r.rules[c], **self.grid[i].as_dict()} for c, i in r.chosen.items()},
+            "in_sample_choice": {"rule": r.in_sample_rule, **self.default.as_dict()},
             "grid_size": len(self.grid),
         }
 

@@ -12,7 +12,9 @@ The metrics this product collects are not unknown, and ``auto`` uses that:
 - **memory** is a gauge that also leaks: :class:`~rhythm_pipelines.anomaly.trend.LeakTest` joins it;
 - everything else: the generic ensemble; ``direction`` is ``up`` for metrics where only a rise hurts.
 
-The profiles are fixed by the meaning of the metric, never fitted to labels.
+Which profile a metric gets is fixed by its meaning, not fitted to labels; the generic profile's constants are
+NAB's leave-one-category-out choice (``anomaly.tuning``) with a longer refractory gap chosen on the
+simulator's seeds 0-4 (``GENERIC``).
 """
 
 from __future__ import annotations

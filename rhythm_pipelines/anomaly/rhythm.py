@@ -41,19 +41,21 @@ def _terms(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _corr(s: np.ndarray) -> np.ndarray:
-    """Pearson correlation from window sums (rows of ``_terms`` summed); NaN below MIN_PAIRS."""
+    """Pearson correlation from window sums (rows of ``_terms`` summed); NaN below MIN_PAIRS, 0 when either
+    side is flat (a variance below 1e-9 of its mean square is rounding left over from the running sums)."""
     n, sa, sb, saa, sbb, sab = s
     with np.errstate(divide="ignore", invalid="ignore"):
         cov = sab / n - (sa / n) * (sb / n)
         va = saa / n - (sa / n) ** 2
         vb = sbb / n - (sb / n) ** 2
-        r = np.where((va > 0) & (vb > 0), cov / np.sqrt(va * vb), 0.0)
+        varied = (va > 1e-9 * saa / n) & (vb > 1e-9 * sbb / n)
+        r = np.where(varied, cov / np.sqrt(va * vb), 0.0)
     return np.where(n >= MIN_PAIRS, np.clip(r, -1.0, 1.0), np.nan)
 
 
 def _strength(full: np.ndarray, half: np.ndarray) -> np.ndarray:
-    out = full - np.nan_to_num(half, nan=0.0)
-    return np.where(np.isnan(full), 0.0, out)
+    """Day-ago minus half-a-day-ago correlation; 0 (no rhythm known) unless both have enough pairs."""
+    return np.where(np.isnan(full) | np.isnan(half), 0.0, full - half)
 
 
 def rhythm(
@@ -79,7 +81,8 @@ def rhythm(
 
 
 class RhythmMeter:
-    """Streaming twin of :func:`rhythm`: push each point with its two lagged values, read the strength."""
+    """Streaming twin of :func:`rhythm`: push each point with its two lagged values, read the strength.
+    The running sums are those of the batch prefix sums, added in the same order, so both agree."""
 
     def __init__(self, window_ns: int):
         self.window_ns = window_ns
@@ -91,6 +94,7 @@ class RhythmMeter:
         self.value = 0.0
 
     def push(self, ts_ns: int, x: float, back_full: float, back_half: float) -> float:
+        """Add a point (its values a period and half a period earlier, NaN if unknown); the current strength."""
         if self._origin is None:
             self._origin = x
         a = x - self._origin

@@ -23,7 +23,7 @@ from rhythm_pipelines.anomaly.base import Channels, Detector, one_channel
 from rhythm_pipelines.anomaly.rhythm import RhythmMeter, rhythm
 
 
-def _ns(timestamps) -> np.ndarray:
+def _ns(timestamps: pd.DatetimeIndex | list | None) -> np.ndarray:
     if timestamps is None:
         raise ValueError("the seasonal detector needs the timestamps of the values")
     return pd.DatetimeIndex(timestamps).as_unit("ns").asi8
@@ -83,7 +83,7 @@ class SeasonalProfile(Detector):
     def _window_ns(self) -> int:
         return int(self.rhythm_days * 86_400 * 10**9)
 
-    def rhythm(self, values, timestamps) -> np.ndarray:
+    def rhythm(self, values: np.ndarray, timestamps: pd.DatetimeIndex) -> np.ndarray:
         """The daily-rhythm strength of every point (see :mod:`~rhythm_pipelines.anomaly.rhythm`)."""
         period, tol = self._steps()
         return rhythm(np.asarray(values, dtype="float64"), _ns(timestamps), period, self._window_ns(), tol)

@@ -25,9 +25,10 @@ def read_series(
     the first occurrence is the one scored) and ``out_of_order`` (earlier than a timestamp above it).
 
     Errors name the file, the data row (from 1) and the field: a missing column, an unparsable timestamp
-    or value. Real exports step back in time (a clock adjustment, a replayed hour); ``on_disorder`` says
-    what to do: ``warn`` keeps those rows (they are scored in time order, see :func:`disorder_note`),
-    ``drop`` leaves them out, ``error`` refuses the file naming the first such row.
+    or value. Real exports step back in time (a clock adjustment, a replayed hour); the rows out of order are
+    the fewest whose removal leaves the rest in order (:func:`out_of_order`). ``on_disorder`` says what to do:
+    ``warn`` keeps them (every row is scored in time order, see :func:`disorder_note`), ``drop`` leaves them
+    out, ``error`` refuses the file naming the first.
     """
     if on_disorder not in DISORDER:
         raise ValueError(f"on_disorder must be one of {', '.join(DISORDER)}, got {on_disorder!r}")
@@ -51,21 +52,19 @@ def read_series(
     ns = ts.astype("int64").to_numpy()
     back = out_of_order(ns)
     if back.any() and on_disorder == "error":
-        i = int(np.flatnonzero(np.diff(ns) < 0)[0]) + 1
-        raise ValidationError(
-            origin, i + 1, timestamp_col, f"timestamps must not go back in time ({ts.iloc[i]} after {ts.iloc[i - 1]})"
-        )
+        i = int(np.flatnonzero(back)[0])
+        raise ValidationError(origin, i + 1, timestamp_col, f"timestamps must be in time order ({_where(ts, back)})")
     frame = pd.DataFrame(
         {
             "timestamp": ts,
             "value": values.astype("float64"),
-            "duplicate": ts.duplicated().to_numpy(),
+            "duplicate": repeats(ns, back),
             "out_of_order": back,
         }
     )
     frame.attrs["dropped"] = 0
     if back.any() and on_disorder == "drop":
-        frame = frame[~back]
+        frame = frame[~back].copy()
         frame["duplicate"] = frame["timestamp"].duplicated().to_numpy()
         frame.attrs["dropped"] = int(back.sum())
         frame.attrs["dropped_rows"] = (np.flatnonzero(back) + 1).tolist()
@@ -99,6 +98,23 @@ def out_of_order(ns: np.ndarray) -> np.ndarray:
     return out
 
 
+def repeats(ns: np.ndarray, back: np.ndarray) -> np.ndarray:
+    """Rows repeating an earlier timestamp: of several rows at one time the first row in order is the one
+    kept (a row out of order never displaces an in-order row at its time), else the first in the file."""
+    order = np.lexsort((np.arange(len(ns)), back))  # in-order rows first, each group in file order
+    out = np.zeros(len(ns), dtype=bool)
+    out[order] = pd.Series(ns[order]).duplicated().to_numpy()
+    return out
+
+
+def _where(ts: pd.Series, back: np.ndarray) -> str:
+    """The first row out of order and the in-order rows around it, for a message."""
+    i = int(np.flatnonzero(back)[0])
+    kept = np.flatnonzero(~back)
+    around = [f"{ts.iloc[j]} (row {j + 1})" for j in (kept[kept < i][-1:].tolist() + kept[kept > i][:1].tolist())]
+    return f"row {i + 1} at {ts.iloc[i]}, out of order between {' and '.join(around)}"
+
+
 def _row_ranges(rows: list[int], most: int = 5) -> str:
     """1, 2, 3, 7 -> '1–3, 7' (the first ``most`` ranges, then how many more)."""
     ranges: list[list[int]] = []
@@ -115,17 +131,16 @@ def disorder_note(series: pd.DataFrame, origin: str) -> str | None:
     """What ``read_series`` did about rows that step back in time, for a warning (None: nothing to say)."""
     if series.attrs.get("dropped"):
         rows = series.attrs["dropped_rows"]
-        return f"{origin}: dropped {len(rows)} row(s) that step back in time (data rows {_row_ranges(rows)})"
+        return f"{origin}: dropped {len(rows)} row(s) out of time order (data rows {_row_ranges(rows)})"
     back = np.flatnonzero(series["out_of_order"].to_numpy()) if "out_of_order" in series else []
     if len(back) == 0:
         return None
     rows = (back + 1).tolist()
-    repeats = int((series["out_of_order"] & series["duplicate"]).sum())
-    first = int(back[0])
+    repeated = int((series["out_of_order"] & series["duplicate"]).sum())
     return (
-        f"{origin}: {len(rows)} row(s) step back in time (data rows {_row_ranges(rows)}; row {first + 1} at "
-        f"{series['timestamp'].iloc[first]} after {series['timestamp'].iloc[first - 1]}): scored in time order"
-        + (f", {repeats} repeat(s) of an earlier timestamp keep the first value" if repeats else "")
+        f"{origin}: {len(rows)} row(s) out of time order (data rows {_row_ranges(rows)}; first: "
+        f"{_where(series['timestamp'], series['out_of_order'].to_numpy())}): scored in time order"
+        + (f"; {repeated} of them repeat the time of an in-order row, whose value is kept" if repeated else "")
         + " (--on-disorder drop leaves them out, error refuses the file)"
     )
 

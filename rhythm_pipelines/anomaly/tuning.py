@@ -26,9 +26,11 @@ class Tuning:
     refractory: int  # at most one flag per this many points
 
     def threshold(self, warmup: int = 100) -> RecordThreshold:
+        """The record bar with these constants."""
         return RecordThreshold(self.half_life_days, self.factor, self.zmin, self.refractory, warmup)
 
     def label(self) -> str:
+        """For people: 'half-life 90 d, factor 1.1, z 6, rhythm 0.5, refractory 25'."""
         half = "never" if math.isinf(self.half_life_days) else f"{self.half_life_days:g} d"
         rhythm = "off" if self.min_rhythm is None else f"{self.min_rhythm:g}"
         return (

@@ -221,7 +221,7 @@ def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfi
         run(sim_name, method, lambda m: score_simulation(sim, m))
 
     nab_dir = config.nab_dir or os.environ.get("RHYTHM_NAB_DIR", "")
-    categories = None
+    categories: list[dict] = []
     if nab_dir:
         data, windows_path = nab_paths(nab_dir, config.nab_windows or os.environ.get("RHYTHM_NAB_WINDOWS"))
         for method in methods:
@@ -238,13 +238,10 @@ def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfi
             report = loco.report()
             rows.append({"dataset": "NAB held-out", "method": method, **report["held_out"]})
             rows.append({"dataset": "NAB in-sample", "method": method, **report["in_sample"]})
-            if categories is None:
-                categories = pd.DataFrame(
-                    [
-                        {"method": method, "category": c, **s, "in_sample_f1": report["in_sample_by_category"][c]["f1"]}
-                        for c, s in report["by_category"].items()
-                    ]
-                )
+            categories += [
+                {"method": method, "category": c, **s, "in_sample_f1": report["in_sample_by_category"][c]["f1"]}
+                for c, s in report["by_category"].items()
+            ]
         nab_note = f"{data} (windows {windows_path}); held out = leave-one-category-out over {len(GRID)} settings"
     else:
         nab_note = "skipped: set RHYTHM_NAB_DIR (and RHYTHM_NAB_WINDOWS) or the nab_dir config to score NAB"
@@ -254,7 +251,7 @@ def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfi
     metadata = {
         "scorecard": md_table(table, 50),
         "nab": nab_note,
-        "nab_by_category": md_table(categories if categories is not None else pd.DataFrame(), 20),
+        "nab_by_category": md_table(pd.DataFrame(categories), 60),
         "simulated_incidents": dg.MetadataValue.int(len(sim.incidents)),
         "errors": md_table(pd.DataFrame(errors, columns=["dataset", "method", "error"])),
     }

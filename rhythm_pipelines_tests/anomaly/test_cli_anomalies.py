@@ -99,8 +99,8 @@ def test_rows_that_step_back_in_time_warn_drop_or_error(tmp_path):
     assert res.returncode == 0, res.stderr
     # the fewest rows out of order: the replay (its last row repeats the hour's last: a repeat, in order) and the
     # one row that jumped ahead, not the 100 rows after it
-    assert "12 row(s) step back in time (data rows 1201–1211, 1213; row 1201 at" in res.stderr
-    assert "11 repeat(s) of an earlier timestamp keep the first value" in res.stderr
+    assert "12 row(s) out of time order (data rows 1201–1211, 1213; first: row 1201 at" in res.stderr
+    assert "11 of them repeat the time of an in-order row, whose value is kept" in res.stderr
     out = pd.read_csv(tmp_path / "warn.csv")
     assert out["timestamp"].tolist() == glitch["timestamp"].tolist()  # every row, in the file's order
     assert (out["is_anomaly"].iloc[1200:1212] == 0).all()  # the repeats are not scored again...
@@ -113,13 +113,13 @@ def test_rows_that_step_back_in_time_warn_drop_or_error(tmp_path):
     assert late["timestamp"] == frame["timestamp"].iloc[1300] and late["score"] == expected[late["timestamp"]]
 
     res = run("detect", tmp_path / "glitch.csv", "-o", tmp_path / "drop.csv", "--on-disorder", "drop")
-    assert res.returncode == 0 and "dropped 12 row(s) that step back in time (data rows 1201–1211, 1213)" in res.stderr
+    assert res.returncode == 0 and "dropped 12 row(s) out of time order (data rows 1201–1211, 1213)" in res.stderr
     dropped = pd.read_csv(tmp_path / "drop.csv")
     assert len(dropped) == len(glitch) - 12 and dropped["timestamp"].is_monotonic_increasing
 
     res = run("detect", tmp_path / "glitch.csv", "-o", tmp_path / "err.csv", "--on-disorder", "error")
     assert res.returncode == 2
-    assert "glitch.csv, row 1201, field 'timestamp': timestamps must not go back in time" in res.stderr
+    assert "glitch.csv, row 1201, field 'timestamp': timestamps must be in time order (row 1201 at" in res.stderr
 
 
 def test_evaluate_holds_each_category_out(tmp_path):

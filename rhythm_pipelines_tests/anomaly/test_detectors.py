@@ -199,6 +199,7 @@ def _daily(days: int, noise: float = 1.0, seed: int = 7) -> tuple[np.ndarray, pd
 
 
 def test_rhythm_strength_tells_a_daily_rhythm_from_a_trend_and_from_noise():
+    from rhythm_pipelines.anomaly.rhythm import RhythmMeter
     from rhythm_pipelines.anomaly.seasonal import SeasonalProfile
 
     x, ts = _daily(6)
@@ -206,16 +207,28 @@ def test_rhythm_strength_tells_a_daily_rhythm_from_a_trend_and_from_noise():
     trend = np.linspace(0, 100, len(x)) + rng.normal(0, 1, len(x))
     noise = rng.normal(0, 1, len(x))
     meter = SeasonalProfile()
-    sine, rising, flat = (meter.rhythm(v, ts) for v in (x, trend, noise))
+    sine, rising, flat, constant = (meter.rhythm(v, ts) for v in (x, trend, noise, np.full(len(x), 7.0)))
     assert (sine[: 288 + 48] == 0).all()  # no day of pairs yet: no rhythm known
     assert sine[3 * 288 :].min() > 1.8  # correlated with yesterday, against half a day ago
     assert np.abs(rising[3 * 288 :]).max() < 0.2 and np.abs(flat[3 * 288 :]).max() < 0.2
+    assert not constant.any()  # a flat series has no rhythm (not a rounding error's correlation)
     for values, batch in ((x, sine), (trend, rising)):
         live = SeasonalProfile()
         live.reset()
+        stream = []
         for v, t in zip(values, ts, strict=True):
             live.update(float(v), t)
-        assert live._meter.value == pytest.approx(batch[-1], rel=1e-9, abs=1e-12)
+            stream.append(live._meter.value)
+        np.testing.assert_allclose(stream, batch, rtol=1e-9, atol=1e-12)
+    assert RhythmMeter(10**9).push(0, 1.0, np.nan, np.nan) == 0.0
+
+
+def test_no_rhythm_is_claimed_without_the_half_day_pairs():
+    from rhythm_pipelines.anomaly.seasonal import SeasonalProfile
+
+    x, ts = _daily(8)
+    night = np.asarray(ts.hour < 6)  # samples only from 00:00 to 06:00: no point has one half a day back
+    assert not SeasonalProfile().rhythm(x[night], ts[night]).any()
 
 
 def test_the_ensemble_sees_an_hour_gone_wrong_only_where_the_series_has_a_rhythm():
