@@ -78,12 +78,13 @@ def main() -> None:
     parser.add_argument("--iforest-points", type=int, default=100_000)
     parser.add_argument("--leak-points", type=int, default=20_000)
     parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--only", default="", help="comma-separated detectors (default: all, then auto's parts)")
     args = parser.parse_args()
     rng = np.random.default_rng(0)
     x = 50 + 10 * np.sin(np.arange(args.points) * 2 * np.pi / 288) + rng.normal(0, 2, args.points)
     stamps = pd.date_range("2026-01-01", periods=args.points, freq="5min", tz="UTC")
     print(f"{args.points:,} points of a daily sine + noise; streaming latency over {args.stream_points:,} points")
-    for name in DETECTORS:
+    for name in args.only.split(",") if args.only else DETECTORS:
         n = args.iforest_points if name == "iforest" else args.points
         det, th = make_detector(name), DEFAULT.threshold()
         t0 = time.perf_counter()
@@ -104,7 +105,8 @@ def main() -> None:
             f"{n / flag_s:,.0f} thresholding, over {n:,}) | streaming: p50 {statistics.median(lat_us):.1f} us, "
             f"p99 {lat_us[int(0.99 * len(lat_us))]:.1f} us, max {lat_us[-1]:.0f} us per point"
         )
-    bench_auto(x, stamps, args.leak_points, args.calls)
+    if not args.only:
+        bench_auto(x, stamps, args.leak_points, args.calls)
 
 
 if __name__ == "__main__":

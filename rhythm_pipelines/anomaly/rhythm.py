@@ -82,14 +82,15 @@ def rhythm(
 
 class RhythmMeter:
     """Streaming twin of :func:`rhythm`: push each point with its two lagged values, read the strength.
-    The running sums are those of the batch prefix sums, added in the same order, so both agree."""
+    The running sums are those of the batch prefix sums, added in the same order (plain floats: the same
+    IEEE additions as ``np.add.accumulate``), so both agree."""
 
     def __init__(self, window_ns: int):
         self.window_ns = window_ns
         self._origin: float | None = None
-        self._run = [np.zeros(_SUMS), np.zeros(_SUMS)]  # running prefix sums per lag
-        self._kept: deque[tuple[int, np.ndarray, np.ndarray]] = deque()  # (ts, prefixes after it)
-        self._base = [np.zeros(_SUMS), np.zeros(_SUMS)]  # prefixes before the window's first point
+        self._run: list[tuple[float, ...]] = [(0.0,) * _SUMS, (0.0,) * _SUMS]  # running prefix sums per lag
+        self._kept: deque[tuple[int, tuple[float, ...], tuple[float, ...]]] = deque()  # (ts, prefixes after it)
+        self._base: list[tuple[float, ...]] = [(0.0,) * _SUMS, (0.0,) * _SUMS]  # prefixes before the window
         self._hour: int | None = None
         self.value = 0.0
 
@@ -99,17 +100,18 @@ class RhythmMeter:
             self._origin = x
         a = x - self._origin
         for k, b in enumerate((back_full, back_half)):
-            t = _terms(np.array([a]), np.array([b - self._origin if not math.isnan(b) else math.nan]))[:, 0]
-            self._run[k] = self._run[k] + t  # the same sequential adds as np.add.accumulate
-        self._kept.append((ts_ns, self._run[0].copy(), self._run[1].copy()))
+            if math.isnan(b):
+                terms: tuple[float, ...] = (0.0,) * _SUMS
+            else:
+                c = b - self._origin
+                terms = (1.0, a, c, a * a, c * c, a * c)
+            self._run[k] = tuple(r + t for r, t in zip(self._run[k], terms, strict=True))
+        self._kept.append((ts_ns, self._run[0], self._run[1]))
+        while self._kept and self._kept[0][0] <= ts_ns - self.window_ns:
+            _, self._base[0], self._base[1] = self._kept.popleft()
         hour = ts_ns // HOUR_NS
         if hour != self._hour:
             self._hour = hour
-            while self._kept and self._kept[0][0] <= ts_ns - self.window_ns:
-                _, self._base[0], self._base[1] = self._kept.popleft()
-            full, half = (_corr((self._run[k] - self._base[k])[:, np.newaxis]) for k in (0, 1))
+            full, half = (_corr((np.array(self._run[k]) - np.array(self._base[k]))[:, np.newaxis]) for k in (0, 1))
             self.value = float(_strength(full, half)[0])
-        else:
-            while self._kept and self._kept[0][0] <= ts_ns - self.window_ns:
-                _, self._base[0], self._base[1] = self._kept.popleft()
         return self.value
