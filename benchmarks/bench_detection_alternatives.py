@@ -13,7 +13,10 @@ as the shipped detector's are (``anomaly.loco``), so the figures compare like wi
 - ``volatility``: the shipped ensemble plus a channel for variance shifts (log of the 12-point std against
   its trailing median);
 - ``cusum``: the shipped ensemble plus a two-sided CUSUM of the robust z (drift 0.5), for small persistent
-  shifts.
+  shifts;
+- ``forecast_ets`` / ``forecast_mstl``: the shipped ensemble plus the residual of the project's forecaster
+  (``forecasting.models.SeriesModel``, fitted on the probation rows, then followed without refit and asked
+  for the next 12 steps every 12 points), scaled by its 95 % interval: a point far outside it.
 
 None of them beat the shipped detector held out; they stay here so the claim can be checked. Measured
 2026-11-30 (held-out pooled F1 with the rule chosen per fold / with the rule fixed to pooled F1; in-sample):
@@ -26,6 +29,8 @@ None of them beat the shipped detector held out; they stay here so the claim can
 | log_skewed | 324 | 0.568 | 0.575 | 0.600 |
 | volatility | 324 | 0.761 (adds no flag: its record is set in the warm-up) | 0.707 | 0.774 |
 | cusum | 324 | 0.759 | 0.732 | 0.774 |
+| forecast_ets | 324 | 0.654 | 0.654 | 0.701 |
+| forecast_mstl | 324 | 0.633 | 0.616 | 0.670 |
 
 Usage: python benchmarks/bench_detection_alternatives.py [--nab-dir ../shared/nab] [--only spot,...]
 """
@@ -244,6 +249,40 @@ def cusum(files):
     return list(GRID), flags
 
 
+def _forecast_residual(file: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
+    from rhythm_pipelines.forecasting.models import SeriesModel, infer_step, season_lengths
+
+    key = ("forecast", name)
+    if key not in file:
+        x, n, horizon = file["x"], len(file["x"]), 12
+        fit_n = max(300, min(int(0.15 * n), 750))
+        seasons = season_lengths(infer_step(file["ts"][:fit_n]), fit_n)
+        model = SeriesModel(name if seasons or name != "mstl" else "ets", seasons).fit(x[:fit_n])
+        dev, z = np.zeros(n), np.zeros(n)
+        for o in range(fit_n, n, horizon):
+            k = min(horizon, n - o)
+            fc = model.forecast(horizon, (95,))
+            sigma = np.maximum((fc.hi[95][:k] - fc.lo[95][:k]) / (2 * 1.96), 1e-9)
+            dev[o : o + k] = np.abs(x[o : o + k] - fc.mean[:k])
+            z[o : o + k] = np.nan_to_num(dev[o : o + k] / sigma)
+            model.update(x[o : o + k])
+        file[key] = (dev, z)
+    return file[key]
+
+
+def _with_forecast(name: str):
+    def variant(files):
+        def flags(file, t):
+            dev, z, spans = channels(file, t.min_rhythm)
+            fd, fz = _forecast_residual(file, name)
+            th = t.threshold()
+            return th.flags(th.scores(np.vstack([dev, fd]), np.vstack([z, fz]), (*spans, 1), file["ts"]))
+
+        return list(GRID), flags
+
+    return variant
+
+
 VARIANTS = {
     "shipped": shipped,
     "spot": spot,
@@ -251,6 +290,8 @@ VARIANTS = {
     "log_skewed": log_skewed,
     "volatility": volatility,
     "cusum": cusum,
+    "forecast_ets": _with_forecast("ets"),
+    "forecast_mstl": _with_forecast("mstl"),
 }
 
 
