@@ -55,6 +55,7 @@ from rhythm_pipelines.anomaly.detectors import make_detector  # noqa: E402
 from rhythm_pipelines.anomaly.evaluate import (  # noqa: E402
     Score,
     WindowIndex,
+    by_category,
     category_of,
     nab_files,
 )
@@ -308,7 +309,7 @@ def main() -> None:
         t0 = time.perf_counter()
         settings, flags = VARIANTS[name](files)
         counts = counts_of(files, settings, flags)
-        per_cat = np.stack([counts[:, [i for i, c in enumerate(cats) if c == k]].sum(axis=1) for k in categories], 1)
+        _, per_cat = by_category(counts, [f["key"] for f in files])
         r = leave_one_category_out(per_cat, categories)
         pooled_rule = np.zeros(3, dtype="int64")
         for j in range(len(categories)):

@@ -253,6 +253,14 @@ def grid_counts(
     return [k for k, _ in files], counts
 
 
+def by_category(counts: np.ndarray, keys: Sequence[str]) -> tuple[list[str], np.ndarray]:
+    """(sorted categories, counts summed per category: shape (settings, categories, 3)) from per-file counts."""
+    cats = [category_of(k) for k in keys]
+    categories = sorted(set(cats))
+    members = [[i for i, c in enumerate(cats) if c == cat] for cat in categories]
+    return categories, np.stack([counts[:, m].sum(axis=1) for m in members], axis=1)
+
+
 @dataclass(frozen=True)
 class NabLoco:
     """Leave-one-category-out on NAB: the protocol's result, and what it means in settings and files."""
@@ -274,7 +282,7 @@ class NabLoco:
             "by_category": {
                 c: {"files": int((self.files["category"] == c).sum()), **r.by_category[c].as_dict()}
                 for c in r.categories
-            },  # fmt: skip
+            },
             "in_sample_by_category": {c: s.as_dict() for c, s in r.in_sample_by_category.items()},
             "chosen": {c: {"rule": r.rules[c], **self.grid[i].as_dict()} for c, i in r.chosen.items()},
             "in_sample_choice": {"rule": r.in_sample_rule, **self.default.as_dict()},
@@ -294,9 +302,7 @@ def nab_loco(
 
     keys, counts = grid_counts(data_dir, windows_path, method, grid, progress)
     cats = [category_of(k) for k in keys]
-    categories = sorted(set(cats))
-    members = [[i for i, c in enumerate(cats) if c == cat] for cat in categories]
-    per_category = np.stack([counts[:, m].sum(axis=1) for m in members], axis=1)
+    categories, per_category = by_category(counts, keys)
     result = leave_one_category_out(per_category, categories)
     held = [result.chosen[c] for c in cats]
     frame = pd.DataFrame(

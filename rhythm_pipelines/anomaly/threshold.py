@@ -38,10 +38,15 @@ def elapsed_days(timestamps: pd.DatetimeIndex | None, n: int) -> np.ndarray:
     return (ns - ns[0]) / DAY_NS if n else np.zeros(0)
 
 
+def decay_rate(half_life_days: float) -> float:
+    """λ of ``exp(-λ t)`` (t in days) for a half-life; 0 for an infinite one (nothing fades)."""
+    return math.log(2) / half_life_days if math.isfinite(half_life_days) else 0.0
+
+
 def decayed_record(dev: np.ndarray, days: np.ndarray, span: int, half_life_days: float) -> np.ndarray:
     """Batch: ``max_j dev_j · 2^-(t_i - t_j)/half_life`` over ``j <= i - span`` (0 before any), as
     ``exp(cummax(log dev_j + λ t_j) - λ t_i)``: one pass, no window."""
-    lam = math.log(2) / half_life_days if math.isfinite(half_life_days) else 0.0
+    lam = decay_rate(half_life_days)
     with np.errstate(divide="ignore"):
         logged = np.log(np.maximum(np.nan_to_num(dev, nan=0.0), 0.0)) + lam * days
     best = lag(np.maximum.accumulate(logged) if len(logged) else logged, span)
@@ -85,10 +90,6 @@ class RecordThreshold:
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(bar > 0, dev / np.where(bar > 0, bar, 1.0), np.where(dev > 0, np.inf, 0.0))
         return np.minimum(ratio, z / self.zmin)
-
-    @property
-    def _lam(self) -> float:
-        return math.log(2) / self.half_life_days if math.isfinite(self.half_life_days) else 0.0
 
     def scores(
         self,
@@ -136,12 +137,12 @@ class RecordThreshold:
             self._pending.append(deque())
         i = self._i
         if ts is None:
-            day = elapsed_days(None, i + 1)[i]
+            day = i * NO_TIMESTAMPS_STEP_DAYS  # as elapsed_days: float(i) times the step
         else:
             ns = pd.Timestamp(ts).as_unit("ns").value
             self._t0 = ns if self._t0 is None else self._t0
             day = (ns - self._t0) / DAY_NS
-        lam = self._lam
+        lam = decay_rate(self.half_life_days)
         record = np.zeros(len(dev))
         for c, pending in enumerate(self._pending):
             while pending and pending[0][0] <= i - spans[c]:  # old enough: it joins the record
