@@ -85,7 +85,8 @@ class RecordThreshold:
             f"refractory={self.refractory}, warmup={self.warmup})"
         )
 
-    def _score(self, dev: np.ndarray, z: np.ndarray, record: np.ndarray) -> np.ndarray:
+    def channel_scores(self, dev: np.ndarray, z: np.ndarray, record: np.ndarray) -> np.ndarray:
+        """Per channel: min(deviation / (factor × record), z / zmin)."""
         bar = self.factor * record
         with np.errstate(divide="ignore", invalid="ignore"):
             ratio = np.where(bar > 0, dev / np.where(bar > 0, bar, 1.0), np.where(dev > 0, np.inf, 0.0))
@@ -109,7 +110,7 @@ class RecordThreshold:
         record = np.vstack(
             [decayed_record(d, days, span, self.half_life_days) for d, span in zip(dev, spans, strict=True)]
         )
-        return self._score(dev, z, record).max(axis=0)
+        return self.channel_scores(dev, z, record).max(axis=0)
 
     def flags(self, scores: np.ndarray) -> np.ndarray:
         """Batch: scores above 1, at most one per ``refractory`` points, none in the warm-up."""
@@ -148,7 +149,7 @@ class RecordThreshold:
             while pending and pending[0][0] <= i - spans[c]:  # old enough: it joins the record
                 self._best[c] = max(self._best[c], pending.popleft()[1])
             record[c] = float(np.exp(self._best[c] - lam * day)) if self._best[c] > -math.inf else 0.0
-        score = float(self._score(dev, z, record).max())
+        score = float(self.channel_scores(dev, z, record).max())
         flag = score > 1.0 and i >= self.warmup and i - self._last > self.refractory
         if flag:
             self._last = i
