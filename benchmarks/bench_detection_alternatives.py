@@ -16,6 +16,9 @@ as the shipped detector's are (``anomaly.loco``), so the figures compare like wi
   shifts;
 - ``fusion``: the channels' scores fused by an L-p norm (p 4 or 2, chosen per fold like the rest) instead of
   their maximum, so several channels half-way to their bars together can pass;
+- ``context``: the shipped ensemble plus a contextual-novelty channel in the spirit of CAD OSE (own,
+  simplified: 8 levels over the warm-up's range, a point novel when its level never followed the previous
+  three before; the share of novel points among the last 5);
 - ``forecast_ets`` / ``forecast_mstl``: the shipped ensemble plus the residual of the project's forecaster
   (``forecasting.models.SeriesModel``, fitted on the probation rows, then followed without refit and asked
   for the next 12 steps every 12 points), scaled by its 95 % interval: a point far outside it.
@@ -32,6 +35,7 @@ None of them beat the shipped detector held out; they stay here so the claim can
 | volatility | 324 | 0.761 (adds no flag: its record is set in the warm-up) | 0.707 | 0.774 |
 | cusum | 324 | 0.759 | 0.732 | 0.774 |
 | fusion | 648 | 0.731 | 0.731 | 0.745 |
+| context | 324 | 0.702 | 0.710 | 0.751 |
 | forecast_ets | 324 | 0.654 | 0.654 | 0.701 |
 | forecast_mstl | 324 | 0.633 | 0.616 | 0.670 |
 
@@ -304,6 +308,37 @@ def fusion(files):
     return settings, flags
 
 
+def context_channel(x: np.ndarray, bits: int = 3, order: int = 3, warm: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """Contextual novelty in the spirit of CAD OSE (own, simplified): values binned into 2^bits levels over
+    the range of the first ``warm`` points (outside it: the edge levels), and a point is novel when its level
+    never followed the previous ``order`` levels before. The channel is the share of novel points among the
+    last 5, scored on its trailing robust baseline."""
+    lo, hi = np.min(x[:warm]), np.max(x[:warm])
+    levels = 2**bits
+    b = np.clip(((x - lo) / max(hi - lo, 1e-12) * levels).astype(int), -1, levels)  # -1 / levels: outside
+    seen: set[tuple] = set()
+    novel = np.zeros(len(x))
+    for i in range(order, len(x)):
+        key = tuple(b[i - order : i + 1].tolist())
+        novel[i] = key not in seen
+        seen.add(key)
+    share = pd.Series(novel).rolling(5, min_periods=1).mean().to_numpy()
+    return robust_deviation(share, 1000, 20, 1, "up")
+
+
+def context(files):
+    def flags(file, t):
+        dev, z, spans = channels(file, t.min_rhythm)
+        key = ("context",)
+        if key not in file:
+            file[key] = context_channel(file["x"])
+        cd, cz = file[key]
+        th = t.threshold()
+        return th.flags(th.scores(np.vstack([dev, cd]), np.vstack([z, cz]), (*spans, 1), file["ts"]))
+
+    return list(GRID), flags
+
+
 VARIANTS = {
     "shipped": shipped,
     "spot": spot,
@@ -312,6 +347,7 @@ VARIANTS = {
     "volatility": volatility,
     "cusum": cusum,
     "fusion": fusion,
+    "context": context,
     "forecast_ets": _with_forecast("ets"),
     "forecast_mstl": _with_forecast("mstl"),
 }
