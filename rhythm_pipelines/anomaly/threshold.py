@@ -19,6 +19,7 @@ constants are chosen by leave-one-category-out on NAB (``anomaly.tuning``).
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections import deque
 
 import numpy as np
@@ -65,7 +66,37 @@ def refractory_flags(scores: np.ndarray, refractory: int, warmup: int) -> np.nda
     return out
 
 
-class RecordThreshold:
+class Bar(ABC):
+    """What every threshold shares: a score per point (above 1 = past the bar), then at most one flag per
+    ``refractory`` points and none in the first ``warmup``, the same in batch and streaming."""
+
+    refractory: int
+    warmup: int
+
+    @abstractmethod
+    def scores(
+        self,
+        dev: np.ndarray,
+        z: np.ndarray,
+        spans: tuple[int, ...] | None = None,
+        timestamps: pd.DatetimeIndex | None = None,
+    ) -> np.ndarray:
+        """Batch: the score of every point from channels of shape (channels, n) (or (n,))."""
+
+    def flags(self, scores: np.ndarray) -> np.ndarray:
+        """Batch: scores above 1, at most one per ``refractory`` points, none in the warm-up."""
+        return refractory_flags(scores, self.refractory, self.warmup)
+
+    def _flag(self, score: float, i: int) -> bool:
+        """Streaming: the flag of point ``i`` with ``score`` (call once per point, in order)."""
+        last = getattr(self, "_last", -(10**18))
+        flag = score > 1.0 and i >= self.warmup and i - last > self.refractory
+        if flag:
+            self._last = i
+        return flag
+
+
+class RecordThreshold(Bar):
     def __init__(
         self,
         half_life_days: float = math.inf,
@@ -112,10 +143,6 @@ class RecordThreshold:
         )
         return self.channel_scores(dev, z, record).max(axis=0)
 
-    def flags(self, scores: np.ndarray) -> np.ndarray:
-        """Batch: scores above 1, at most one per ``refractory`` points, none in the warm-up."""
-        return refractory_flags(scores, self.refractory, self.warmup)
-
     def reset(self) -> None:
         self._best: list[float] = []  # per channel: max of log dev_j + λ t_j over the counted points
         self._pending: list[deque[tuple[int, float]]] = []  # per channel: devs not yet old enough to count
@@ -150,9 +177,7 @@ class RecordThreshold:
                 self._best[c] = max(self._best[c], pending.popleft()[1])
             record[c] = float(np.exp(self._best[c] - lam * day)) if self._best[c] > -math.inf else 0.0
         score = float(self.channel_scores(dev, z, record).max())
-        flag = score > 1.0 and i >= self.warmup and i - self._last > self.refractory
-        if flag:
-            self._last = i
+        flag = self._flag(score, i)
         for c, pending in enumerate(self._pending):
             d = float(dev[c])
             logged = float(np.log(d)) + lam * day if d > 0 else -math.inf  # NaN dev counts as 0, as in batch
@@ -161,7 +186,7 @@ class RecordThreshold:
         return score, flag
 
 
-class FixedBar:
+class FixedBar(Bar):
     """A fixed bar on the robust z: a point is flagged when some channel's z reaches ``zbar``.
 
     For series whose meaning is known (a host's CPU, memory, zombies), where incidents recur: a record bar
@@ -185,9 +210,6 @@ class FixedBar:
         z = np.atleast_2d(z)
         return z.max(axis=0) / self.zbar if z.shape[1] else np.zeros(0)
 
-    def flags(self, scores: np.ndarray) -> np.ndarray:
-        return refractory_flags(scores, self.refractory, self.warmup)
-
     def reset(self) -> None:
         self._i, self._last = 0, -(10**18)
 
@@ -197,8 +219,6 @@ class FixedBar:
         if not hasattr(self, "_i"):
             self.reset()
         score = float(np.max(np.atleast_1d(z))) / self.zbar
-        flag = score > 1.0 and self._i >= self.warmup and self._i - self._last > self.refractory
-        if flag:
-            self._last = self._i
+        flag = self._flag(score, self._i)
         self._i += 1
         return score, flag
