@@ -20,6 +20,7 @@ as the shipped detector's are (``anomaly.loco``), so the figures compare like wi
   simplified: 8 levels over the warm-up's range, a point novel when its level never followed the previous
   three before; the share of novel points among the last 5);
 - ``slow_shift``: the shipped ensemble plus a second level shift over the last 48 points;
+- ``without_<member>``: the shipped ensemble less one member (an ablation: each one pulls its weight);
 - ``forecast_ets`` / ``forecast_mstl``: the shipped ensemble plus the residual of the project's forecaster
   (``forecasting.models.SeriesModel``, fitted on the probation rows, then followed without refit and asked
   for the next 12 steps every 12 points), scaled by its 95 % interval: a point far outside it.
@@ -38,6 +39,11 @@ None of them beat the shipped detector held out; they stay here so the claim can
 | fusion | 648 | 0.731 | 0.731 | 0.745 |
 | context | 324 | 0.702 | 0.710 | 0.751 |
 | slow_shift | 324 | 0.722 | 0.707 | 0.763 |
+| without_zscore | 324 | 0.721 | | 0.768 |
+| without_level_shift | 324 | 0.715 | | 0.769 |
+| without_jump | 324 | 0.747 | | 0.776 |
+| without_trend | 324 | 0.746 | | 0.765 |
+| without_seasonal | 324 | 0.714 | | 0.754 |
 | forecast_ets | 324 | 0.654 | 0.654 | 0.701 |
 | forecast_mstl | 324 | 0.633 | 0.616 | 0.670 |
 
@@ -357,6 +363,25 @@ def slow_shift(files):
     return list(GRID), flags
 
 
+MEMBERS = ("zscore", "level_shift", "jump", "trend", "seasonal")  # the default ensemble's, in channel order
+
+
+def _without(member: str):
+    """The shipped ensemble without one member: does each pull its weight held out?"""
+    drop = MEMBERS.index(member)
+
+    def variant(files):
+        def flags(file, t):
+            dev, z, spans = channels(file, t.min_rhythm)
+            keep = [i for i in range(len(MEMBERS)) if i != drop]
+            th = t.threshold()
+            return th.flags(th.scores(dev[keep], z[keep], tuple(spans[i] for i in keep), file["ts"]))
+
+        return list(GRID), flags
+
+    return variant
+
+
 VARIANTS = {
     "shipped": shipped,
     "spot": spot,
@@ -367,6 +392,7 @@ VARIANTS = {
     "fusion": fusion,
     "context": context,
     "slow_shift": slow_shift,
+    **{f"without_{m}": _without(m) for m in MEMBERS},
     "forecast_ets": _with_forecast("ets"),
     "forecast_mstl": _with_forecast("mstl"),
 }
