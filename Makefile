@@ -58,10 +58,11 @@ test: lock-check venv system-deps
 	env -u DAGSTER_HOME $(BIN)/pytest -q
 
 # make dev's processes on a fresh home for SOAK_HOURS with the demo feed on and a CPU burner beside them;
-# asserts no incident on the product itself, no failed run, schedules on time, live forecasts, no leak
+# asserts no incident on the product itself, no failed run, schedules on time, live forecasts, no leak;
+# then screenshots of the key pages (after the judgement: viewing pages grows the webserver)
 SOAK_HOURS ?= 2
 soak: lock-check venv
-	$(BIN)/python tools/soak.py --hours $(SOAK_HOURS) --report soak-report.json
+	$(BIN)/python tools/soak.py --hours $(SOAK_HOURS) --report soak-report.json --screenshots soak-screenshots
 
 bench: venv system-deps
 	$(BIN)/python benchmarks/bench_store.py

@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=3100)
     ap.add_argument("--busy-duty", type=float, default=0.6, help="a burner on one core at this duty (0: none)")
     ap.add_argument("--report", default="", help="also write the JSON report here")
+    ap.add_argument(
+        "--screenshots", default="", help="after the judgement, Chromium screenshots of the key pages into this dir"
+    )
     args = ap.parse_args(argv)
 
     home = Path(args.home or tempfile.mkdtemp(prefix="rhythm-soak-"))
@@ -167,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
                 next_print += 600
             time.sleep(60)
         report = judge(home, start, pd.Timestamp.now(tz="UTC"), pd.DataFrame(samples), seed_s, args.hours)
+        pd.DataFrame(samples).to_csv(home / "rss.csv", index=False)  # every sample, for a second look
+        if args.screenshots:  # after the judgement: viewing pages grows the webserver, which is not a leak
+            report["screenshots"] = screenshots(Path(args.screenshots), args.port, start)
     finally:
         stop_group(dev)
         if busy is not None:
@@ -177,6 +183,36 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         Path(args.report).write_text(text)
     return 0 if report["passed"] else 1
+
+
+def screenshots(out: Path, port: int, start: pd.Timestamp) -> list[str]:
+    """Headless Chromium screenshots of the pages an operator opens first (none if Chromium is missing)."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        print("soak: no chromium on PATH: no screenshots", file=sys.stderr)
+        return []
+    out.mkdir(parents=True, exist_ok=True)
+    day = (start - pd.Timedelta("1D")).strftime("%Y-%m-%d")
+    base = f"http://127.0.0.1:{port}"
+    pages = {
+        "runs": "/runs",
+        "healing_report": f"/assets/healing_report?view=partitions&partition={day}",
+        "hourly_rollups": f"/assets/hourly_rollups?view=partitions&partition={day}-10:00",
+        "anomaly_events": f"/assets/anomaly_events?view=partitions&partition={day}-10:00",
+        "cost_pareto_frontier": "/assets/cost_pareto_frontier",
+        "host_sampler": "/locations/rhythm_pipelines/sensors/host_sampler",
+    }
+    taken = []
+    for name, path in pages.items():
+        target = out / f"{name}.png"
+        flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update", "--window-size=1600,1600",
+                 "--virtual-time-budget=25000", f"--screenshot={target}"]  # fmt: skip
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            subprocess.run([chromium, *flags, base + path], capture_output=True, timeout=120, check=False)  # noqa: S603
+        if target.exists():
+            taken.append(str(target))
+    return taken
 
 
 def judge(
