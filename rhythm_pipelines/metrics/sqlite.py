@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +57,21 @@ def _keep_last(ts: np.ndarray) -> np.ndarray:
     return len(ts) - 1 - first_from_end
 
 
+def _while_locked(fn: Callable[[], object], timeout_s: float) -> None:
+    """Run ``fn``, again after a short wait while SQLite says the database is locked, up to ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.01
+    while True:
+        try:
+            fn()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 class SQLiteMetricsStore(MetricsStore):
     """A metrics store in one SQLite file (created on first use)."""
 
@@ -65,11 +81,13 @@ class SQLiteMetricsStore(MetricsStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False)
         self._lock = threading.RLock()
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(f"PRAGMA busy_timeout={int(timeout_s * 1000)}")
+        # Switching a new file to WAL needs it alone: SQLite answers "database is locked" at once (no busy
+        # wait) while another process opens the same new file. Two steps of one run do exactly that.
+        _while_locked(lambda: self._conn.execute("PRAGMA journal_mode=WAL"), timeout_s)
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute("PRAGMA cache_size=-65536")
-        self._conn.executescript(_SCHEMA)
+        _while_locked(lambda: self._conn.executescript(_SCHEMA), timeout_s)
         self._series: dict[tuple[str, str], int] = {}
         self._tables_ready: set[str] = set()
         self._batch_depth = 0

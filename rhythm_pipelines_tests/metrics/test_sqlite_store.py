@@ -107,3 +107,52 @@ def test_a_file_made_before_a_column_existed_gains_it_and_keeps_its_rows(tmp_pat
         rows = s.read_table("channel_calls")
     assert rows["call_id"].tolist() == ["old", "new"]
     assert rows["task"].tolist() == [None, "chat"]
+
+
+def _open_at_once(path: str, barrier, out) -> None:
+    from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
+
+    barrier.wait()
+    try:
+        with SQLiteMetricsStore(path) as store:
+            point = {"ts": [T0], "source": "h", "metric": "m", "value": [1.0]}
+            store.write_metrics(pd.DataFrame(point))
+        out.put("ok")
+    except Exception as exc:  # reported to the parent, which asserts on it
+        out.put(repr(exc))
+
+
+def test_processes_opening_a_new_store_file_at_once_all_get_it(tmp_path):
+    """Two steps of one run open the same new SQLite file together (CI once saw "database is locked" there):
+    every process gets the store. A stress check: the race is rare; the retry itself is tested below."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    for attempt in range(3):
+        path = str(tmp_path / f"new-{attempt}.db")
+        barrier, out = ctx.Barrier(6), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(path, barrier, out)) for _ in range(6)]
+        for p in procs:
+            p.start()
+        results = [out.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        assert results == ["ok"] * 6
+
+
+def test_a_locked_database_is_tried_again_until_the_timeout_and_other_errors_are_not():
+    from rhythm_pipelines.metrics.sqlite import _while_locked
+
+    calls = []
+
+    def locked_twice():
+        calls.append(1)
+        if len(calls) < 3:
+            raise sqlite3.OperationalError("database is locked")
+
+    _while_locked(locked_twice, timeout_s=5)
+    assert len(calls) == 3
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _while_locked(lambda: (_ for _ in ()).throw(sqlite3.OperationalError("database is locked")), timeout_s=0.05)
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        _while_locked(lambda: (_ for _ in ()).throw(sqlite3.OperationalError("no such table: x")), timeout_s=5)
