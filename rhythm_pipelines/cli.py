@@ -288,8 +288,8 @@ def _score_line(name: str, s: dict, extra: str = "") -> str:
 
 
 def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
-    from rhythm_pipelines.anomaly.evaluate import category_of, evaluate_nab, nab_keys, nab_loco
-    from rhythm_pipelines.anomaly.tuning import DEFAULT, GRID
+    from rhythm_pipelines.anomaly.evaluate import nab_report
+    from rhythm_pipelines.anomaly.tuning import DEFAULT, GRID, Tuning
 
     def progress(done: int, total: int, key: str) -> None:
         if done == total or done % 10 == 0:
@@ -297,22 +297,8 @@ def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     print(f"scoring {len(GRID)} settings of {args.method} on every labelled file…", file=sys.stderr, flush=True)
-    categories = sorted({category_of(k) for k in nab_keys(args.data_dir, args.windows)})
     report: dict = {"method": args.method, "shipped_default": DEFAULT.as_dict()}
-    if len(categories) >= 2:
-        loco = nab_loco(args.data_dir, args.windows, args.method, GRID, progress)
-        report.update(loco.report())
-        report["shipped_default_is_in_sample_choice"] = loco.default == DEFAULT
-        files = loco.files.set_index("file")
-    else:
-        frame, total = evaluate_nab(args.data_dir, args.windows, args.method, DEFAULT)
-        report.update({"in_sample": total.as_dict(), "held_out": None, "by_category": {}})
-        report["note"] = f"one category ({categories[0]}): nothing to hold out; the shipped default, in-sample"
-        files = frame.set_index("file").assign(category=categories[0])
-    report["files"] = {
-        k: {c: int(v) for c, v in row.items() if c in ("tp", "fp", "fn") or c.startswith("held_out_")}
-        for k, row in files.iterrows()
-    }
+    report.update(nab_report(args.data_dir, args.windows, args.method, GRID, progress))
     report["seconds"] = round(time.perf_counter() - started, 1)
     simulated = None
     if args.sim_days > 0:
@@ -337,11 +323,16 @@ def cmd_anomalies_evaluate(args: argparse.Namespace) -> int:
         print(_score_line("HELD-OUT (pooled)", report["held_out"]))
     print(_score_line("IN-SAMPLE (chosen on all)", report["in_sample"]))
     if "chosen" in report:
+
+        def label(choice: dict) -> str:
+            setting = Tuning(**{k: v for k, v in choice.items() if k != "rule"})
+            return f"{setting.label()} (rule: {choice['rule']})"
+
         print("chosen per held-out category:")
-        for cat, i in loco.result.chosen.items():
-            print(f"  {cat:32s} {GRID[i].label()} (rule: {loco.result.rules[cat]})")
+        for cat, choice in report["chosen"].items():
+            print(f"  {cat:32s} {label(choice)}")
         same = "" if report["shipped_default_is_in_sample_choice"] else "  (NOT the shipped default: anomaly/tuning.py)"
-        print(f"  {'(all categories)':32s} {loco.default.label()} (rule: {loco.result.in_sample_rule}){same}")
+        print(f"  {'(all categories)':32s} {label(report['in_sample_choice'])}{same}")
     if simulated is not None:
         name = f"SIMULATOR {args.sim_method} ({args.sim_days:g} d, seed {args.sim_seed})"
         print(_score_line(name, report["simulator"]))

@@ -314,3 +314,31 @@ def nab_loco(
         }
     )
     return NabLoco(result, tuple(grid), frame)
+
+
+def nab_report(
+    data_dir: str | Path,
+    windows_path: str | Path,
+    method: str = "ensemble",
+    grid: Sequence[Tuning] = GRID,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> dict:
+    """JSON-ready NAB evaluation of ``method``: leave-one-category-out when there are two categories or more
+    (:meth:`NabLoco.report`), else the shipped default in-sample with ``held_out`` None and a ``note``.
+    Both carry ``files``: per file, its counts (and, held out, the held-out choice's)."""
+    categories = sorted({category_of(k) for k in nab_keys(data_dir, windows_path)})
+    if len(categories) >= 2:
+        loco = nab_loco(data_dir, windows_path, method, grid, progress)
+        report = loco.report()
+        report["shipped_default_is_in_sample_choice"] = loco.default == DEFAULT
+        files = loco.files.set_index("file")
+    else:
+        frame, total = evaluate_nab(data_dir, windows_path, method, DEFAULT)
+        report = {"in_sample": total.as_dict(), "held_out": None, "by_category": {}, "in_sample_by_category": {}}
+        report["note"] = f"one category ({categories[0]}): nothing to hold out; the shipped default, in-sample"
+        files = frame.set_index("file")
+    report["files"] = {
+        k: {c: int(v) for c, v in row.items() if c in ("tp", "fp", "fn") or c.startswith("held_out_")}
+        for k, row in files.iterrows()
+    }
+    return report

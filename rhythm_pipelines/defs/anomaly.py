@@ -191,15 +191,7 @@ class ScorecardConfig(dg.Config):
 def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfig) -> dg.MaterializeResult:
     """Window precision, recall and F1 of every detector on a simulated fleet, and on NAB when configured: held
     out by category (each NAB category scored with the constants chosen on the others) beside in-sample."""
-    from rhythm_pipelines.anomaly.evaluate import (
-        category_of,
-        evaluate_nab,
-        nab_keys,
-        nab_loco,
-        nab_paths,
-        score_simulation,
-        simulation_example,
-    )
+    from rhythm_pipelines.anomaly.evaluate import nab_paths, nab_report, score_simulation, simulation_example
     from rhythm_pipelines.anomaly.tuning import GRID
     from rhythm_pipelines.simulate import SimConfig, simulate
 
@@ -224,23 +216,15 @@ def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfi
     categories: list[dict] = []
     if nab_dir:
         data, windows_path = nab_paths(nab_dir, config.nab_windows or os.environ.get("RHYTHM_NAB_WINDOWS"))
-        try:
-            several = len({category_of(k) for k in nab_keys(data, windows_path)}) >= 2  # listed once, not per method
-        except ValueError:
-            several = True  # nab_loco raises the same error per method below, each recorded
         for method in methods:
             try:
-                if not several:
-                    rows.append({"dataset": "NAB in-sample", "method": method,
-                                 **evaluate_nab(data, windows_path, method)[1].as_dict()})  # fmt: skip
-                    continue
-                loco = nab_loco(data, windows_path, method)
+                report = nab_report(data, windows_path, method)
             except Exception as exc:  # one broken detector must not hide the others' scores
                 context.log.warning(f"{method} on NAB: {exc!r}")
                 errors.append({"dataset": "NAB", "method": method, "error": f"{type(exc).__name__}: {exc}"[:300]})
                 continue
-            report = loco.report()
-            rows.append({"dataset": "NAB held-out", "method": method, **report["held_out"]})
+            if report["held_out"] is not None:
+                rows.append({"dataset": "NAB held-out", "method": method, **report["held_out"]})
             rows.append({"dataset": "NAB in-sample", "method": method, **report["in_sample"]})
             categories += [
                 {"method": method, "category": c, **s, "in_sample_f1": report["in_sample_by_category"][c]["f1"]}

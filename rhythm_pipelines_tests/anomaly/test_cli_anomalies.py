@@ -144,3 +144,19 @@ def test_evaluate_holds_each_category_out(tmp_path):
     table = run(*args, "--sim-days", "0")
     assert "HELD-OUT (pooled)" in table.stdout and "IN-SAMPLE (chosen on all)" in table.stdout
     assert "setB (1 files)" in table.stdout and "scored 3/3 files" in table.stderr
+
+
+def test_evaluate_with_one_category_says_nothing_was_held_out(tmp_path):
+    (tmp_path / "data" / "only").mkdir(parents=True)
+    frame = series_csv(tmp_path / "data" / "only" / "f0.csv", spike=1500)
+    windows = {"only/f0.csv": [[frame["timestamp"][1490], frame["timestamp"][1510]]]}
+    (tmp_path / "windows.json").write_text(json.dumps(windows))
+    args = ["evaluate", "--data-dir", tmp_path / "data", "--windows", tmp_path / "windows.json", "--sim-days", "0"]
+    report = json.loads(run(*args, "--json").stdout)
+    assert report["held_out"] is None and report["by_category"] == {}
+    assert report["in_sample"]["tp"] == 1 and report["in_sample"]["fn"] == 0
+    assert "one category (only)" in report["note"]
+    assert report["files"] == {"only/f0.csv": {"tp": 1, "fp": report["in_sample"]["fp"], "fn": 0}}
+    table = run(*args)
+    assert table.returncode == 0, table.stderr
+    assert "IN-SAMPLE (chosen on all)" in table.stdout and "HELD-OUT" not in table.stdout
