@@ -35,11 +35,15 @@ lock:
 	rm -rf $(LOCK_VENV)
 	$(PYTHON) tools/check_lock.py requirements.lock
 
-# Servers the tests start for real (Debian's influxdb). Installed when missing and we are root.
+# Servers and the browser the tests start for real (Debian's influxdb, prometheus and chromium), installed when
+# missing and we are root.
+SYSTEM_DEPS := influxd:influxdb prometheus:prometheus chromium:chromium
 system-deps:
-	@command -v influxd >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq influxdb >/dev/null; \
-	  else echo "influxd is missing: sudo apt-get install influxdb" >&2; exit 1; fi; }
+	@missing=""; for pair in $(SYSTEM_DEPS); do command -v $${pair%%:*} >/dev/null || missing="$$missing $${pair#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing$$missing (Debian)"; apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else echo "missing:$$missing: sudo apt-get install$$missing" >&2; exit 1; fi; fi
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)

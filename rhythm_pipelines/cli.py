@@ -629,7 +629,43 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true")
     d.add_argument("--no-materialize", action="store_true", help="only write the files; print the backfill")
     d.set_defaults(func=cmd_demo_seed)
+
+    db = sub.add_parser(
+        "dashboard",
+        help="the operator's live dashboard and Prometheus /metrics, over the store",
+        description="Serve the live dashboard (Overview, Hosts, Healing), /api/kpis and /metrics from the store. "
+        "Run counts per job come from the Dagster instance of $DAGSTER_HOME when it is set.",
+    )
+    db.add_argument("--host", default="127.0.0.1")
+    db.add_argument("--port", type=int, default=3001)
+    db.add_argument("--store", default=None, help="store URL (default: the one $RHYTHM_STORE names, as Dagster's)")
+    db.add_argument("--dagster-url", default="http://127.0.0.1:3000", help="where links into the Dagster UI go")
+    db.add_argument("--refresh", type=float, default=5.0, help="seconds between the page's updates")
+    db.set_defaults(func=cmd_dashboard)
     return p
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from rhythm_pipelines.dashboard.app import create_app
+    from rhythm_pipelines.home import store_url
+    from rhythm_pipelines.metrics.store import open_store
+
+    url = args.store or store_url()
+    store = open_store(url)
+    landing = Path(os.environ.get("RHYTHM_LANDING_DIR", _home() / "landing"))
+    runs = None
+    if os.environ.get("DAGSTER_HOME"):
+        import dagster as dg
+
+        from rhythm_pipelines.dashboard.dagster_runs import run_counts
+
+        runs = run_counts(dg.DagsterInstance.get)
+    app = create_app(store, args.dagster_url, landing, refresh_s=args.refresh, dagster_runs=runs)
+    print(f"rhythm dashboard on http://{args.host}:{args.port} (store {url}; Ctrl-C stops it)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 def cmd_cost_optimize(args: argparse.Namespace) -> int:
