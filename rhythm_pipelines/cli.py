@@ -641,6 +641,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--store", default=None, help="store URL (default: the one $RHYTHM_STORE names, as Dagster's)")
     db.add_argument("--dagster-url", default="http://127.0.0.1:3000", help="where links into the Dagster UI go")
     db.add_argument("--refresh", type=float, default=5.0, help="seconds between the page's updates")
+    db.add_argument(
+        "--as-of", default=None, help="show the fleet as of this UTC time (a post-mortem; default: now, live)"
+    )
     db.set_defaults(func=cmd_dashboard)
     return p
 
@@ -650,7 +653,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
     from rhythm_pipelines.dashboard.app import create_app
     from rhythm_pipelines.home import store_url
-    from rhythm_pipelines.metrics.store import open_store
+    from rhythm_pipelines.metrics.store import open_store, utc
 
     url = args.store or store_url()
     store = open_store(url)
@@ -662,7 +665,11 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         from rhythm_pipelines.dashboard.dagster_runs import run_counts
 
         runs = run_counts(dg.DagsterInstance.get)
-    app = create_app(store, args.dagster_url, landing, refresh_s=args.refresh, dagster_runs=runs)
+    clock = None
+    if args.as_of:
+        as_of = utc(args.as_of)
+        clock = lambda: as_of  # noqa: E731
+    app = create_app(store, args.dagster_url, landing, refresh_s=args.refresh, clock=clock, dagster_runs=runs)
     print(f"rhythm dashboard on http://{args.host}:{args.port} (store {url}; Ctrl-C stops it)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

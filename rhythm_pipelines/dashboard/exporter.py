@@ -69,7 +69,7 @@ class RhythmCollector(Collector):
         if snap.get("dagster_runs") is not None:
             runs = GaugeMetricFamily(
                 "rhythm_dagster_runs", "Dagster runs per job: queued and started now, failed in the last 24 h.",
-                labels=["job", "status"],
+                labels=["dagster_job", "status"],  # not "job": Prometheus keeps that for the scrape job
             )  # fmt: skip
             for (job, status), n in sorted(snap["dagster_runs"].items()):
                 runs.add_metric([job, status], n)

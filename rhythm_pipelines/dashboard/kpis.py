@@ -135,6 +135,7 @@ def anomaly_accuracy(
     if len(ev):
         ev = ev[[k in series for k in zip(ev["source"], ev["metric"], strict=True)]]
         ev = ev.assign(end=pd.to_datetime(ev["end"], utc=True).fillna(ev["ts"]))
+        ev = ev[(ev["end"] >= start) & (ev["ts"] < end)]  # the events of the window
     hit_events = np.zeros(len(ev), dtype=bool)
     found = 0
     for inc in lab.itertuples(index=False):

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pandas as pd
 
+from rhythm_pipelines.healing.detectors import DetectorSettings
 from rhythm_pipelines.metrics.store import MetricsStore
 
 LATEST = pd.Timedelta(minutes=15)  # a series silent longer than this has no "now"
@@ -18,8 +19,17 @@ HOST_METRICS = ("cpu_percent", "mem_percent", "load1", "process_count", "zombie_
 
 
 def is_channel(source: str) -> bool:
-    """Channel series are named ``channel@region``; everything else is a host."""
+    """Channel series are named ``channel@region``."""
     return "@" in source
+
+
+def is_process(source: str) -> bool:
+    """Process series are named ``host/proc/name`` (or ``host/proc/PID``)."""
+    return "/proc/" in source
+
+
+def is_host(source: str) -> bool:
+    return not is_channel(source) and not is_process(source)
 
 
 def iso(ts) -> str | None:
@@ -114,17 +124,24 @@ def forecast_bands(store: MetricsStore, now: pd.Timestamp, sources: list[str] | 
 def hosts(store: MetricsStore, now: pd.Timestamp, start: pd.Timestamp, host: list[str] | None = None) -> dict:
     """The Hosts page: the hosts, their latest CPU/memory/load/processes, series, anomalies and forecasts."""
     known = store.list_series()
-    all_hosts = sorted({s for s in known["source"] if not is_channel(s)}) if len(known) else []
+    all_hosts = sorted({s for s in known["source"] if is_host(s)}) if len(known) else []
     chosen = [h for h in (host or all_hosts) if h in all_hosts]
-    last = latest(store, now)
-    last = last[last["source"].isin(chosen) & last["metric"].isin(HOST_METRICS)]
+    now_values = latest(store, now)
+    last = now_values[now_values["source"].isin(chosen) & now_values["metric"].isin(HOST_METRICS)]
     table = last.pivot_table(index="source", columns="metric", values="value", aggfunc="last")
+    procs = now_values[[is_process(s) and s.split("/proc/")[0] in chosen for s in now_values["source"]]]
+    ptable = procs.pivot_table(index="source", columns="metric", values="value", aggfunc="last")
     return {
         "hosts": all_hosts,
         "selected": chosen,
         "latest": [
             {"host": h, **{m: (None if pd.isna(v) else round(float(v), 3)) for m, v in row.items()}}
             for h, row in table.iterrows()
+        ],
+        "hung_after_s": DetectorSettings().hung_after_s,  # the health sensor's default bar
+        "processes": [
+            {"process": p, **{m: (None if pd.isna(v) else round(float(v), 3)) for m, v in row.items()}}
+            for p, row in ptable.iterrows()
         ],
         "series": series_payload(store, start, now, chosen, list(HOST_METRICS)) if chosen else [],
         "anomalies": anomaly_markers(store, start, now, chosen),

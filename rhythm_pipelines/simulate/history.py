@@ -159,14 +159,14 @@ def served_forecasts(sim: Simulation, metric: str = "cpu_percent", error: float 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def fill(store: MetricsStore, sim: Simulation, seed: int = 0) -> dict[str, int]:
+def fill(store: MetricsStore, sim: Simulation, seed: int = 0, heal_rate: float = 0.95) -> dict[str, int]:
     """Write the simulation and the product's history of it into ``store``; returns rows per table."""
     from rhythm_pipelines.metrics.calls import channel_minute_metrics
 
     calls = sim.calls.rename(columns={"request_id": "call_id"}).assign(origin=f"sim-{sim.config.seed}")
     tables = {
         "channel_calls": calls,
-        "healing_log": healing_log(sim, seed=seed),
+        "healing_log": healing_log(sim, heal_rate, seed),
         "runs": run_history(sim, seed=seed),
         "events": anomaly_events(sim, seed=seed),
         "forecasts": served_forecasts(sim, seed=seed),

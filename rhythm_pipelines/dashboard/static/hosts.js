@@ -10,7 +10,8 @@ function skeleton(hosts) {
       <label>range <select id="hours">${[1, 6, 24, 72, 168].map((h) => `<option value="${h}">${h} h</option>`).join("")}</select></label>
       <span class="muted">anomaly events marked ✕; forecasts dashed with their 80 % band</span>
     </div>
-    <section><h2>Now</h2><div id="latest"></div></section>
+    <section><h2>Now <span class="muted">(the last 15 minutes)</span></h2><div id="latest"></div></section>
+    <section><h2>Watched processes <span class="muted">(hung: a heartbeat older than the health sensor's bar; zombies: the host table)</span></h2><div id="procs"></div></section>
     <div class="grid2" id="charts"></div>`;
   document.getElementById("host").value = p.get("host") || "";
   document.getElementById("hours").value = p.get("hours") || "6";
@@ -22,6 +23,11 @@ function skeleton(hosts) {
 function draw(d) {
   document.getElementById("latest").innerHTML = `<table data-testid="hosts-latest"><tr><th>host</th>${Object.keys(UNITS).map((m) => `<th>${m}</th>`).join("")}</tr>
     ${d.latest.map((r) => `<tr><td>${RHYTHM.esc(r.host)}</td>${Object.keys(UNITS).map((m) => `<td>${RHYTHM.num(r[m])}</td>`).join("")}</tr>`).join("")}</table>`;
+  const procs = d.processes || [];
+  document.getElementById("procs").innerHTML = procs.length ? `<table data-testid="processes"><tr><th>process</th><th>CPU %</th><th>RSS (MB)</th><th>heartbeat age (s)</th><th></th></tr>
+    ${procs.map((r) => `<tr><td>${RHYTHM.esc(r.process)}</td><td>${RHYTHM.num(r.proc_cpu_percent)}</td><td>${RHYTHM.num(r.proc_rss_bytes === undefined || r.proc_rss_bytes === null ? null : r.proc_rss_bytes / 1e6)}</td>
+      <td>${RHYTHM.num(r.heartbeat_age_s)}</td><td>${r.heartbeat_age_s > d.hung_after_s ? '<span class="badge red">hung</span>' : ""}</td></tr>`).join("")}</table>`
+    : `<p class="muted">No process reported in the last 15 minutes.</p>`;
   const charts = document.getElementById("charts");
   const metrics = [...new Set(d.series.map((s) => s.metric))];
   charts.innerHTML = metrics.map((m) => `<section><div id="chart-${m}" class="chart" data-testid="chart-${m}"></div></section>`).join("");
