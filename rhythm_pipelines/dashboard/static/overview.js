@@ -2,7 +2,7 @@
 "use strict";
 const TILES = [
   // key in /api/kpis, label, format, target text, trend column (or null)
-  ["availability", "Availability (24 h)", (v) => RHYTHM.pct(v, 2), "target ≥ 99.5 %", "availability"],
+  ["availability", "Availability (24 h)", (v) => RHYTHM.pct(v, 2), "target ≥ 99.5 %; an escalated incident is down until resolved", "availability"],
   ["auto_recovery_rate", "Auto-recovery rate (24 h)", (v) => RHYTHM.pct(v), "target ≥ 90 % (aim 98 %)", "auto_recovery_rate"],
   ["mttr_p95_s", "Detection → resolution p95", (v) => RHYTHM.num(v) + " s", "target ≤ 30 s", "mttr_p95_s"],
   ["mttr_s", "MTTR (mean)", (v) => RHYTHM.num(v) + " s", "resolved incidents, 24 h", null],
@@ -68,9 +68,9 @@ function drawBudgets(k) {
   const hover = b.map((x) => `spent ${RHYTHM.usd(x.spent)}, projected ${RHYTHM.usd(x.projected)} of ${RHYTHM.usd(x.amount)}`);
   RHYTHM.plot("budgets", [
     { y: names, x: b.map((x) => x.used), name: "spent so far", type: "bar", orientation: "h", marker: { color: "#0969da" },
-      text: hover, hovertemplate: "%{text}<extra></extra>" },
+      text: hover, textposition: "none", hovertemplate: "%{text}<extra></extra>" },
     { y: names, x: b.map((x) => Math.max(0, x.projected_used - x.used)), name: "projected to the period's end", type: "bar",
-      orientation: "h", marker: { color: "#a5d6ff" }, text: hover, hovertemplate: "%{text}<extra></extra>" },
+      orientation: "h", marker: { color: "#a5d6ff" }, text: hover, textposition: "none", hovertemplate: "%{text}<extra></extra>" },
   ], { barmode: "stack", xaxis: { title: { text: "share of the budget" }, tickformat: ".0%", type: "linear" },
     shapes: [{ type: "line", x0: 1, x1: 1, yref: "paper", y0: 0, y1: 1, line: { color: "#cf222e", width: 2 } }],
     margin: { l: 260, r: 10, t: 10, b: 40 } });
