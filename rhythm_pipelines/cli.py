@@ -669,7 +669,18 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     if args.as_of:
         as_of = utc(args.as_of)
         clock = lambda: as_of  # noqa: E731
-    app = create_app(store, args.dagster_url, landing, refresh_s=args.refresh, clock=clock, dagster_runs=runs)
+    from rhythm_pipelines.dashboard.app import Sources
+    from rhythm_pipelines.forecasting.registry import ModelRegistry, default_root
+    from rhythm_pipelines.healing.playbooks import load as load_playbooks
+
+    healing_dir = Path(os.environ.get("RHYTHM_HEALING_DIR", _home() / "healing"))
+    sources = Sources(
+        routes_file=healing_dir / "routes.json",
+        breaker=load_playbooks(os.environ.get("RHYTHM_PLAYBOOKS") or None).detectors.breaker,
+        registry=ModelRegistry(default_root()),  # the signing key, if any, from $RHYTHM_MODEL_HMAC_KEY
+    )
+    app = create_app(store, args.dagster_url, landing, refresh_s=args.refresh, clock=clock, dagster_runs=runs,
+                     sources=sources)  # fmt: skip
     print(f"rhythm dashboard on http://{args.host}:{args.port} (store {url}; Ctrl-C stops it)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

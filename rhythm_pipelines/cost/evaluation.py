@@ -3,6 +3,7 @@ other policies: the figures ``rhythm cost optimize`` prints."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import pandas as pd
@@ -73,6 +74,20 @@ def fit_plan(
         return solve(problem, None, None, max_error_rate, objective="cost"), "cheapest within the rate limits"
     plan = solve(problem, None, None, max_error_rate, observed_mean_latency_ms, objective="cost")
     return plan, f"cheapest with mean latency <= today's {observed_mean_latency_ms:.0f} ms"
+
+def plan_document(day: pd.Timestamp, plan: Plan, mode: str) -> dict:
+    """A fitted plan as kept: the JSON document of the reports directory."""
+    return {"day": f"{day:%Y-%m-%d}", "mode": mode, "shares": plan.as_dict(), "expected": plan.expected,
+            "hourly": plan.hourly().round(6).to_dict("records")}  # fmt: skip
+
+
+def plan_row(day: pd.Timestamp, doc: dict) -> pd.DataFrame:
+    """A plan document as its ``routing_plans`` row (one per day it was fitted on)."""
+    return pd.DataFrame(
+        [{"ts": day, "plan_id": doc["day"], "mode": doc["mode"], "shares": json.dumps(doc["shares"]),
+          "hourly": json.dumps(doc["hourly"]), "expected": json.dumps(doc["expected"])}]
+    )  # fmt: skip
+
 
 
 def evaluate(

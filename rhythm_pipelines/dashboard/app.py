@@ -31,7 +31,10 @@ STATIC = Path(__file__).parent / "static"
 PAGES = {  # path: (page id, title)
     "/": ("overview", "Overview"),
     "/hosts": ("hosts", "Hosts"),
+    "/channels": ("channels", "Channels & regions"),
     "/healing": ("healing", "Healing"),
+    "/cost": ("cost", "Cost & ROI"),
+    "/forecasts": ("forecasts", "Forecasts"),
 }
 MAX_RANGE = pd.Timedelta(days=31)
 
@@ -100,6 +103,17 @@ class Snapshots:
         return {tuple(map(str, k)): int(n) for k, n in counts.items()}
 
 
+@dataclass(frozen=True)
+class Sources:
+    """Where the pages read what is not in the store: the healing state (routes in force), the breaker
+    settings of the playbooks, the model registry, the price catalog."""
+
+    routes_file: Path | None = None
+    breaker: object | None = None  # healing.breaker.BreakerConfig
+    registry: object | None = None  # forecasting.registry.ModelRegistry
+    catalog: object | None = None  # cost.catalog.Catalog
+
+
 def create_app(
     store: MetricsStore,
     dagster_url: str = "http://127.0.0.1:3000",
@@ -108,8 +122,13 @@ def create_app(
     cache_s: float = 3.0,
     clock: Callable[[], pd.Timestamp] | None = None,
     dagster_runs: Callable[[], dict | None] | None = None,
+    sources: Sources | None = None,
 ) -> Starlette:
     """The dashboard over ``store``; ``clock`` fixes "now" (tests), ``dagster_runs`` counts runs per job."""
+    from rhythm_pipelines.cost import catalog as catalogs
+
+    sources = sources or Sources()
+    catalog = sources.catalog or catalogs.load()
     snaps = Snapshots(store, landing, cache_s, clock or (lambda: pd.Timestamp.now(tz="UTC")),
                       dagster_runs or (lambda: None))  # fmt: skip
     registry = CollectorRegistry(auto_describe=False)
@@ -168,6 +187,19 @@ def create_app(
         )  # fmt: skip
         return {"events": rows, "kinds": sorted({r["kind"] for r in rows})}
 
+    def channels(request: Request) -> dict:
+        t = now()
+        return views.channels(store, t, t - hours_param(request, 6.0), list_param(request, "channel"),
+                              sources.routes_file, sources.breaker)  # fmt: skip
+
+    def cost(request: Request) -> dict:
+        t = now()
+        return views.cost(store, t, t - hours_param(request, 24.0), catalog, snaps.get()["kpis"]["budgets"])
+
+    def forecasts(request: Request) -> dict:
+        t = now()
+        return views.forecasts(store, t, t - hours_param(request, 24.0), sources.registry)
+
     async def metrics(request: Request) -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
@@ -183,6 +215,9 @@ def create_app(
         Route("/api/trend", api(trend)),
         Route("/api/hosts", api(hosts)),
         Route("/api/healing", api(healing)),
+        Route("/api/channels", api(channels)),
+        Route("/api/cost", api(cost)),
+        Route("/api/forecasts", api(forecasts)),
         Route("/metrics", metrics),
         Route("/healthz", healthz),
         Route("/static/plotly.min.js", plotly_file),

@@ -224,3 +224,170 @@ def clean(value):
 
 def dumps(value) -> str:
     return json.dumps(clean(value), allow_nan=False)
+
+
+CHANNEL_METRICS = ("calls", "errors", "timeouts", "latency_ms_p50", "latency_ms_p95")
+
+
+def channels(
+    store: MetricsStore,
+    now: pd.Timestamp,
+    start: pd.Timestamp,
+    selected: list[str] | None = None,
+    routes_file=None,
+    breaker_config=None,
+    max_points: int = 300,
+) -> dict:
+    """The Channels page: per channel@region latency p50/p95, error and timeout rates over time (rates are
+    the bucket's errors over its calls), the breaker state now (the last 30 min of calls replayed through
+    the healing breaker), the reroutes in force, forecasts, and a region × channel heat map of the last hour."""
+    from rhythm_pipelines.healing.breaker import BreakerConfig, replay
+    from rhythm_pipelines.healing.routing import read_routes
+
+    known = store.list_series()
+    every = sorted({s for s in known["source"] if is_channel(s)}) if len(known) else []
+    chosen = [c for c in (selected or every) if c in every]
+    pts = store.read_metrics(start, now + pd.Timedelta(microseconds=1), sources=chosen, metrics=list(CHANNEL_METRICS))
+    series = []
+    if len(pts):
+        freq = bucket(pts, start, now, max_points)
+        wide = pts.pivot_table(index=["source", "ts"], columns="metric", values="value", aggfunc="last").reset_index()
+        for source, g in wide.groupby("source", sort=True):
+            g = g.set_index("ts")
+            counts = g.reindex(columns=["calls", "errors", "timeouts"]).fillna(0).resample(freq, origin=start).sum()
+            lat = g.reindex(columns=["latency_ms_p50", "latency_ms_p95"]).resample(freq, origin=start).mean()
+            keep = counts["calls"] > 0
+            calls = counts["calls"][keep]
+            series.append(
+                {
+                    "source": source,
+                    "ts": [t.isoformat() for t in calls.index],
+                    "calls": calls.round(3).tolist(),
+                    "error_rate": (counts["errors"][keep] / calls).round(5).tolist(),
+                    "timeout_rate": (counts["timeouts"][keep] / calls).round(5).tolist(),
+                    "latency_ms_p50": lat["latency_ms_p50"][keep].round(2).tolist(),
+                    "latency_ms_p95": lat["latency_ms_p95"][keep].round(2).tolist(),
+                }
+            )
+    recent = store.read_table("channel_calls", now - pd.Timedelta(minutes=30), now + pd.Timedelta(microseconds=1))
+    config = breaker_config or BreakerConfig()
+    breakers = {}
+    if len(recent):
+        recent = recent.assign(source=recent["channel"] + "@" + recent["region"]).sort_values("ts", kind="stable")
+        for source, g in recent.groupby("source", sort=True):
+            breakers[source] = replay(g, config, now).state
+    hour = store.read_table("channel_calls", now - pd.Timedelta(hours=1), now + pd.Timedelta(microseconds=1))
+    heat = {"channels": [], "regions": [], "p95_latency_ms": [], "error_rate": []}
+    if len(hour):
+        g = hour.groupby(["region", "channel"])
+        p95 = g["latency_ms"].quantile(0.95).unstack()
+        err = g["status"].apply(lambda s: float((s != "ok").mean())).unstack()
+        heat = {
+            "channels": list(p95.columns),
+            "regions": list(p95.index),
+            "p95_latency_ms": p95.round(1).to_numpy().tolist(),
+            "error_rate": err.reindex(index=p95.index, columns=p95.columns).round(4).to_numpy().tolist(),
+        }
+    routes = read_routes(routes_file, now) if routes_file is not None else {}
+    return {
+        "channels": every,
+        "selected": chosen,
+        "series": series,
+        "breakers": [{"source": s, "state": breakers.get(s, "no calls")} for s in chosen],
+        "routes": [{"source": k, **v} for k, v in sorted(routes.items())],
+        "heat": heat,
+        "forecasts": forecast_bands(store, now, chosen, None),
+    }
+
+
+def cost(store: MetricsStore, now: pd.Timestamp, start: pd.Timestamp, catalog, budgets: list[dict]) -> dict:
+    """The Cost page: spend by channel, region and request class and per hour, the budgets (as the KPIs
+    give them), the cost/latency frontier of the range's calls, the routing plan in force and its savings
+    replayed on the calls since it was fitted, against the allocation those calls really had."""
+    from rhythm_pipelines.cost.frontier import route_frontier
+    from rhythm_pipelines.cost.optimizer import RoutingInfeasible, build_problem
+    from rhythm_pipelines.cost.report import plan_savings
+
+    calls = store.read_table("channel_calls", start, now + pd.Timedelta(microseconds=1))
+    out: dict = {"budgets": budgets, "by": {}, "hourly": [], "frontier": [], "plan": None, "savings": None}
+    if calls.empty:
+        return out
+    priced = catalog.price_calls(calls)
+    priced["cost"] = pd.to_numeric(priced["cost"], errors="coerce").fillna(0.0)
+    for col, name in (("channel", "channel"), ("region", "region"), ("cls", "class")):
+        s = priced.groupby(col)["cost"].sum().sort_values(ascending=False)
+        out["by"][name] = {"labels": [str(k) for k in s.index], "usd": s.round(4).tolist()}
+    hourly = priced.assign(hour=priced["ts"].dt.floor("h")).pivot_table(
+        index="hour", columns="channel", values="cost", aggfunc="sum", fill_value=0.0
+    )
+    out["hourly"] = [
+        {"channel": c, "ts": [t.isoformat() for t in hourly.index], "usd": hourly[c].round(4).tolist()}
+        for c in hourly.columns
+    ]
+    out["total_usd"] = round(float(priced["cost"].sum()), 4)
+    try:
+        frontier = route_frontier(build_problem(calls, catalog))
+        out["frontier"] = frontier.round(6).to_dict("records")
+    except (RoutingInfeasible, ValueError) as exc:
+        out["frontier_error"] = str(exc)
+    plans = store.read_table("routing_plans", now - pd.Timedelta(days=30), now + pd.Timedelta(microseconds=1))
+    if len(plans):
+        plan = plans.sort_values("ts").iloc[-1]
+        fitted_day = pd.Timestamp(plan["ts"])
+        out["plan"] = {
+            "plan_id": plan["plan_id"],
+            "mode": plan["mode"],
+            "fitted_on": fitted_day.isoformat(),
+            "shares": json.loads(plan["shares"] or "{}"),
+            "expected": json.loads(plan["expected"] or "{}"),
+        }
+        since = max(fitted_day + pd.Timedelta(days=1), start)
+        fit_calls = store.read_table("channel_calls", fitted_day, fitted_day + pd.Timedelta(days=1))
+        later = calls[calls["ts"] >= since]
+        if len(fit_calls) and len(later):
+            out["savings"] = {**plan_savings(fit_calls, later, catalog, plan["plan_id"]), "since": since.isoformat()}
+    return out
+
+
+def forecasts(store: MetricsStore, now: pd.Timestamp, start: pd.Timestamp, registry=None) -> dict:
+    """The Forecasts page: per series and horizon, the MAPE of the forecasts served for ``[start, now)``
+    against the value that came, beside Naive's (the last value known when the forecast was issued); the
+    model serving each series and its last retraining (from the registry, when given)."""
+    fc = store.read_table("forecasts", start, now)
+    rows: list[dict] = []
+    if len(fc):
+        actual = store.read_metrics(
+            start - pd.Timedelta(days=1), now + pd.Timedelta(minutes=5),
+            sources=sorted(fc["source"].unique()), metrics=sorted(fc["metric"].unique()),
+        )[["ts", "source", "metric", "value"]].sort_values("ts", kind="stable")  # fmt: skip
+        tol = pd.Timedelta(minutes=5)
+        came = pd.merge_asof(fc.sort_values("ts"), actual, on="ts", by=["source", "metric"], direction="nearest",
+                             tolerance=tol)  # fmt: skip
+        known = actual.rename(columns={"ts": "issued", "value": "naive"})
+        came = pd.merge_asof(came.sort_values("issued"), known, on="issued", by=["source", "metric"],
+                             direction="backward")  # fmt: skip
+        came = came.dropna(subset=["value", "mean", "naive"])
+        came = came[came["value"].abs() > 1e-9]
+        for (source, metric, horizon), g in came.groupby(["source", "metric", "horizon"], sort=True):
+            ape = (g["mean"] - g["value"]).abs() / g["value"].abs()
+            naive = (g["naive"] - g["value"]).abs() / g["value"].abs()
+            inside = ((g["value"] >= g["lo_80"]) & (g["value"] <= g["hi_80"])).mean()
+            rows.append(
+                {
+                    "source": source, "metric": metric, "horizon": str(horizon), "points": len(g),
+                    "mape": float(ape.mean()), "naive_mape": float(naive.mean()),
+                    "skill": float(1 - ape.mean() / naive.mean()) if naive.mean() > 0 else None,
+                    "coverage_80": float(inside), "model": str(g.sort_values("issued")["model"].iloc[-1]),
+                }
+            )  # fmt: skip
+    models = []
+    if registry is not None:
+        for source, metric in registry.series():
+            try:
+                mv = registry.meta(source, metric)
+            except (LookupError, OSError, ValueError):
+                continue
+            models.append({"source": source, "metric": metric, "version": mv.version,
+                           "model": mv.meta.get("model"), "trained_until": mv.meta.get("train_end"),
+                           "fit_s": mv.meta.get("fit_s")})  # fmt: skip
+    return {"accuracy": rows, "models": models}

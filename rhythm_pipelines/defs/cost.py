@@ -11,7 +11,7 @@ import pandas as pd
 
 from rhythm_pipelines.cost import budgets as budget_files
 from rhythm_pipelines.cost import catalog as catalogs
-from rhythm_pipelines.cost.evaluation import fit_plan
+from rhythm_pipelines.cost.evaluation import fit_plan, plan_document, plan_row
 from rhythm_pipelines.cost.frontier import budget_curve, route_frontier, slo_curve
 from rhythm_pipelines.cost.optimizer import RoutingInfeasible, build_problem
 from rhythm_pipelines.cost.report import build_report
@@ -179,18 +179,12 @@ def routing_plan(
     except RoutingInfeasible as exc:
         raise dg.Failure(str(exc), metadata={"cheapest_feasible_budget": exc.min_budget}) from exc
     expected = plan.expected
-    doc = {"day": f"{start:%Y-%m-%d}", "mode": mode, "shares": plan.as_dict(), "expected": expected,
-           "hourly": plan.hourly().round(6).to_dict("records")}  # fmt: skip
+    doc = plan_document(start, plan, mode)
     path = cost.reports / "plans" / f"{start:%Y-%m-%d}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=1))
     with store.open() as s:
-        s.write_table(
-            "routing_plans",
-            pd.DataFrame([{"ts": start, "plan_id": f"{start:%Y-%m-%d}", "mode": mode,
-                           "shares": json.dumps(doc["shares"]), "hourly": json.dumps(doc["hourly"]),
-                           "expected": json.dumps(expected)}]),
-        )  # fmt: skip
+        s.write_table("routing_plans", plan_row(start, doc))
     observed = problem.calls_per_day.sum()
     return dg.MaterializeResult(
         metadata={

@@ -1,5 +1,5 @@
 """What the product itself would have recorded about a simulated fleet: healing log, run history, anomaly
-events and served forecasts, deterministic by seed.
+events, served forecasts and the routing plan fitted on its first whole day, deterministic by seed.
 
 For the dashboard's tests and benchmark, which need a store filled the way weeks of running fill it, without
 running weeks of healing. Every labelled incident is detected 20–90 s after it starts; healing resolves it
@@ -159,6 +159,23 @@ def served_forecasts(sim: Simulation, metric: str = "cpu_percent", error: float 
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def routing_plan(sim: Simulation, catalog=None) -> pd.DataFrame:
+    """The routing plan the ``routing_plan`` asset would fit on the simulation's first whole day of calls
+    (none when it has no whole day)."""
+    from rhythm_pipelines.cost import catalog as catalogs
+    from rhythm_pipelines.cost.evaluation import fit_plan, plan_document, plan_row
+    from rhythm_pipelines.cost.optimizer import build_problem
+
+    catalog = catalog or catalogs.load()
+    day = sim.calls["ts"].min().ceil("D")
+    calls = sim.calls[(sim.calls["ts"] >= day) & (sim.calls["ts"] < day + pd.Timedelta(days=1))]
+    if calls.empty or sim.calls["ts"].max() < day + pd.Timedelta(days=1):
+        return pd.DataFrame()
+    calls = calls.rename(columns={"request_id": "call_id"})
+    plan, mode = fit_plan(build_problem(calls, catalog), observed_mean_latency_ms=float(calls["latency_ms"].mean()))
+    return plan_row(day, plan_document(day, plan, mode))
+
+
 def fill(store: MetricsStore, sim: Simulation, seed: int = 0, heal_rate: float = 0.95) -> dict[str, int]:
     """Write the simulation and the product's history of it into ``store``; returns rows per table."""
     from rhythm_pipelines.metrics.calls import channel_minute_metrics
@@ -170,6 +187,7 @@ def fill(store: MetricsStore, sim: Simulation, seed: int = 0, heal_rate: float =
         "runs": run_history(sim, seed=seed),
         "events": anomaly_events(sim, seed=seed),
         "forecasts": served_forecasts(sim, seed=seed),
+        "routing_plans": routing_plan(sim),
     }
     out = {"metrics": 0}
     with store.batch():

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import requests
 
+from rhythm_pipelines.healing.routing import set_route
 from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
 from rhythm_pipelines.simulate import SimConfig, Simulation, simulate
 from rhythm_pipelines.simulate.history import fill
@@ -61,7 +62,9 @@ class Server:
 
 def start_dashboard(db: Path, landing: Path, log: Path, *extra: str, dagster_home: Path | None = None) -> Server:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "DAGSTER_HOME"} | {"RHYTHM_LANDING_DIR": str(landing)}
+    outer = ("DAGSTER_HOME", "RHYTHM_HEALING_DIR", "RHYTHM_MODEL_REGISTRY")  # this machine's, not the test's
+    env = {k: v for k, v in os.environ.items() if k not in outer}
+    env |= {"RHYTHM_LANDING_DIR": str(landing), "RHYTHM_HOME": str(log.parent / "home")}  # healing state, models
     if dagster_home is not None:
         env["DAGSTER_HOME"] = str(dagster_home)
     cmd = [sys.executable, "-m", "rhythm_pipelines.cli", "dashboard", "--store", f"sqlite:///{db}",
@@ -117,6 +120,8 @@ def dashboard(filled: Filled, dagster_home: Path, tmp_path_factory: pytest.TempP
     """`rhythm dashboard --as-of` over the filled store (a fixed "now", so figures can be checked exactly),
     with the Dagster instance of ``dagster_home``."""
     log = tmp_path_factory.mktemp("dashboard-log") / "dashboard.log"
+    set_route(log.parent / "home" / "healing" / "routes.json", "gpt-4o@us-east-1", "gpt-4o@eu-west-1",
+              filled.as_of + pd.Timedelta(minutes=10), "gpt-4o@us-east-1|high_latency|test")  # fmt: skip
     server = start_dashboard(
         filled.db, filled.landing, log, "--as-of", filled.as_of.isoformat(), dagster_home=dagster_home
     )

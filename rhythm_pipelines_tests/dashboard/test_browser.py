@@ -122,3 +122,22 @@ def test_a_new_incident_reaches_the_open_overview_within_10_seconds(browser, fil
         assert console.errors == []
     finally:
         stop(server)
+
+
+@pytest.mark.parametrize(
+    ("path", "charts", "tables"),
+    [
+        ("/channels?hours=6", {"heat-latency", "heat-errors", "chart-latency", "chart-errors", "chart-calls"},
+         ("breakers", "routes")),
+        ("/cost?hours=24", {"by-channel", "by-region", "by-class", "hourly", "frontier"}, ("budgets", "plan")),
+        ("/forecasts?hours=24", {"skill"}, ("forecast-accuracy",)),
+    ],
+)  # fmt: skip
+def test_channels_cost_and_forecasts_pages_draw_their_data(browser, dashboard, path, charts, tables):
+    page, console = open_page(browser, dashboard.url + path)
+    plotted = {p["id"]: p["points"] for p in page.evaluate(PLOTTED)}
+    assert charts <= set(plotted) and all(plotted[c] > 0 for c in charts), plotted
+    for t in tables:
+        assert page.locator(f"table[data-testid={t}] tr").count() >= 2, t
+    screenshot(page, "dashboard_" + path.strip("/").split("?")[0])
+    assert console.errors == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
 import pytest
 import requests
 
@@ -26,7 +27,7 @@ def test_api_kpis_is_the_domain_figure(dashboard, filled):
 
 
 def test_every_page_is_served_with_local_assets_only(dashboard):
-    for path in ("/", "/hosts", "/healing"):
+    for path in ("/", "/hosts", "/channels", "/healing", "/cost", "/forecasts"):
         page = requests.get(dashboard.url + path, timeout=10)
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
@@ -62,3 +63,41 @@ def test_metrics_speak_prometheus_text_with_rhythm_names(dashboard):
                    "rhythm_healing_actions_total", "rhythm_budget_spent_usd"):  # fmt: skip
         assert needed in names, needed
     assert re.search(r'^rhythm_healing_actions_total\{action="\w+",kind="\w+",outcome="\w+"\} \d', res.text, re.M)
+
+
+def test_channels_api_rates_breakers_routes_and_heat_map(dashboard, filled):
+    got = requests.get(dashboard.url + "/api/channels", params={"hours": 6}, timeout=30).json()
+    assert len(got["channels"]) == 8 and len(got["series"]) == 8  # 4 channels in 2 regions
+    assert {b["state"] for b in got["breakers"]} <= {"closed", "open", "half_open", "no calls"}
+    assert got["routes"] == [{"source": "gpt-4o@us-east-1", "to": "gpt-4o@eu-west-1",
+                              "until": (filled.as_of + pd.Timedelta(minutes=10)).isoformat(),
+                              "event_id": "gpt-4o@us-east-1|high_latency|test"}]  # fmt: skip
+    with filled.open() as store:
+        hour = store.read_table("channel_calls", filled.as_of - pd.Timedelta(hours=1), filled.as_of)
+    heat = got["heat"]
+    r, c = heat["regions"].index("eu-west-1"), heat["channels"].index("gpt-4o")
+    mine = hour[(hour["region"] == "eu-west-1") & (hour["channel"] == "gpt-4o")]
+    assert heat["error_rate"][r][c] == pytest.approx((mine["status"] != "ok").mean(), abs=1e-4)
+    for s in got["series"]:
+        assert all(0 <= x <= 1 for x in s["error_rate"]) and len(s["ts"]) == len(s["latency_ms_p95"])
+
+
+def test_cost_api_spend_frontier_and_plan_savings(dashboard, filled):
+    got = requests.get(dashboard.url + "/api/cost", params={"hours": 24}, timeout=60).json()
+    with filled.open() as store:
+        calls = store.read_table("channel_calls", filled.as_of - pd.Timedelta(hours=24), filled.as_of)
+    by_channel = dict(zip(got["by"]["channel"]["labels"], got["by"]["channel"]["usd"], strict=True))
+    for channel, usd in calls.groupby("channel")["cost_usd"].sum().items():
+        assert by_channel[channel] == pytest.approx(usd, abs=1e-3)
+    assert got["total_usd"] == pytest.approx(calls["cost_usd"].sum(), abs=1e-3)
+    assert any(r["pareto"] for r in got["frontier"]) and len(got["frontier"]) == 8
+    assert got["plan"]["plan_id"] == "2026-03-03" and got["plan"]["shares"]
+    s = got["savings"]
+    assert s["saving"] == pytest.approx(s["observed_cost"] - s["plan_cost"]) and s["observed_cost"] > 0
+
+
+def test_forecasts_api_beats_naive_where_the_simulated_forecasts_are_good(dashboard):
+    got = requests.get(dashboard.url + "/api/forecasts", params={"hours": 24}, timeout=30).json()
+    assert len(got["accuracy"]) == 6 and got["models"] == []  # six hosts' CPU; no registry in this home
+    for row in got["accuracy"]:
+        assert row["points"] == 96 and 0 < row["mape"] < row["naive_mape"]  # 8 % noise beats a 15-min-old value
