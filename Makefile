@@ -49,11 +49,14 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
-# the demo seed runs once (2-3 min); then the UI at http://127.0.0.1:3000 (Ctrl-C stops it; `make clean` resets)
+# the demo seed runs once (2-3 min); then the Dagster UI at http://127.0.0.1:3000 and the operator's dashboard at
+# http://127.0.0.1:3001 (Ctrl-C stops both; `make clean` resets)
 dev: lock-check venv $(DAGSTER_HOME)/dagster.yaml
 	@$(DEV_ENV) $(BIN)/rhythm demo-seed
-	@echo "starting dagster dev: the UI is at http://127.0.0.1:3000 in about 20 s (Ctrl-C stops everything)"
-	@$(DEV_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000 --log-level warning
+	@echo "starting: the dashboard at http://127.0.0.1:3001 now, the Dagster UI at http://127.0.0.1:3000 in about 20 s (Ctrl-C stops both)"
+	@$(DEV_ENV) $(BIN)/rhythm dashboard --host 127.0.0.1 --port 3001 --dagster-url http://127.0.0.1:3000 & dash=$$!; \
+	  trap 'kill $$dash 2>/dev/null; wait $$dash 2>/dev/null' EXIT; \
+	  $(DEV_ENV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000 --log-level warning
 
 # tests make their own instances and homes; an outer DAGSTER_HOME must not leak in
 test: lock-check venv system-deps

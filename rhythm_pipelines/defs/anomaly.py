@@ -12,7 +12,7 @@ from rhythm_pipelines.anomaly.profiles import AUTO
 from rhythm_pipelines.anomaly.range_report import SCORE_CAP, events_table, incidents, readable_score, score_range
 from rhythm_pipelines.anomaly.series import METHODS
 from rhythm_pipelines.defs.ingestion import channel_calls, raw_metrics, window
-from rhythm_pipelines.defs.metadata import md_table, num, partitions_of, plot_flags, run_scoped
+from rhythm_pipelines.defs.metadata import dashboard_link, md_table, num, partitions_of, plot_flags, run_scoped
 from rhythm_pipelines.defs.partitions import hourly_partitions
 from rhythm_pipelines.defs.resources import MetricsStoreResource
 
@@ -238,6 +238,7 @@ def detector_scorecard(context: dg.AssetExecutionContext, config: ScorecardConfi
     table = table.sort_values(["dataset", "f1"], ascending=[True, False], kind="stable")
     metadata = {
         "scorecard": md_table(table, 50),
+        "dashboard": dashboard_link("/"),
         "nab": nab_note,
         "nab_by_category": md_table(pd.DataFrame(categories), 60),
         "simulated_incidents": dg.MetadataValue.int(len(sim.incidents)),

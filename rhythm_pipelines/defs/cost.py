@@ -16,10 +16,12 @@ from rhythm_pipelines.cost.frontier import budget_curve, route_frontier, slo_cur
 from rhythm_pipelines.cost.optimizer import RoutingInfeasible, build_problem
 from rhythm_pipelines.cost.report import build_report
 from rhythm_pipelines.cost.tracking import channel_costs as cost_table
+from rhythm_pipelines.dashboard.kpis import kpis
+from rhythm_pipelines.dashboard.report_html import html_page, kpi_markdown
 from rhythm_pipelines.defs.ingestion import channel_calls, window
-from rhythm_pipelines.defs.metadata import md_table, plot_frontier, png_md
+from rhythm_pipelines.defs.metadata import dashboard_link, md_table, plot_frontier, png_md
 from rhythm_pipelines.defs.partitions import PARTITIONS_START, daily_partitions
-from rhythm_pipelines.defs.resources import MetricsStoreResource, rhythm_home
+from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource, rhythm_home
 
 COST_GROUP = "cost"
 BUDGET_INTERVAL_S = int(os.environ.get("RHYTHM_BUDGET_INTERVAL_S", "300"))
@@ -135,6 +137,7 @@ def cost_pareto_frontier(
     return dg.MaterializeResult(
         metadata={
             "routes": len(routes),
+            "dashboard": dashboard_link("/cost"),
             "pareto_routes": ", ".join(routes.loc[routes["pareto"], "route"]),
             "frontier": md_table(routes, 60),
             "budget_sweep": md_table(curve.round(4), 30)
@@ -189,6 +192,7 @@ def routing_plan(
     return dg.MaterializeResult(
         metadata={
             "mode": mode,
+            "dashboard": dashboard_link("/cost"),
             "expected_cost_usd_per_day": round(expected["cost_usd"], 4),
             "expected_mean_latency_ms": round(expected["mean_latency_ms"], 1),
             "expected_p95_latency_ms": round(expected["p95_latency_ms"], 1),
@@ -209,23 +213,37 @@ def _report_asset(name: str, period: str, partitions: dg.TimeWindowPartitionsDef
         deps=[channel_costs],
         description=f"The {period} cost report: spend by channel and region, the trend against the previous period, "
         "the savings the routing plan (fitted on the previous period) would have made replayed over this one, and "
-        "the top cost drivers; markdown and a plot here and as files in the reports directory.",
+        "the top cost drivers, and the seed's KPIs over the period; markdown and a plot here, and as markdown and "
+        "a self-contained HTML file in the reports directory.",
     )
-    def _report(context: dg.AssetExecutionContext, store: MetricsStoreResource, cost: CostResource):
+    def _report(
+        context: dg.AssetExecutionContext, store: MetricsStoreResource, cost: CostResource, landing: LandingZone
+    ):
         start, end = window(context)
         prev_start = start - offset
         with store.open() as s:
             calls = s.read_table("channel_calls", start, end)
             previous = s.read_table("channel_calls", prev_start, start)
         key = context.partition_key
-        report = build_report(period, key, start, end, calls, previous, cost.load_catalog())
+        catalog = cost.load_catalog()
+        report = build_report(period, key, start, end, calls, previous, catalog)
+        upto = min(end, pd.Timestamp.now(tz="UTC"))  # a period still running: its KPIs so far
+        with store.open() as s:
+            figures = kpis(s, upto, catalog, cost.load_budgets(), Path(landing.root), window=upto - start)
+            summary = kpi_markdown(figures)
         out = cost.reports / "cost" / period
         out.mkdir(parents=True, exist_ok=True)
         text, png = report.markdown(), report.plot_png()
         (out / f"{key}.md").write_text(text + f"\n![daily spend]({key}.png)\n")
         (out / f"{key}.png").write_bytes(png)
+        page = html_page(f"Cost report, {period} {key}", f"{text}\n## The seed's KPIs over the period\n\n{summary}",
+                         [(f"{period} {key}: daily spend by channel", png)], "rhythm_pipelines")  # fmt: skip
+        (out / f"{key}.html").write_text(page)
         return dg.MaterializeResult(
             metadata={
+                "kpis": dg.MetadataValue.md(summary),
+                "html": dg.MetadataValue.path(str(out / f"{key}.html")),
+                "dashboard": dashboard_link("/cost", hours=round((upto - start) / pd.Timedelta(hours=1), 2)),
                 "spend_usd": round(report.total, 4),
                 "calls": report.calls,
                 "change_vs_previous": None if report.change is None else round(report.change, 4),

@@ -8,7 +8,7 @@ import pandas as pd
 from pydantic import Field
 
 from rhythm_pipelines.defs.ingestion import channel_calls, raw_metrics, window
-from rhythm_pipelines.defs.metadata import md_table, num, plot_forecast
+from rhythm_pipelines.defs.metadata import dashboard_link, md_table, num, plot_forecast
 from rhythm_pipelines.defs.partitions import daily_partitions
 from rhythm_pipelines.defs.resources import MetricsStoreResource, ModelRegistryResource, healing_from_env
 from rhythm_pipelines.forecasting.day_report import DayReport, score_day
@@ -186,6 +186,7 @@ def forecast_accuracy(
         return
     worse = report.worse_than_naive(config.skill_tolerance)
     metadata = {
+        "dashboard": dashboard_link("/forecasts"),
         "series_scored": dg.MetadataValue.int(len(table)),
         "mean_skill_vs_naive": dg.MetadataValue.float(num(float(table["skill"].mean()))),
         "worst_skill_vs_naive": dg.MetadataValue.float(num(float(table["skill"].min()))),

@@ -11,14 +11,17 @@ Runs carry ``rhythm/target`` so the run queue applies one healing run per target
 
 import json
 import os
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
 
-from rhythm_pipelines.defs.metadata import md_table, num, plot_incidents
+from rhythm_pipelines.dashboard.kpis import kpis
+from rhythm_pipelines.dashboard.report_html import html_page, kpi_markdown
+from rhythm_pipelines.defs.metadata import dashboard_link, md_table, num, plot_incidents
 from rhythm_pipelines.defs.partitions import daily_so_far_partitions
 from rhythm_pipelines.defs.reexecution import REEXEC_TAG, ROOT_RUN_TAG, submit_reexecution
-from rhythm_pipelines.defs.resources import HealingResource, MetricsStoreResource, sampler_host
+from rhythm_pipelines.defs.resources import HealingResource, LandingZone, MetricsStoreResource, sampler_host
 from rhythm_pipelines.healing import pause
 from rhythm_pipelines.healing.actions import Actuator
 from rhythm_pipelines.healing.detectors import cascade_failure, task_failure_pattern
@@ -392,6 +395,7 @@ def healing_log(context: dg.AssetExecutionContext, store: MetricsStoreResource) 
     return dg.MaterializeResult(
         metadata={
             "entries": len(log),
+            "dashboard": dashboard_link("/healing"),
             "events": len(events),
             "actions": len(acts),
             "actions_by_outcome": dg.MetadataValue.json(acts["outcome"].value_counts().to_dict()),
@@ -411,9 +415,12 @@ def healing_log(context: dg.AssetExecutionContext, store: MetricsStoreResource) 
     description="A day of healing: events, actions, MTTR, auto-recovery rate, availability (the share of the day "
     "with no open hard or critical event), the task failure rate from Dagster's run history, and the top "
     "recurring causes, with a timeline of the day's incidents. Today's partition is refreshed hourly; "
-    "replayed (dry-run) decisions are counted apart.",
+    "replayed (dry-run) decisions are counted apart. With the seed's KPIs for the day, and written as a "
+    "self-contained HTML file under the healing state directory (reports/).",
 )
-def healing_report(context: dg.AssetExecutionContext, store: MetricsStoreResource) -> dg.MaterializeResult:
+def healing_report(
+    context: dg.AssetExecutionContext, store: MetricsStoreResource, healing: HealingResource, landing: LandingZone
+) -> dg.MaterializeResult:
     window = context.partition_time_window
     start, end = pd.Timestamp(window.start).tz_convert("UTC"), pd.Timestamp(window.end).tz_convert("UTC")
     with store.open() as s:
@@ -462,6 +469,21 @@ def healing_report(context: dg.AssetExecutionContext, store: MetricsStoreResourc
             ],
             40,
         )
+    with store.open() as s:
+        summary = kpi_markdown(kpis(s, upto, landing=Path(landing.root), window=upto - start))
+    metadata["kpis"] = dg.MetadataValue.md(summary)
+    metadata["dashboard"] = dashboard_link("/healing", hours=round((upto - start) / pd.Timedelta(hours=1), 2))
+    day = f"{start:%Y-%m-%d}"
+    parts = [f"# Healing report, {day}", "## The seed's KPIs over the day", summary,
+             "## Top recurring causes", metadata["top_causes"].value, "## Actions by outcome",
+             metadata["actions_by_outcome"].value]  # fmt: skip
+    for key, heading in (("incidents", "## Incidents"), ("timeline", "## Timeline")):
+        if key in metadata:
+            parts += [heading, metadata[key].value]
+    path = healing.state_path / "reports" / f"{day}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(html_page(f"Healing report, {day}", "\n\n".join(parts), footer="rhythm_pipelines"))
+    metadata["html"] = dg.MetadataValue.path(str(path))
     return dg.MaterializeResult(metadata={k: v for k, v in metadata.items() if v is not None})
 
 

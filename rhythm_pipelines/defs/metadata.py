@@ -205,3 +205,14 @@ def run_scoped(context: dg.AssetExecutionContext, metadata: dict) -> dict:
         "observation (Events, 'Observation')"
     )
     return {"figures_cover": dg.MetadataValue.text(cover), **{f"run_{k}": v for k, v in metadata.items()}}
+
+
+def dashboard_link(path: str, **params: object) -> dg.UrlMetadataValue:
+    """A link to a page of the operator's dashboard (``$RHYTHM_DASHBOARD_URL``, default the one ``make dev``
+    starts), with its URL-held filters."""
+    import os
+    from urllib.parse import urlencode
+
+    base = os.environ.get("RHYTHM_DASHBOARD_URL", "http://127.0.0.1:3001").rstrip("/")
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    return dg.MetadataValue.url(f"{base}{path}" + (f"?{query}" if query else ""))

@@ -36,4 +36,5 @@ def healing_resources(tmp_path, monkeypatch):
     return {
         "store": SQLiteStoreResource(path=str(tmp_path / "metrics.db")),
         "healing": HealingResource(state_dir=str(tmp_path / "healing")),
+        "landing": LandingZone(root=str(tmp_path / "landing")),
     }

@@ -19,7 +19,7 @@ from rhythm_pipelines.defs.cost import (
     cost_report_weekly,
     routing_plan,
 )
-from rhythm_pipelines.defs.resources import SQLiteStoreResource
+from rhythm_pipelines.defs.resources import LandingZone, SQLiteStoreResource
 from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
 from rhythm_pipelines.simulate import SimConfig, simulate
 
@@ -37,7 +37,11 @@ def cost_resources(tmp_path, sim_calls):
     with SQLiteMetricsStore(db) as s:
         calls = sim_calls.rename(columns={"request_id": "call_id"}).assign(origin="sim")
         s.write_table("channel_calls", calls)
-    return {"store": SQLiteStoreResource(path=str(db)), "cost": CostResource(reports_dir=str(tmp_path / "reports"))}
+    return {
+        "store": SQLiteStoreResource(path=str(db)),
+        "cost": CostResource(reports_dir=str(tmp_path / "reports")),
+        "landing": LandingZone(root=str(tmp_path / "landing")),
+    }
 
 
 def test_the_cost_assets_materialise_a_day_and_rerunning_it_is_idempotent(cost_resources, tmp_path):
@@ -63,6 +67,13 @@ def test_the_cost_assets_materialise_a_day_and_rerunning_it_is_idempotent(cost_r
     report = (tmp_path / "reports" / "cost" / "daily" / "2026-03-03.md").read_text()
     assert "# Cost report, daily 2026-03-03" in report and "against the previous period" in report
     assert (tmp_path / "reports" / "cost" / "daily" / "2026-03-03.png").stat().st_size > 1000
+    meta = result.asset_materializations_for_node("cost_report_daily")[0].metadata
+    assert meta["dashboard"].value == "http://127.0.0.1:3001/cost?hours=24.0"
+    assert "| availability |" in meta["kpis"].value and "| task failure rate |" in meta["kpis"].value
+    page = (tmp_path / "reports" / "cost" / "daily" / "2026-03-03.html").read_text()
+    assert meta["html"].value.endswith("2026-03-03.html")
+    assert "<h1>Cost report, daily 2026-03-03</h1>" in page and "<table>" in page
+    assert 'src="data:image/png;base64,' in page and "http" not in page.replace("http://127.0.0.1", "")  # whole
 
 
 def test_the_weekly_report_covers_the_week(cost_resources, tmp_path):

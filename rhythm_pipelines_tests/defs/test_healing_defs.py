@@ -7,6 +7,7 @@ import json
 import os
 import pwd
 import socket
+from pathlib import Path
 
 import dagster as dg
 import pandas as pd
@@ -241,6 +242,11 @@ def test_healing_report_materializes_a_day(healing_resources):
     assert md["events"].value == 1 and md["mttr_p50_s"].value == 7200.0
     assert md["availability"].value == pytest.approx(1 - 2 / 24)
     assert "memory_leak" in md["top_causes"].value and md["timeline"].value.startswith("![healing on 2026-11-20]")
+    assert md["dashboard"].value == "http://127.0.0.1:3001/healing?hours=24.0"
+    assert "| availability | 91.67 % | ≥ 99.5 % | red |" in md["kpis"].value  # 2 h of a hard incident in 24
+    page = Path(md["html"].value).read_text()
+    assert "<h1>Healing report, 2026-11-20</h1>" in page and '<td class="red">red</td>' in page
+    assert 'src="data:image/png;base64,' in page  # the timeline, embedded
 
 
 def test_the_sampler_key_is_made_once_whole_and_private(tmp_path):

@@ -33,6 +33,7 @@ const RHYTHM = {
   },
   pct: (x, digits = 1) => (x === null || x === undefined ? "–" : (100 * x).toFixed(digits) + " %"),
   num: (x, digits = 1) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits)),
+  unit: (text, unit) => (text === "–" ? text : `${text} ${unit}`),
   usd: (x) => (x === null || x === undefined ? "–" : "$" + Number(x).toLocaleString("en-US", { maximumFractionDigits: 2, minimumFractionDigits: 2 })),
   time: (iso) => (iso ? iso.replace("T", " ").slice(0, 19) : "–"),
   esc: (s) => String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c])),

@@ -4,8 +4,8 @@ const TILES = [
   // key in /api/kpis, label, format, target text, trend column (or null)
   ["availability", "Availability (24 h)", (v) => RHYTHM.pct(v, 2), "target ≥ 99.5 %; an escalated incident is down until resolved", "availability"],
   ["auto_recovery_rate", "Auto-recovery rate (24 h)", (v) => RHYTHM.pct(v), "target ≥ 90 % (aim 98 %)", "auto_recovery_rate"],
-  ["mttr_p95_s", "Detection → resolution p95", (v) => RHYTHM.num(v) + " s", "target ≤ 30 s", "mttr_p95_s"],
-  ["mttr_s", "MTTR (mean)", (v) => RHYTHM.num(v) + " s", "resolved incidents, 24 h", null],
+  ["mttr_p95_s", "Detection → resolution p95", (v) => RHYTHM.unit(RHYTHM.num(v), "s"), "target ≤ 30 s", "mttr_p95_s"],
+  ["mttr_s", "MTTR (mean)", (v) => RHYTHM.unit(RHYTHM.num(v), "s"), "resolved incidents, 24 h", null],
   ["task_failure_rate", "Task failure rate (24 h)", (v) => RHYTHM.pct(v, 2), "target < 2 %", "task_failure_rate"],
   ["open_incidents", "Open incidents", (v) => String(v ?? "–"), "unresolved or being handled", "incidents"],
   ["anomaly_precision", "Anomaly precision", (v) => RHYTHM.pct(v), "on labelled incidents, 24 h; target ≥ 90 %", null],
@@ -82,7 +82,7 @@ function drawTrend(trend) {
     { x: h.hour, y: h.availability, name: "availability", type: "scatter", mode: "lines+markers" },
     { x: h.hour, y: h.auto_recovery_rate, name: "auto-recovery", type: "scatter", mode: "lines+markers" },
     { x: h.hour, y: h.task_failure_rate, name: "task failure rate", type: "scatter", mode: "lines+markers" },
-  ], { title: { text: "health per hour", font: { size: 12 } }, yaxis: { title: { text: "share" }, tickformat: ".0%" } });
+  ], { title: { text: "health per hour", font: { size: 12 } }, yaxis: { title: { text: "share" }, tickformat: ".0%", range: [0, 1.05] } });
   RHYTHM.plot("trend-spend", [
     { x: h.hour, y: h.spend_usd, name: "spend per hour", type: "bar" },
   ], { title: { text: "spend per hour", font: { size: 12 } }, yaxis: { title: { text: "USD" } } });
