@@ -1,7 +1,8 @@
 """End to end: `dagster dev` (webserver + daemon) on a temporary DAGSTER_HOME, for real.
 
 The host sampler sensor writes this machine's samples; an hourly partition is launched through the
-webserver's GraphQL API and run by the daemon through the run queue; the CLI backfills a range of hours
+webserver's GraphQL API and run by the daemon through the run queue, and a healing run too, whose page and
+the asset graph render in a real browser; the CLI backfills a range of hours
 into a second store and gets the same rows as the live path; everything shuts down cleanly.
 """
 
@@ -23,6 +24,7 @@ from dagster_graphql import DagsterGraphQLClient
 
 from rhythm_pipelines.metrics.influx_local import free_port
 from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
+from rhythm_pipelines_tests.browser import Console, chromium, screenshot
 from rhythm_pipelines_tests.conftest import FIXTURES, T0
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -97,6 +99,29 @@ def _pgid(pid: int) -> int | None:
         return None
 
 
+def the_ui_renders_the_asset_graph_and_the_healing_run(base: str, run_id: str) -> None:
+    """Dagster's own UI in Chromium: the asset graph shows the pipeline's assets; the healing run's page shows
+    its op and its id. Screenshots: test-artefacts/screenshots/dagster_*.png."""
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        console = Console(page)
+        page.goto(base + "/asset-groups")  # the global lineage: one node per group
+        for group in ("ingestion", "anomaly", "forecasting", "healing", "cost"):
+            page.get_by_text(group, exact=True).first.wait_for(timeout=90_000)
+        page.goto(base + "/locations/rhythm_pipelines/asset-groups/ingestion")  # a group: one node per asset
+        for asset in ("raw_metrics", "channel_calls", "hourly_rollups", "run_history"):
+            page.get_by_text(asset, exact=True).first.wait_for(timeout=90_000)
+        screenshot(page, "dagster_asset_graph")
+        page.goto(f"{base}/runs/{run_id}")
+        page.get_by_text("heal_event").first.wait_for(timeout=90_000)
+        page.get_by_text(run_id.split("-")[0]).first.wait_for(timeout=30_000)
+        page.wait_for_function("() => !document.body.innerText.includes('Loading run logs')", timeout=90_000)
+        page.get_by_text("healing_job").first.wait_for(timeout=30_000)
+        assert page.get_by_text("heal_event").count() >= 2  # its step in the Gantt chart and in the event log
+        screenshot(page, "dagster_healing_run")
+        assert not [e for e in console.errors if e.startswith("uncaught")], console.errors
+
+
 def test_dagster_dev_end_to_end(dev, tmp_path):
     proc, port, log, rhythm = dev["proc"], dev["port"], dev["log"], dev["rhythm"]
     db = rhythm / "metrics.db"
@@ -134,6 +159,22 @@ def test_dagster_dev_end_to_end(dev, tmp_path):
         calls = s.read_table("channel_calls")
         assert len(calls) == 3 and len(s.read_table("rollups", T0, T0 + pd.Timedelta("1h"))) > 0
         assert len(s.read_table("quarantine")) == 8
+
+    # a healing run, launched as the health sensor launches one, then the UI in a real browser
+    event = {"kind": "anomaly", "source": "e2e-host", "start": pd.Timestamp.now(tz="UTC").isoformat(),
+             "metric": "cpu_percent", "value": 97.0, "detail_json": "{}"}  # fmt: skip
+    heal_id = client.submit_job_execution(
+        "healing_job", run_config={"ops": {"heal_event": {"config": {"event": event}}}}
+    )
+    wait_for(
+        "the healing run",
+        lambda: client.get_run_status(heal_id).value in ("SUCCESS", "FAILURE", "CANCELED"),
+        240,
+        proc,
+        log,
+        every=2.0,
+    )
+    the_ui_renders_the_asset_graph_and_the_healing_run(f"http://127.0.0.1:{port}", heal_id)
 
     live = host_points(db, "e2e-host")
     stop_cleanly(proc)
