@@ -642,6 +642,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--dagster-url", default="http://127.0.0.1:3000", help="where links into the Dagster UI go")
     db.add_argument("--refresh", type=float, default=5.0, help="seconds between the page's updates")
     db.add_argument(
+        "--cache-seconds", type=float, default=3.0, help="the KPI snapshot is recomputed at most this often"
+    )
+    db.add_argument(
         "--as-of", default=None, help="show the fleet as of this UTC time (a post-mortem; default: now, live)"
     )
     db.set_defaults(func=cmd_dashboard)
@@ -679,8 +682,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         breaker=load_playbooks(os.environ.get("RHYTHM_PLAYBOOKS") or None).detectors.breaker,
         registry=ModelRegistry(default_root()),  # the signing key, if any, from $RHYTHM_MODEL_HMAC_KEY
     )
-    app = create_app(store, args.dagster_url, landing, refresh_s=args.refresh, clock=clock, dagster_runs=runs,
-                     sources=sources)  # fmt: skip
+    app = create_app(store, args.dagster_url, landing, refresh_s=args.refresh, cache_s=args.cache_seconds,
+                     clock=clock, dagster_runs=runs, sources=sources)  # fmt: skip
     print(f"rhythm dashboard on http://{args.host}:{args.port} (store {url}; Ctrl-C stops it)", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0

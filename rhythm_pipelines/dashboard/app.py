@@ -7,7 +7,9 @@ snapshot to Prometheus. Each snapshot is computed at most once per ``cache_s`` s
 
 from __future__ import annotations
 
+import contextlib
 import html
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 from rhythm_pipelines.dashboard import kpis as kpi_mod
 from rhythm_pipelines.dashboard import views
 from rhythm_pipelines.dashboard.exporter import RhythmCollector
+from rhythm_pipelines.dashboard.spend import SpendLedger
 from rhythm_pipelines.metrics.store import MetricsStore
 
 STATIC = Path(__file__).parent / "static"
@@ -37,6 +40,8 @@ PAGES = {  # path: (page id, title)
     "/forecasts": ("forecasts", "Forecasts"),
 }
 MAX_RANGE = pd.Timedelta(days=31)
+COST_TTL_S = 60.0  # the Cost page's spend breakdown, frontier and plan savings are recomputed this often
+log = logging.getLogger(__name__)
 
 
 class BadRequest(ValueError):
@@ -68,24 +73,33 @@ def list_param(request: Request, name: str) -> list[str] | None:
 
 @dataclass
 class Snapshots:
-    """The KPIs, latest series values and healing counters, recomputed at most every ``cache_s`` seconds."""
+    """The KPIs, latest series values and healing counters. A background thread recomputes them every
+    ``cache_s`` seconds (``start``), so a page or a scrape never waits for the computation; without the thread
+    (``cache_s`` 0, or before it starts) a request computes them itself."""
 
     store: MetricsStore
     landing: Path | None = None
     cache_s: float = 3.0
     clock: Callable[[], pd.Timestamp] = lambda: pd.Timestamp.now(tz="UTC")
     dagster_runs: Callable[[], dict | None] = lambda: None
+    ledger: SpendLedger | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _cached: tuple[float, dict] | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
 
     def get(self) -> dict:
+        cached = self._cached
+        if cached is not None and (self._thread is not None or time.monotonic() - cached[0] < self.cache_s):
+            return cached[1]
+        return self.refresh()
+
+    def refresh(self) -> dict:
         with self._lock:
-            if self._cached is not None and time.monotonic() - self._cached[0] < self.cache_s:
-                return self._cached[1]
             now = self.clock()
             t0 = time.perf_counter()
             snap = {
-                "kpis": kpi_mod.kpis(self.store, now, landing=self.landing),
+                "kpis": kpi_mod.kpis(self.store, now, landing=self.landing, ledger=self.ledger),
                 "latest": views.latest(self.store, now),
                 "actions": self._actions(),
                 "dagster_runs": self.dagster_runs(),
@@ -94,12 +108,28 @@ class Snapshots:
             self._cached = (time.monotonic(), snap)
             return snap
 
+    def start(self) -> None:
+        if self.cache_s > 0 and self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="rhythm-snapshots", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - a failed refresh keeps the last snapshot; the next one retries
+                log.exception("refreshing the dashboard's snapshot failed")
+            self._stop.wait(self.cache_s)
+
     def _actions(self) -> dict[tuple[str, str, str], int]:
-        log = self.store.read_table("healing_log", step="act")
-        if log.empty:
+        log_ = self.store.read_table("healing_log", step="act")
+        if log_.empty:
             return {}
-        log = log[~kpi_mod.replayed(log)]
-        counts = log.groupby(["kind", "action", "outcome"]).size()
+        log_ = log_[~kpi_mod.replayed(log_)]
+        counts = log_.groupby(["kind", "action", "outcome"]).size()
         return {tuple(map(str, k)): int(n) for k, n in counts.items()}
 
 
@@ -129,8 +159,9 @@ def create_app(
 
     sources = sources or Sources()
     catalog = sources.catalog or catalogs.load()
+    ledger = SpendLedger(catalog)
     snaps = Snapshots(store, landing, cache_s, clock or (lambda: pd.Timestamp.now(tz="UTC")),
-                      dagster_runs or (lambda: None))  # fmt: skip
+                      dagster_runs or (lambda: None), ledger)  # fmt: skip
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RhythmCollector(snaps.get))
     template = (STATIC / "page.html").read_text()
@@ -171,7 +202,9 @@ def create_app(
 
     def trend(request: Request) -> dict:
         hours = hours_param(request, 24.0)
-        frame = kpi_mod.trend(store, now(), max(1, int(round(hours / pd.Timedelta(hours=1)))))
+        n = max(1, int(round(hours / pd.Timedelta(hours=1))))
+        # within a day the ledger's hourly sums; further back it holds day totals: read the calls
+        frame = kpi_mod.trend(store, now(), n, catalog, ledger if n <= 24 else None)
         return {"hours": frame.to_dict("list"), "targets": {k: t.good for k, t in kpi_mod.TARGETS.items()}}
 
     def hosts(request: Request) -> dict:
@@ -192,9 +225,18 @@ def create_app(
         return views.channels(store, t, t - hours_param(request, 6.0), list_param(request, "channel"),
                               sources.routes_file, sources.breaker)  # fmt: skip
 
+    cost_cache: dict[pd.Timedelta, tuple[float, dict]] = {}
+
     def cost(request: Request) -> dict:
-        t = now()
-        return views.cost(store, t, t - hours_param(request, 24.0), catalog, snaps.get()["kpis"]["budgets"])
+        """The frontier's LP and the plan's replay take seconds on a busy day: reused for ``COST_TTL_S``."""
+        hours = hours_param(request, 24.0)
+        budgets = snaps.get()["kpis"]["budgets"]
+        hit = cost_cache.get(hours)
+        if hit is None or time.monotonic() - hit[0] > COST_TTL_S:
+            t = now()
+            hit = (time.monotonic(), {**views.cost(store, t, t - hours, catalog, []), "computed_at": t.isoformat()})
+            cost_cache[hours] = hit
+        return {**hit[1], "budgets": budgets}
 
     def forecasts(request: Request) -> dict:
         t = now()
@@ -223,6 +265,12 @@ def create_app(
         Route("/static/plotly.min.js", plotly_file),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes)
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        snaps.start()
+        yield
+        snaps.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.snapshots = snaps
     return app

@@ -197,8 +197,11 @@ def kpis(
     budgets=None,
     landing: Path | None = None,
     window: pd.Timedelta = WINDOW,
+    ledger=None,
 ) -> dict[str, object]:
-    """Every KPI over ``[now - window, now)``: the ``/api/kpis`` JSON (see the module docstring)."""
+    """Every KPI over ``[now - window, now)``: the ``/api/kpis`` JSON (see the module docstring). With a
+    ``ledger`` (:class:`~rhythm_pipelines.dashboard.spend.SpendLedger`), spend and budgets come from its hourly
+    sums instead of re-reading the calls."""
     from rhythm_pipelines.cost import budgets as budget_mod
     from rhythm_pipelines.cost import catalog as catalog_mod
 
@@ -207,8 +210,16 @@ def kpis(
     start = now - window
     report, log = healing(store, start, now)
     summary = report.summary()
-    spend = spend_today(store, now, catalog)
-    statuses, _ = budget_mod.check(budgets, store.read_table, catalog, now)
+    if ledger is None:
+        spend = spend_today(store, now, catalog)
+        statuses, _ = budget_mod.check(budgets, store.read_table, catalog, now)
+    else:
+        first = min([budget_mod.period_bounds(b.period, now)[0] for b in budgets.budgets] + [now.floor("D")])
+        since = min(first, now - pd.Timedelta(hours=budgets.projection_window_h))
+        ledger.window_h = budgets.projection_window_h
+        rows = ledger.spend(store, since, now)
+        spend = rows[rows["ts"] >= now.floor("D")]
+        statuses = [budget_mod.status(b, rows, now, budgets.projection_window_h) for b in budgets.budgets]
     daily = [s for s in statuses if s.budget.period == "daily" and not s.budget.channel and not s.budget.region]
     events = store.read_table("events", start - pd.Timedelta(hours=6), now)
     accuracy = anomaly_accuracy(events, labelled_incidents(landing), start, now)
@@ -257,8 +268,9 @@ def kpis(
     return out
 
 
-def trend(store: MetricsStore, now: pd.Timestamp, hours: int = 24, catalog=None) -> pd.DataFrame:
-    """Per hour of the last ``hours``: availability, auto-recovery, MTTR p95, task failure rate, spend."""
+def trend(store: MetricsStore, now: pd.Timestamp, hours: int = 24, catalog=None, ledger=None) -> pd.DataFrame:
+    """Per hour of the last ``hours``: availability, auto-recovery, MTTR p95, task failure rate, spend (from the
+    ``ledger``'s hourly sums when given)."""
     from rhythm_pipelines.cost import catalog as catalog_mod
 
     catalog = catalog if catalog is not None else catalog_mod.load()
@@ -266,8 +278,11 @@ def trend(store: MetricsStore, now: pd.Timestamp, hours: int = 24, catalog=None)
     start = end - pd.Timedelta(hours=hours)
     report, _ = healing(store, start, now)
     runs = finished_runs(store, start, now)
-    calls = store.read_table("channel_calls", start, now + pd.Timedelta(microseconds=1))
-    cost = catalog.price_calls(calls) if len(calls) else pd.DataFrame(columns=["ts", "cost"])
+    if ledger is not None:
+        cost = ledger.spend(store, start, now)
+    else:
+        calls = store.read_table("channel_calls", start, now + pd.Timedelta(microseconds=1))
+        cost = catalog.price_calls(calls) if len(calls) else pd.DataFrame(columns=["ts", "cost"])
     rows = []
     for h in pd.date_range(start, end - pd.Timedelta(hours=1), freq="h"):
         b = min(h + pd.Timedelta(hours=1), now)

@@ -121,8 +121,39 @@ def forecast_bands(store: MetricsStore, now: pd.Timestamp, sources: list[str] | 
     return out
 
 
+MANY_HOSTS = 10  # more hosts than this and none chosen: the fleet's median and p95, and the busiest hosts
+BUSIEST = 8
+
+
+def host_lines(
+    store: MetricsStore, start: pd.Timestamp, now: pd.Timestamp, chosen: list[str], last: pd.DataFrame, fleet: bool
+) -> list[dict]:
+    """Each chosen host's lines; for a fleet, per metric the median and p95 over hosts of each time bucket
+    (sources ``fleet median`` and ``fleet p95``) and the ``BUSIEST`` hosts by their latest value."""
+    if not chosen:
+        return []
+    lines = series_payload(store, start, now, chosen, list(HOST_METRICS))
+    if not fleet:
+        return lines
+    out = []
+    for metric in HOST_METRICS:
+        mine = [ln for ln in lines if ln["metric"] == metric]
+        if not mine:
+            continue
+        wide = pd.DataFrame({ln["source"]: pd.Series(ln["value"], index=ln["ts"]) for ln in mine}).sort_index()
+        for name, q in (("fleet median", 0.5), ("fleet p95", 0.95)):
+            band = wide.quantile(q, axis=1).dropna()
+            out.append({"source": name, "metric": metric, "ts": list(band.index),
+                        "value": [round(float(v), 4) for v in band]})  # fmt: skip
+        now_values = last[last["metric"] == metric].sort_values("value", ascending=False)
+        top = set(now_values["source"].head(BUSIEST)) or {ln["source"] for ln in mine[:BUSIEST]}
+        out += [ln for ln in mine if ln["source"] in top]
+    return out
+
+
 def hosts(store: MetricsStore, now: pd.Timestamp, start: pd.Timestamp, host: list[str] | None = None) -> dict:
-    """The Hosts page: the hosts, their latest CPU/memory/load/processes, series, anomalies and forecasts."""
+    """The Hosts page: the hosts, their latest CPU/memory/load/processes, series (for a fleet of more than
+    ``MANY_HOSTS`` with none chosen: its median and p95 and the busiest hosts), anomalies and forecasts."""
     known = store.list_series()
     all_hosts = sorted({s for s in known["source"] if is_host(s)}) if len(known) else []
     chosen = [h for h in (host or all_hosts) if h in all_hosts]
@@ -143,7 +174,7 @@ def hosts(store: MetricsStore, now: pd.Timestamp, start: pd.Timestamp, host: lis
             {"process": p, **{m: (None if pd.isna(v) else round(float(v), 3)) for m, v in row.items()}}
             for p, row in ptable.iterrows()
         ],
-        "series": series_payload(store, start, now, chosen, list(HOST_METRICS)) if chosen else [],
+        "series": host_lines(store, start, now, chosen, last, fleet=host is None and len(chosen) > MANY_HOSTS),
         "anomalies": anomaly_markers(store, start, now, chosen),
         "forecasts": forecast_bands(store, now, chosen, list(HOST_METRICS)),
     }

@@ -4,7 +4,8 @@ function skeleton() {
   const p = RHYTHM.params();
   document.getElementById("content").innerHTML = `
     <div class="filters"><label>range <select id="hours">${[6, 24, 72, 168].map((h) => `<option value="${h}">${h} h</option>`).join("")}</select></label>
-      <span class="muted">prices: logged cost where calls carry one, else the catalog's</span></div>
+      <span class="muted">prices: logged cost where calls carry one, else the catalog's; spend, frontier and savings
+      as of <span id="computed-at">…</span> (recomputed each minute), budgets live</span></div>
     <div class="tiles" id="roi"></div>
     <section><h2>Budgets <span class="muted">(spent, and projected to the period's end at the last day's rate)</span></h2><div id="budgets"></div></section>
     <div class="grid2">
@@ -27,6 +28,7 @@ function bar(id, title, by) {
 }
 
 function draw(d) {
+  document.getElementById("computed-at").textContent = RHYTHM.time(d.computed_at);
   const s = d.savings;
   const tiles = [
     ["Spend in range", RHYTHM.usd(d.total_usd), "priced calls"],

@@ -8,7 +8,7 @@ function skeleton(hosts) {
     <div class="filters">
       <label>host <select id="host"><option value="">all</option>${hosts.map((h) => `<option>${RHYTHM.esc(h)}</option>`).join("")}</select></label>
       <label>range <select id="hours">${[1, 6, 24, 72, 168].map((h) => `<option value="${h}">${h} h</option>`).join("")}</select></label>
-      <span class="muted">anomaly events marked ✕; forecasts dashed with their 80 % band</span>
+      <span class="muted">anomaly events marked ✕; forecasts dashed with their 80 % band; a large fleet shows its median and p95 (dotted) and its busiest hosts</span>
     </div>
     <section><h2>Now <span class="muted">(the last 15 minutes)</span></h2><div id="latest"></div></section>
     <section><h2>Watched processes <span class="muted">(hung: a heartbeat older than the health sensor's bar; zombies: the host table)</span></h2><div id="procs"></div></section>
@@ -32,7 +32,8 @@ function draw(d) {
   const metrics = [...new Set(d.series.map((s) => s.metric))];
   charts.innerHTML = metrics.map((m) => `<section><div id="chart-${m}" class="chart" data-testid="chart-${m}"></div></section>`).join("");
   for (const m of metrics) {
-    const traces = d.series.filter((s) => s.metric === m).map((s) => ({ x: s.ts, y: s.value, name: s.source, legendgroup: s.source, type: "scatter", mode: "lines", line: { width: 1 } }));
+    const traces = d.series.filter((s) => s.metric === m).map((s) => ({ x: s.ts, y: s.value, name: s.source, legendgroup: s.source, type: "scatter", mode: "lines",
+      line: s.source.startsWith("fleet") ? { width: 3, color: s.source === "fleet p95" ? "#8c959f" : "#24292f", dash: "dot" } : { width: 1 } }));
     for (const f of d.forecasts.filter((f) => f.metric === m)) {
       traces.push({ x: f.ts.concat([...f.ts].reverse()), y: f.hi_80.concat([...f.lo_80].reverse()), fill: "toself", type: "scatter",
         mode: "lines", line: { width: 0 }, fillcolor: "rgba(9,105,218,0.15)", name: `${f.source} ${f.horizon} 80 %`, legendgroup: f.source, showlegend: false, hoverinfo: "skip" });
