@@ -95,7 +95,10 @@ class Snapshots:
         return self.refresh()
 
     def refresh(self) -> dict:
+        asked = time.monotonic()
         with self._lock:
+            if self._cached is not None and self._cached[0] >= asked:
+                return self._cached[1]  # made while this call waited for the lock: as fresh as asked
             now = self.clock()
             t0 = time.perf_counter()
             snap = {

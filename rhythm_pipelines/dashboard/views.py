@@ -60,20 +60,23 @@ def series_payload(
     metrics: list[str] | None,
     max_points: int = 400,
 ) -> list[dict]:
-    """Each (source, metric) in the range as ``{source, metric, ts: [...], value: [...]}`` (bucket means)."""
+    """Each (source, metric) in the range as ``{source, metric, ts: [...], value: [...]}`` (bucket means,
+    buckets stamped at their start; one grouping for all series)."""
     pts = store.read_metrics(start, end, sources=sources, metrics=metrics)
     if pts.empty:
         return []
-    freq = bucket(pts, start, end, max_points)
+    width = pd.Timedelta(bucket(pts, start, end, max_points))
+    slot = (pts["ts"] - start) // width
+    means = pts.groupby([pts["source"], pts["metric"], slot], sort=True)["value"].mean()
     out = []
-    for (source, metric), g in pts.groupby(["source", "metric"], sort=True):
-        s = g.set_index("ts")["value"].resample(freq, origin=start).mean().dropna()
+    for (source, metric), s in means.groupby(level=[0, 1], sort=True):
+        stamps = start + s.index.get_level_values(2) * width
         out.append(
             {
                 "source": source,
                 "metric": metric,
-                "ts": [t.isoformat() for t in s.index],
-                "value": [round(float(v), 4) for v in s.to_numpy()],
+                "ts": [t.isoformat() for t in stamps],
+                "value": s.round(4).tolist(),
             }
         )
     return out

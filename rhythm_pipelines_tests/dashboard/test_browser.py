@@ -30,8 +30,7 @@ def open_page(browser, url: str):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     console = Console(page)
     page.goto(url)
-    page.wait_for_function("() => document.getElementById('updated').textContent.startsWith('updated')")
-    page.wait_for_timeout(300)  # the charts drawn after the data arrived
+    page.wait_for_function("() => Number(document.body.dataset.drawn || 0) >= 1")  # data in, charts drawn
     return page, console
 
 

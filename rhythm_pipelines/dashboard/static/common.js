@@ -1,6 +1,11 @@
 // Shared by every page: polling, number formats, links into the Dagster UI, URL-held filters.
 "use strict";
 const RHYTHM = {
+  // plotly.js (4 MB) loads while the page fetches its data: figures show first, charts when it is ready
+  ready: new Promise((resolve) => {
+    if (window.Plotly) resolve();
+    else document.getElementById("plotly-js").addEventListener("load", () => resolve());
+  }),
   dagster: () => document.body.dataset.dagster,
   refreshMs: () => Number(document.body.dataset.refreshMs || 5000),
   params: () => new URLSearchParams(window.location.search),
@@ -20,6 +25,8 @@ const RHYTHM = {
     const run = async () => {
       try {
         await load();
+        await RHYTHM.ready;  // the charts queued by load() are drawn before this resolves
+        document.body.dataset.drawn = String(Number(document.body.dataset.drawn || 0) + 1);
         document.getElementById("error").hidden = true;
         document.getElementById("updated").textContent = "updated " + new Date().toISOString().slice(11, 19) + " UTC";
       } catch (e) {
@@ -44,7 +51,8 @@ const RHYTHM = {
     margin: { l: 50, r: 10, t: 30, b: 35 }, font: { size: 11 }, showlegend: true,
     legend: { orientation: "v", x: 1.02, y: 1, font: { size: 10 } }, xaxis: { type: "date" },
   }, extra || {}),
-  plot(id, traces, layout) {
-    Plotly.react(id, traces, RHYTHM.layout(layout), { displaylogo: false, responsive: true });
+  plot(id, traces, layout, config) {
+    RHYTHM.ready.then(() => Plotly.react(id, traces, layout === null ? {} : RHYTHM.layout(layout),
+      config || { displaylogo: false, responsive: true }));
   },
 };

@@ -43,10 +43,10 @@ function drawTiles(k, trend) {
     tile.querySelector(".value").textContent = fmt(k[key]);
     tile.querySelector(".target").textContent = target;
     if (col && trend && trend.hours[col]) {
-      Plotly.react("spark-" + key, [{ x: trend.hours.hour, y: trend.hours[col], type: "scatter", mode: "lines",
-        line: { width: 1.5 }, hovertemplate: "%{x|%H:00}: %{y}<extra></extra>" }],
-        { margin: { l: 0, r: 0, t: 0, b: 0 }, xaxis: { visible: false }, yaxis: { visible: false }, showlegend: false },
-        { displayModeBar: false, staticPlot: false, responsive: true });
+      const spark = { margin: { l: 0, r: 0, t: 0, b: 0 }, xaxis: { visible: false }, yaxis: { visible: false }, showlegend: false };
+      RHYTHM.ready.then(() => Plotly.react("spark-" + key, [{ x: trend.hours.hour, y: trend.hours[col], type: "scatter",
+        mode: "lines", line: { width: 1.5 }, hovertemplate: "%{x|%H:00}: %{y}<extra></extra>" }], spark,
+        { displayModeBar: false, responsive: true }));
     }
   }
 }
