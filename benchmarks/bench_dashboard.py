@@ -49,7 +49,7 @@ ENDPOINTS = (
     "/api/kpis",
     "/api/trend?hours=24",
     "/api/hosts?hours=6",
-    "/api/hosts?hours=6&host=host-00",
+    "/api/hosts?hours=6&host={first_host}",
     "/api/channels?hours=6",
     "/api/healing?hours=24",
     "/api/cost?hours=24",
@@ -165,8 +165,9 @@ def main() -> None:
         time.sleep(7)  # two more refreshes of the background thread
         warm = requests.get(base + "/api/kpis", timeout=120).json()
         print(f"KPI snapshot computed in {first['computed_in_s']:.2f} s cold, {warm['computed_in_s']:.2f} s warm")
+        first_host = requests.get(base + "/api/hosts?hours=1", timeout=120).json()["hosts"][0]
         rows = []
-        for path in ENDPOINTS:
+        for path in (p.format(first_host=first_host) for p in ENDPOINTS):
             times, size = [], 0
             for _ in range(args.requests):
                 t = time.perf_counter()

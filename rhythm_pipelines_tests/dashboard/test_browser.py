@@ -80,6 +80,9 @@ def test_healing_page_shows_the_timeline_filtered_by_kind(browser, dashboard):
     page, console = open_page(browser, dashboard.url + "/healing?hours=72")
     total = page.locator("[data-testid=healing-events] tr").count() - 1
     assert total >= 5
+    links = page.locator("[data-testid=healing-events] a[href*='/assets/healing_report?view=partitions&partition=']")
+    assert links.count() == total  # each event links to its day's report partition in the Dagster UI
+    assert links.first.get_attribute("href").startswith("http://127.0.0.1:3000/assets/")
     assert all(p["points"] > 0 for p in page.evaluate(PLOTTED) if p["id"] == "timeline")
     screenshot(page, "dashboard_healing")
     kind = page.inner_text("[data-testid=healing-events] tr:nth-child(2) td:nth-child(2)")

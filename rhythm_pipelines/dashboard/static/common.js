@@ -47,6 +47,7 @@ const RHYTHM = {
   runLink: (runId) => (runId && !String(runId).startsWith("replay:") && !String(runId).startsWith("sim-")
     ? `<a href="${RHYTHM.dagster()}/runs/${encodeURIComponent(runId)}" target="_blank" rel="noopener">run ↗</a>` : ""),
   assetLink: (key, label) => `<a href="${RHYTHM.dagster()}/assets/${key.split("/").map(encodeURIComponent).join("/")}" target="_blank" rel="noopener">${RHYTHM.esc(label || key)} ↗</a>`,
+  partitionLink: (key, partition, label) => `<a href="${RHYTHM.dagster()}/assets/${key.split("/").map(encodeURIComponent).join("/")}?view=partitions&partition=${encodeURIComponent(partition)}" target="_blank" rel="noopener">${RHYTHM.esc(label || partition)} ↗</a>`,
   layout: (extra) => Object.assign({
     margin: { l: 50, r: 10, t: 30, b: 35 }, font: { size: 11 }, showlegend: true,
     legend: { orientation: "v", x: 1.02, y: 1, font: { size: 10 } }, xaxis: { type: "date" },

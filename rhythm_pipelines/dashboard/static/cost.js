@@ -58,7 +58,8 @@ function draw(d) {
     hovertemplate: "%{text}<br>$%{x:.5f}/call, p95 %{y:.0f} ms, mean %{customdata[1]:.0f} ms, errors %{customdata[0]:.2%}<extra></extra>",
   })), { xaxis: { title: { text: "cost per call (USD)" }, type: "linear", tickformat: "$.4f" }, yaxis: { title: { text: "p95 latency (ms)" } } });
   const plan = d.plan;
-  document.getElementById("plan").innerHTML = plan ? `<p>${RHYTHM.esc(plan.mode)}; fitted on ${RHYTHM.time(plan.fitted_on)}; expected
+  document.getElementById("plan").innerHTML = plan ? `<p>${RHYTHM.esc(plan.mode)}; fitted on ${RHYTHM.time(plan.fitted_on)}
+      (${RHYTHM.partitionLink("routing_plan", plan.plan_id, "its run")}, ${RHYTHM.partitionLink("cost_report_daily", plan.plan_id, "that day's cost report")}); expected
       ${RHYTHM.usd(plan.expected.cost_usd)}/day, mean ${RHYTHM.num(plan.expected.mean_latency_ms, 0)} ms, p95 ${RHYTHM.num(plan.expected.p95_latency_ms, 0)} ms</p>
     <table data-testid="plan"><tr><th>class</th><th>route: share of the day</th></tr>${Object.entries(plan.shares).map(([cls, routes]) =>
       `<tr><td>${RHYTHM.esc(cls)}</td><td>${Object.entries(routes).map(([r, v]) => `${RHYTHM.esc(r)}: ${RHYTHM.pct(v)}`).join(" · ")}</td></tr>`).join("")}</table>`

@@ -42,7 +42,8 @@ function draw(d) {
       <td><span class="badge ${RHYTHM.esc(e.level)}">${RHYTHM.esc(e.level || "?")}</span></td>
       <td>${e.steps.map((s) => RHYTHM.esc(s.step + (s.action ? " " + s.action : "") + " → " + s.outcome)).join("<br>")}</td>
       <td><span class="badge ${RHYTHM.esc(e.ended)}">${RHYTHM.esc(e.ended)}</span>${e.replayed ? " (replay)" : ""}</td>
-      <td>${RHYTHM.num(e.seconds)} s</td><td>${RHYTHM.runLink(e.run_id)}</td></tr>`).join("")}</table>`
+      <td>${RHYTHM.num(e.seconds)} s</td><td>${RHYTHM.runLink(e.run_id)}
+        ${RHYTHM.partitionLink("healing_report", e.detected.slice(0, 10), "day report")}</td></tr>`).join("")}</table>`
     : `<p class="muted" data-testid="healing-events">No healing event in this range.</p>`;
 }
 
