@@ -40,8 +40,10 @@ PAGES = {  # path: (page id, title)
     "/forecasts": ("forecasts", "Forecasts"),
 }
 MAX_RANGE = pd.Timedelta(days=31)
+COST_CACHED = 8
 COST_TTL_S = 60.0  # the Cost page's spend breakdown, frontier and plan savings are recomputed this often
 log = logging.getLogger(__name__)
+STALE_AFTER = 3  # refresh periods: a snapshot older than this (plus its computation) says it is stale
 
 
 class BadRequest(ValueError):
@@ -91,8 +93,11 @@ class Snapshots:
     def get(self) -> dict:
         cached = self._cached
         if cached is not None and (self._thread is not None or time.monotonic() - cached[0] < self.cache_s):
-            return cached[1]
-        return self.refresh()
+            snap = cached[1]
+        else:
+            snap = self.refresh()
+        age = round(time.monotonic() - self._cached[0], 1)
+        return {**snap, "kpis": {**snap["kpis"], "snapshot_age_s": age, "stale": age > STALE_AFTER * self.cache_s + 30}}
 
     def refresh(self) -> dict:
         asked = time.monotonic()
@@ -228,17 +233,24 @@ def create_app(
         return views.channels(store, t, t - hours_param(request, 6.0), list_param(request, "channel"),
                               sources.routes_file, sources.breaker)  # fmt: skip
 
-    cost_cache: dict[pd.Timedelta, tuple[float, dict]] = {}
+    cost_cache: dict[int, tuple[float, dict]] = {}
+    cost_lock = threading.Lock()
 
     def cost(request: Request) -> dict:
-        """The frontier's LP and the plan's replay take seconds on a busy day: reused for ``COST_TTL_S``."""
-        hours = hours_param(request, 24.0)
+        """The frontier's LP and the plan's replay take seconds on a busy day: reused for ``COST_TTL_S``, per
+        whole number of hours (at most ``COST_CACHED`` ranges kept), one computation at a time."""
+        hours = max(1, round(hours_param(request, 24.0) / pd.Timedelta(hours=1)))
         budgets = snaps.get()["kpis"]["budgets"]
-        hit = cost_cache.get(hours)
-        if hit is None or time.monotonic() - hit[0] > COST_TTL_S:
-            t = now()
-            hit = (time.monotonic(), {**views.cost(store, t, t - hours, catalog, []), "computed_at": t.isoformat()})
-            cost_cache[hours] = hit
+        with cost_lock:
+            hit = cost_cache.get(hours)
+            if hit is None or time.monotonic() - hit[0] > COST_TTL_S:
+                t = now()
+                out = views.cost(store, t, t - pd.Timedelta(hours=hours), catalog, [])
+                hit = (time.monotonic(), {**out, "computed_at": t.isoformat()})
+                cost_cache.pop(hours, None)
+                cost_cache[hours] = hit
+                while len(cost_cache) > COST_CACHED:
+                    cost_cache.pop(next(iter(cost_cache)))  # the oldest computed
         return {**hit[1], "budgets": budgets}
 
     def forecasts(request: Request) -> dict:

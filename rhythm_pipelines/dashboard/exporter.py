@@ -42,6 +42,9 @@ class RhythmCollector(Collector):
     def collect(self) -> Iterator:
         snap = self.snapshot()
         kpis = snap["kpis"]
+        age = GaugeMetricFamily("rhythm_snapshot_age_seconds", "Age of the figures exported (stale: refresh failing).")
+        age.add_metric([], float(kpis.get("snapshot_age_s") or 0.0))
+        yield age
         for key, (name, doc) in KPI_GAUGES.items():
             value = kpis.get(key)
             if value is not None:
@@ -79,6 +82,7 @@ class RhythmCollector(Collector):
     def _series(latest) -> Iterator:
         """``rhythm_host_<metric>{host}`` and ``rhythm_channel_<metric>{channel, region}``: the latest values."""
         families: dict[str, GaugeMetricFamily] = {}
+        seen: set[tuple] = set()  # two stored names may fold into one (mem.percent, mem_percent): keep the first
         for r in latest.itertuples(index=False):
             if "@" in r.source:
                 channel, region = r.source.split("@", 1)
@@ -86,6 +90,9 @@ class RhythmCollector(Collector):
                 values = [channel, region]
             else:
                 name, labels, values = f"rhythm_host_{metric_name(r.metric)}", ["host"], [r.source]
+            if (name, *values) in seen:
+                continue
+            seen.add((name, *values))
             fam = families.get(name)
             if fam is None:
                 fam = families[name] = GaugeMetricFamily(name, f"Latest {r.metric} (last 15 min).", labels=labels)

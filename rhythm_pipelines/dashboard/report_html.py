@@ -37,16 +37,20 @@ GOALS = {
 }
 
 
-def kpi_markdown(kpis: dict) -> str:
-    """The KPIs of :func:`~rhythm_pipelines.dashboard.kpis.kpis` against their targets, as a markdown table."""
+def kpi_markdown(kpis: dict, live: bool = False) -> str:
+    """The KPIs of :func:`~rhythm_pipelines.dashboard.kpis.kpis` against their targets, as a markdown table.
+    A report of a period (``live`` False) leaves out today's spend and daily budget: they are not the period's."""
     rows = ["| KPI | value | target | status |", "|---|---|---|---|"]
     for key, fmt in SHOWN:
+        if key == "budget_used" and not live:
+            continue
         value = kpis.get(key)
         shown = "–" if value is None else fmt(float(value))
         rows.append(f"| {TARGETS[key].label} | {shown} | {GOALS[key]} | {kpis['grades'].get(key, 'grey')} |")
     mttr = kpis.get("mttr_s")
     rows.append(f"| MTTR (mean) | {'–' if mttr is None else f'{mttr:.1f} s'} | | |")
-    rows.append(f"| spend today (UTC) | ${kpis['spend_today_usd']:,.2f} | | |")
+    if live:
+        rows.append(f"| spend today (UTC) | ${kpis['spend_today_usd']:,.2f} | | |")
     rows.append(f"| open incidents | {kpis['open_incidents']} | 0 | {'red' if kpis['open_incidents'] else 'green'} |")
     return "\n".join(rows) + "\n"
 

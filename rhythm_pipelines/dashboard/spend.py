@@ -39,6 +39,7 @@ class SpendLedger:
     rows: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=COLUMNS))  # day totals + hours
     since: pd.Timestamp | None = None
     newest: pd.Timestamp | None = None  # the newest call seen
+    recent: pd.Timestamp | None = None  # from here on the rows are calls' hours, before it days may be totals
     built_at: float = 0.0
     builds: int = 0
     updates: int = 0
@@ -62,10 +63,12 @@ class SpendLedger:
         records = spend_records(store.read_table, self.catalog, since, now, self.window_h)
         self.rows = hourly(records)  # a day's channel_costs total stays one row, stamped at its midnight
         self.since, self.built_at, self.builds = since, time.monotonic(), self.builds + 1
-        self.newest = records["ts"].max() if len(records) else since
+        self.recent = max(since, min((now - pd.Timedelta(hours=self.window_h)).floor("D"), now.floor("D")))
+        calls = records[records["ts"] >= self.recent]  # totals are stamped before it: never taken for a call
+        self.newest = calls["ts"].max() if len(calls) else self.recent
 
     def _update(self, store: MetricsStore, now: pd.Timestamp) -> None:
-        start = (self.newest - self.late).floor("h")
+        start = max((self.newest - self.late).floor("h"), self.recent)  # never into days held as totals
         calls = store.read_table("channel_calls", start, now + pd.Timedelta(microseconds=1))
         fresh = hourly(calls.iloc[0:0].assign(cost=0.0)[COLUMNS])
         if len(calls):

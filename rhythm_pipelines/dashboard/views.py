@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from rhythm_pipelines.healing.detectors import DetectorSettings
+from rhythm_pipelines.healing.report import day_report
 from rhythm_pipelines.metrics.store import MetricsStore
 
 LATEST = pd.Timedelta(minutes=15)  # a series silent longer than this has no "now"
@@ -163,7 +164,8 @@ def hosts(store: MetricsStore, now: pd.Timestamp, start: pd.Timestamp, host: lis
     now_values = latest(store, now)
     last = now_values[now_values["source"].isin(chosen) & now_values["metric"].isin(HOST_METRICS)]
     table = last.pivot_table(index="source", columns="metric", values="value", aggfunc="last")
-    procs = now_values[[is_process(s) and s.split("/proc/")[0] in chosen for s in now_values["source"]]]
+    owned = now_values["source"].map(lambda s: is_process(s) and s.split("/proc/")[0] in chosen).astype(bool)
+    procs = now_values[owned]
     ptable = procs.pivot_table(index="source", columns="metric", values="value", aggfunc="last")
     return {
         "hosts": all_hosts,
@@ -183,6 +185,16 @@ def hosts(store: MetricsStore, now: pd.Timestamp, start: pd.Timestamp, host: lis
     }
 
 
+ENDED = {  # healing.report's status of an event -> how the timeline says it ended
+    "resolved": "resolved",
+    "unresolved": "open",  # "escalated" when an alert went out
+    "already_resolved": "already resolved",
+    "dry_run": "dry run",
+    "suppressed": "suppressed",
+    "reported": "reported",
+}
+
+
 def healing_timeline(
     store: MetricsStore,
     start: pd.Timestamp,
@@ -197,6 +209,8 @@ def healing_timeline(
     if log.empty:
         return []
     log = log.sort_values("ts", kind="stable")
+    judged = day_report(log, pd.DataFrame(columns=["job", "status"]), start, end).events
+    status = dict(zip(judged["event_id"], judged["status"], strict=True)) if len(judged) else {}
     rows = []
     for event_id, g in log.groupby("event_id", sort=False):
         first = g.iloc[0]
@@ -207,13 +221,10 @@ def healing_timeline(
             for r in g.itertuples(index=False)
         ]
         last = g.iloc[-1]
-        ended = (
-            "resolved"
-            if (g["step"] == "resolve").any() and last["step"] != "alert"
-            else "escalated"
-            if (g["step"] == "alert").any()
-            else "open"
-        )
+        escalated = (g["step"] == "alert").any()
+        ended = ENDED.get(status.get(event_id, ""), "escalated" if escalated else "open")
+        if ended == "open" and escalated:
+            ended = "escalated"
         rows.append(
             {
                 "event_id": event_id,
@@ -336,8 +347,9 @@ def channels(
 
 def cost(store: MetricsStore, now: pd.Timestamp, start: pd.Timestamp, catalog, budgets: list[dict]) -> dict:
     """The Cost page: spend by channel, region and request class and per hour, the budgets (as the KPIs
-    give them), the cost/latency frontier of the range's calls, the routing plan in force and its savings
-    replayed on the calls since it was fitted, against the allocation those calls really had."""
+    give them), the cost/latency frontier of the range's calls, the routing plan in force, and the savings of
+    the default plan fitted on that plan's day (``cost.report.plan_savings``, as the cost reports count them)
+    replayed on the calls since, against the allocation those calls really had."""
     from rhythm_pipelines.cost.frontier import route_frontier
     from rhythm_pipelines.cost.optimizer import RoutingInfeasible, build_problem
     from rhythm_pipelines.cost.report import plan_savings

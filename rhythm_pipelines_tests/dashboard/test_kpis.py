@@ -142,3 +142,37 @@ def test_the_simulated_history_is_deterministic_and_complete(filled):
     a, b = healing_log(filled.sim, 0.7, seed=3), healing_log(filled.sim, 0.7, seed=3)
     pd.testing.assert_frame_equal(a, b)
     assert a["event_id"].nunique() == len(filled.sim.incidents)
+
+
+def test_pages_answer_when_nothing_was_reported_lately(filled):
+    """Stale data (a demo left alone, --as-of past the data): empty "now" tables, no error."""
+    from rhythm_pipelines.dashboard import views
+
+    later = filled.as_of + pd.Timedelta(days=3)
+    with filled.open() as store:
+        got = views.hosts(store, later, later - pd.Timedelta(hours=6))
+        assert got["latest"] == [] and got["processes"] == [] and got["series"] == [] and len(got["hosts"]) == 6
+        assert views.channels(store, later, later - pd.Timedelta(hours=6))["series"] == []
+
+
+def test_the_healing_timeline_says_how_each_event_ended():
+    from rhythm_pipelines.dashboard.views import healing_timeline
+    from rhythm_pipelines.metrics.sqlite import SQLiteMetricsStore
+
+    t = pd.Timestamp("2026-03-02 10:00", tz="UTC")
+    steps = {
+        "fixed": [("detect", "detected"), ("act", "ok"), ("verify", "ok"), ("resolve", "resolved")],
+        "failed": [("detect", "detected"), ("act", "ok"), ("verify", "failed"), ("alert", "sent")],
+        "gone": [("detect", "detected"), ("assess", "already_resolved")],
+        "replay": [("detect", "detected"), ("verify", "dry_run")],
+    }
+    rows = [
+        {"ts": t + pd.Timedelta(seconds=i), "entry_id": f"{e}:{i}", "event_id": e, "run_id": f"run-{e}",
+         "kind": "cpu_spike", "source": f"h-{e}", "level": "soft", "step": step, "action": "", "target": f"h-{e}",
+         "params": "{}", "outcome": outcome, "detail": "", "duration_ms": 1.0}
+        for e, seq in steps.items() for i, (step, outcome) in enumerate(seq)
+    ]  # fmt: skip
+    with SQLiteMetricsStore(":memory:") as store:
+        store.write_table("healing_log", pd.DataFrame(rows))
+        got = {r["event_id"]: r["ended"] for r in healing_timeline(store, t - DAY, t + DAY)}
+    assert got == {"fixed": "resolved", "failed": "escalated", "gone": "already resolved", "replay": "dry run"}

@@ -59,3 +59,28 @@ def test_kpis_with_the_ledger_equal_kpis_from_the_calls(filled):
         for a, b in zip(got["budgets"], plain["budgets"], strict=True):
             assert a["spent"] == pytest.approx(b["spent"])  # spent to date: exact; projections use hourly sums
             assert a["projected"] == pytest.approx(b["projected"], rel=0.05)
+
+
+def test_a_quiet_day_after_daily_totals_is_not_counted_twice(filled, tmp_path):
+    """The newest call is days old and older days are held as channel_costs totals: an update must not
+    re-read calls of a day already counted as a total."""
+    from rhythm_pipelines.cost.budgets import spend_records
+    from rhythm_pipelines.cost.tracking import channel_costs
+
+    catalog = catalogs.load()
+    with filled.open() as full:
+        calls = full.read_table("channel_calls")
+    first_day = calls["ts"].min().ceil("D")
+    now = calls["ts"].max().ceil("D") + pd.Timedelta(hours=30)  # no call in the last day and more
+    with SQLiteMetricsStore(tmp_path / "quiet.db") as store:
+        store.write_table("channel_calls", calls)
+        for start in pd.date_range(first_day, calls["ts"].max().floor("D"), freq="D"):  # every day a total
+            day = calls[(calls["ts"] >= start) & (calls["ts"] < start + pd.Timedelta(days=1))]
+            store.write_table("channel_costs", channel_costs(day, catalog).assign(ts=start))
+        since = first_day - pd.Timedelta(hours=12)
+        truth = spend_records(store.read_table, catalog, since, now)["cost"].sum()
+        ledger = SpendLedger(catalog)
+        built = ledger.spend(store, since, now)["cost"].sum()
+        updated = ledger.spend(store, since, now)["cost"].sum()
+    assert ledger.builds == 1 and ledger.updates == 1
+    assert built == pytest.approx(truth) and updated == pytest.approx(truth)

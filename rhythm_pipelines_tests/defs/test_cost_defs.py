@@ -70,6 +70,7 @@ def test_the_cost_assets_materialise_a_day_and_rerunning_it_is_idempotent(cost_r
     meta = result.asset_materializations_for_node("cost_report_daily")[0].metadata
     assert meta["dashboard"].value == "http://127.0.0.1:3001/cost?hours=24.0"
     assert "| availability |" in meta["kpis"].value and "| task failure rate |" in meta["kpis"].value
+    assert "spend today" not in meta["kpis"].value  # a period's report: today's spend is not the period's
     page = (tmp_path / "reports" / "cost" / "daily" / "2026-03-03.html").read_text()
     assert meta["html"].value.endswith("2026-03-03.html")
     assert "<h1>Cost report, daily 2026-03-03</h1>" in page and "<table>" in page

@@ -37,7 +37,7 @@ function draw(d) {
       s && !s.error ? `${RHYTHM.pct(s.saving_share)} of ${RHYTHM.usd(s.observed_cost)} since ${RHYTHM.time(s.since)}; latency ${s.latency_change >= 0 ? "+" : ""}${RHYTHM.pct(s.latency_change)}` : (s && s.error) || "no calls since the plan"],
   ];
   document.getElementById("roi").innerHTML = tiles.map(([l, v, t]) => `<div class="tile ${l.startsWith("Saved") && s && !s.error ? (s.saving > 0 ? "green" : "red") : "grey"}">
-    <div class="label">${RHYTHM.esc(l)}</div><div class="value" data-testid="roi-${l.split(" ")[0].toLowerCase()}">${RHYTHM.esc(v)}</div><div class="target">${RHYTHM.esc(t)}</div></div>`).join("");
+    <div class="label" title="${l.startsWith("Saved") ? "the default plan (cheapest no slower than observed) fitted on the plan's day, replayed on the calls since, against what they cost; a plan fitted with a budget or SLO differs" : ""}">${RHYTHM.esc(l)}</div><div class="value" data-testid="roi-${l.split(" ")[0].toLowerCase()}">${RHYTHM.esc(v)}</div><div class="target">${RHYTHM.esc(t)}</div></div>`).join("");
   document.getElementById("budgets").innerHTML = `<table data-testid="budgets"><tr><th>budget</th><th>period</th><th>scope</th><th>spent</th><th>projected</th><th>amount</th><th>used</th><th>projected</th></tr>
     ${d.budgets.map((b) => `<tr><td>${RHYTHM.esc(b.name)}</td><td>${RHYTHM.esc(b.period)} (to ${RHYTHM.time(b.period_end)})</td><td>${RHYTHM.esc(b.scope)}</td>
       <td>${RHYTHM.usd(b.spent)}</td><td>${RHYTHM.usd(b.projected)}</td><td>${RHYTHM.usd(b.amount)}</td>

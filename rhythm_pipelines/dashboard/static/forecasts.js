@@ -28,7 +28,7 @@ function draw(d) {
       <td>${RHYTHM.pct(r.skill)}</td><td>${RHYTHM.pct(r.coverage_80, 0)}</td></tr>`).join("")}</table>`
     : `<p class="muted" data-testid="forecast-accuracy">No forecast served for this range.</p>`;
   document.getElementById("models").innerHTML = d.models.length ? `<table data-testid="models"><tr><th>series</th><th>model</th><th>version</th><th>trained until</th><th>fit (s)</th></tr>
-    ${d.models.map((m) => `<tr><td>${RHYTHM.esc(m.source)} ${RHYTHM.esc(m.metric)}</td><td>${RHYTHM.esc(m.model)}</td><td>${m.version}</td><td>${RHYTHM.time(m.trained_until)}</td><td>${RHYTHM.num(m.fit_s, 2)}</td></tr>`).join("")}</table>`
+    ${d.models.map((m) => `<tr><td>${RHYTHM.esc(m.source)} ${RHYTHM.esc(m.metric)}</td><td>${RHYTHM.esc(m.model)}</td><td>${m.version}</td><td>${RHYTHM.esc(RHYTHM.time(m.trained_until))}</td><td>${RHYTHM.num(m.fit_s, 2)}</td></tr>`).join("")}</table>`
     : `<p class="muted" data-testid="models">No model in the registry yet (materialize forecaster_models).</p>`;
 }
 

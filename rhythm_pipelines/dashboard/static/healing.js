@@ -18,7 +18,8 @@ function skeleton() {
   }
 }
 
-const COLOR = { resolved: "#1a7f37", escalated: "#cf222e", open: "#b7791f" };
+const COLOR = { resolved: "#1a7f37", escalated: "#cf222e", open: "#b7791f", suppressed: "#9a6700",
+  "already resolved": "#8c959f", "dry run": "#8c959f", reported: "#8c959f" };
 function draw(d) {
   const kind = document.getElementById("kind");
   const chosen = RHYTHM.params().get("kind") || "";
@@ -41,7 +42,7 @@ function draw(d) {
     ${ev.map((e) => `<tr><td>${RHYTHM.time(e.detected)}</td><td>${RHYTHM.esc(e.kind)}</td><td>${RHYTHM.esc(e.target)}</td>
       <td><span class="badge ${RHYTHM.esc(e.level)}">${RHYTHM.esc(e.level || "?")}</span></td>
       <td>${e.steps.map((s) => RHYTHM.esc(s.step + (s.action ? " " + s.action : "") + " → " + s.outcome)).join("<br>")}</td>
-      <td><span class="badge ${RHYTHM.esc(e.ended)}">${RHYTHM.esc(e.ended)}</span>${e.replayed ? " (replay)" : ""}</td>
+      <td><span class="badge ${RHYTHM.esc(e.ended.replace(" ", "-"))}">${RHYTHM.esc(e.ended)}</span>${e.replayed ? " (replay)" : ""}</td>
       <td>${RHYTHM.num(e.seconds)} s</td><td>${RHYTHM.runLink(e.run_id)}
         ${RHYTHM.partitionLink("healing_report", e.detected.slice(0, 10), "day report")}</td></tr>`).join("")}</table>`
     : `<p class="muted" data-testid="healing-events">No healing event in this range.</p>`;

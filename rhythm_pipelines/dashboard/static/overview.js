@@ -91,6 +91,7 @@ function drawTrend(trend) {
 skeleton();
 RHYTHM.poll(async () => {
   const [k, trend] = await Promise.all([RHYTHM.json("/api/kpis"), RHYTHM.json("/api/trend?hours=24")]);
+  if (k.stale) throw new Error(`the figures are ${Math.round(k.snapshot_age_s)} s old: the server cannot refresh them (see its log)`);
   drawTiles(k, trend);
   drawOpen(k);
   drawBudgets(k);
