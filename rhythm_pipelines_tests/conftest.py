@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +32,18 @@ def influx_server() -> Iterator[LocalInflux]:
         pytest.fail("influxd is not installed: run the tests through `make test`, which installs Debian's influxdb")
     with LocalInflux() as server:
         yield server
+
+
+@pytest.fixture(scope="session", autouse=True)
+def interrupts_as_a_terminal_gives_them() -> None:
+    """A shell that starts the tests in the background leaves SIGINT ignored, and Dagster maps SIGTERM to
+    whatever SIGINT does (``setup_interrupt_handlers``): SIGTERM would then be ignored by this process and,
+    ignored dispositions surviving exec, by every worker it starts, which only SIGKILL would end. The tests
+    run as from a terminal, however they were launched."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_IGN:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 _db_counter = iter(range(10**6))
