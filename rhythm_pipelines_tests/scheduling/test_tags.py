@@ -1,0 +1,41 @@
+"""Scheduling tags: what a job says about itself, and a clear error naming the job and tag when it is wrong."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from rhythm_pipelines.scheduling.tags import Cost, ScheduleTagError, parse_tags
+
+
+def test_tags_are_read_into_priority_deadline_and_cost():
+    got = parse_tags("nightly", {"rhythm/priority": "low", "rhythm/deadline": "by 06:00",
+                                 "rhythm/cost": "cpu=30, mem=10%, duration=1.5h"})  # fmt: skip
+    assert got.priority == "low" and got.deferrable
+    assert got.cost == Cost(cpu=30.0, mem=10.0, duration=pd.Timedelta(minutes=90))
+    nominal = pd.Timestamp("2026-03-03 23:00", tz="UTC")
+    assert got.deadline.after(nominal) == pd.Timestamp("2026-03-04 06:00", tz="UTC")  # the next 06:00
+    within = parse_tags("hourly", {"rhythm/deadline": "within 90m"})
+    assert within.priority == "normal" and within.deadline.after(nominal) == nominal + pd.Timedelta(minutes=90)
+    assert parse_tags("plain", {"owner": "team"}) is None  # no scheduling tag: it does not take part
+
+
+@pytest.mark.parametrize(
+    ("tags", "tag", "says"),
+    [
+        ({"rhythm/priority": "urgent"}, "rhythm/priority", "expected one of high, normal, low"),
+        ({"rhythm/deadline": "by 25:00"}, "rhythm/deadline", "expected 'by HH:MM'"),
+        ({"rhythm/deadline": "soon"}, "rhythm/deadline", "expected 'by HH:MM'"),
+        ({"rhythm/cost": "cpu=lots"}, "rhythm/cost", "cpu must be a percentage"),
+        ({"rhythm/cost": "cpu=130"}, "rhythm/cost", "within 0-100 %"),
+        ({"rhythm/cost": "gpu=3"}, "rhythm/cost", "expected cpu=, mem= or duration="),
+        ({"rhythm/cost": "duration=forever"}, "rhythm/cost", "duration must be like"),
+        ({"rhythm/cost": "cpu=3,cpu=4"}, "rhythm/cost", "cpu given twice"),
+        ({"rhythm/priority": "high", "rhythm/deadline": "within 1h"}, "rhythm/deadline", "never moved"),
+    ],
+)
+def test_bad_tags_name_the_job_the_tag_and_the_value(tags, tag, says):
+    with pytest.raises(ScheduleTagError) as err:
+        parse_tags("nightly_batch", tags)
+    assert str(err.value).startswith(f"job nightly_batch: tag {tag}: ") and says in str(err.value)
+    assert err.value.job == "nightly_batch" and err.value.tag == tag
