@@ -1,0 +1,97 @@
+"""The fleet's weekly rhythm: per host (or channel) and hour of the week, what a metric usually is.
+
+``load_profile`` summarises long-format points into one row per (source, metric, hour of week): mean, p95,
+standard deviation and count (how sure we are). ``expected_load`` turns a profile into the next hours of
+predicted CPU and memory per host, the planner's input: the profile's mean, or an upper level (mean + z
+spreads, at most its p95 when ``upper``), for hours the profile has seen at least ``min_count`` times; an
+hour it has not seen falls back to the host's overall figure for that metric.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from rhythm_pipelines.scheduling.planner import SLOT
+
+HOURS_OF_WEEK = 168
+PROFILE_COLUMNS = ["source", "metric", "how", "mean", "p95", "std", "count"]
+
+
+def hour_of_week(ts: pd.Series | pd.DatetimeIndex) -> np.ndarray:
+    """0 = Monday 00:00-01:00 UTC ... 167 = Sunday 23:00-24:00."""
+    t = pd.DatetimeIndex(ts).tz_convert("UTC")
+    return (t.dayofweek * 24 + t.hour).to_numpy()
+
+
+def load_profile(points: pd.DataFrame) -> pd.DataFrame:
+    """One row per (source, metric, hour of week) of long-format ``points`` (ts, source, metric, value)."""
+    if points.empty:
+        return pd.DataFrame(columns=PROFILE_COLUMNS)
+    frame = points.assign(how=hour_of_week(points["ts"]))
+    g = frame.groupby(["source", "metric", "how"], sort=True)["value"]
+    out = g.agg(mean="mean", std="std", count="size").reset_index()
+    out["p95"] = g.quantile(0.95).to_numpy()
+    out["std"] = out["std"].fillna(0.0)
+    return out[PROFILE_COLUMNS]
+
+
+def merge_profiles(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
+    """Two profiles as one (e.g. yesterday's added to the week's): counts add, means and sample spreads pool
+    exactly; p95 takes the larger (an upper bound, not the pooled quantile)."""
+    if a.empty:
+        return b.copy()
+    if b.empty:
+        return a.copy()
+    keys = ["source", "metric", "how"]
+    m = a.merge(b, on=keys, how="outer", suffixes=("_a", "_b")).fillna(
+        {"count_a": 0, "count_b": 0, "mean_a": 0.0, "mean_b": 0.0, "std_a": 0.0, "std_b": 0.0}
+    )
+    n = m["count_a"] + m["count_b"]
+    mean = (m["mean_a"] * m["count_a"] + m["mean_b"] * m["count_b"]) / n
+    # the sample variance of both together: within-group sums of squares plus between-group parts
+    ss = sum(
+        (m[f"count_{k}"] - 1).clip(lower=0) * m[f"std_{k}"] ** 2 + m[f"count_{k}"] * (m[f"mean_{k}"] - mean) ** 2
+        for k in ("a", "b")
+    )
+    var = (ss / (n - 1)).where(n > 1, 0.0)
+    return pd.DataFrame(
+        {
+            **{k: m[k] for k in keys},
+            "mean": mean,
+            "p95": m[["p95_a", "p95_b"]].max(axis=1),
+            "std": np.sqrt(var),
+            "count": n.astype("int64"),
+        }
+    )[PROFILE_COLUMNS]
+
+
+def expected_load(
+    profile: pd.DataFrame,
+    hosts: list[str],
+    start: pd.Timestamp,
+    horizon: pd.Timedelta,
+    step: pd.Timedelta = SLOT,
+    upper: bool = True,
+    z: float = 1.0,
+    min_count: int = 3,
+    metrics: tuple[str, str] = ("cpu_percent", "mem_percent"),
+) -> dict[str, pd.DataFrame]:
+    """Per host, ``cpu`` and ``mem`` per ``step`` over ``[start, start + horizon)`` from the profile (see the
+    module docstring); hosts the profile does not know are idle (0)."""
+    index = pd.date_range(start, start + horizon, freq=step, inclusive="left")
+    how = hour_of_week(index)
+    out = {}
+    for host in hosts:
+        cols = {}
+        for metric, name in zip(metrics, ("cpu", "mem"), strict=True):
+            p = profile[(profile["source"] == host) & (profile["metric"] == metric)]
+            if p.empty:
+                cols[name] = np.zeros(len(index))
+                continue
+            level = np.minimum(p["mean"] + z * p["std"], p["p95"]) if upper and z > 0 else p["mean"]
+            known = pd.Series(level.to_numpy(), index=p["how"].to_numpy())[p["count"].to_numpy() >= min_count]
+            fallback = float(np.average(p["mean"], weights=p["count"])) if p["count"].sum() else 0.0
+            cols[name] = known.reindex(how).fillna(fallback).to_numpy()
+        out[host] = pd.DataFrame(cols, index=index)
+    return out
