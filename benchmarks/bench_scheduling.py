@@ -1,0 +1,102 @@
+"""Scheduling benchmark: 14 days of a simulated fleet's runs replayed under static cron, reactive pausing and
+the predictive planner (``scheduling/replay.py``), same workload, the plan made only from data before each
+decision (a week of history before the replay seeds the profile).
+
+Usage: python benchmarks/bench_scheduling.py [--days 14] [--hosts 6] [--slots 4] [--json]
+
+First measurement (2026-11-30, the first workload: 4,767 runs over 14 days, 6 hosts x 4 slots): the three
+policies are alike, utilisation 0.234 each, hours above the 80 % target 0.15 % (static, reactive) and 0.25 %
+(predictive), no high-priority wait, no deadline miss; planning 24 h for 100 jobs p99 14 ms. The workload
+is too light for the policies to differ (the fleet averages 33 % CPU, its spikes are the simulator's
+incidents, which no profile predicts, and the runs fit the slots at their nominal times): utilisation can
+only grow with a backlog larger than the capacity, which the next workload adds, with batch windows that
+collide with the fleet's daily peaks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rhythm_pipelines.scheduling.planner import Run, plan  # noqa: E402
+from rhythm_pipelines.scheduling.profiles import expected_load, load_profile  # noqa: E402
+from rhythm_pipelines.scheduling.replay import STEP, World, replay, score, workload  # noqa: E402
+from rhythm_pipelines.simulate import SimConfig, simulate  # noqa: E402
+
+START = pd.Timestamp("2026-03-09", tz="UTC")  # a Monday
+KEYS = ("utilisation", "hours_above_target", "hp_p95_wait_s", "deadline_misses", "peaks_preempted")
+
+
+def fleet(days: int, hosts: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(background CPU per 5-minute step and host for the replay, a week of history before it)."""
+    sim = simulate(SimConfig(hosts=hosts, days=days + 7, seed=seed, start=START - pd.Timedelta(days=7)))
+    m = sim.metrics[(sim.metrics["metric"] == "cpu_percent") & ~sim.metrics["source"].str.contains("/")]
+    bg = m.pivot_table(index="ts", columns="source", values="value").resample(STEP).mean().ffill()
+    return bg[bg.index >= START], m[m["ts"] < START]
+
+
+def plan_100_jobs(history: pd.DataFrame, hosts: list[str], repeats: int = 20) -> float:
+    """p99 seconds to plan 24 h for 100 deferrable jobs over the hosts (the issue's planning-speed figure)."""
+    profile = load_profile(history)
+    expected = expected_load(profile, hosts, START, pd.Timedelta(hours=24), step=STEP)
+    for frame in expected.values():
+        frame["mem"] = 0.0
+    runs = [
+        Run(f"job{i}", hosts[i % len(hosts)], START + pd.Timedelta(minutes=13 * i), pd.Timedelta(minutes=30 + i % 60),
+            cpu=5.0 + i % 25, priority=("normal", "low")[i % 2], deadline=START + pd.Timedelta(hours=6 + i % 18))
+        for i in range(100)
+    ]  # fmt: skip
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        plan(expected, runs, START)
+        times.append(time.perf_counter() - t0)
+    return float(pd.Series(times).quantile(0.99))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--days", type=int, default=14)
+    ap.add_argument("--hosts", type=int, default=6)
+    ap.add_argument("--slots", type=int, default=4)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    bg, history = fleet(args.days, args.hosts, args.seed)
+    hosts = list(bg.columns)
+    world = World(bg, workload(hosts, START, args.days, args.seed), slots=args.slots)
+    policies, replay_s, plans = {}, {}, []
+    for policy in ("static", "reactive", "predictive"):
+        t0 = time.perf_counter()
+        out = replay(world, policy, history)
+        replay_s[policy] = round(time.perf_counter() - t0, 1)
+        policies[policy] = {k: score(world, out)[k] for k in KEYS}
+        plans += out.plan_seconds
+    report = {
+        "policies": policies,
+        "plan_s_p99": plan_100_jobs(history, hosts),
+        "replan_s_p99": float(pd.Series(plans).quantile(0.99)) if plans else None,
+        "runs": len(world.runs),
+        "days": args.days,
+        "hosts": len(hosts),
+        "slots": args.slots,
+        "replay_s": replay_s,
+    }
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return
+    print(pd.DataFrame(policies).T.to_string())
+    print(f"plan 24 h for 100 jobs: p99 {report['plan_s_p99'] * 1000:.0f} ms; hourly re-plans in the replay: p99 "
+          f"{(report['replan_s_p99'] or 0) * 1000:.0f} ms; {len(world.runs)} runs over {args.days} days, {len(hosts)} "
+          f"hosts x {args.slots} slots; replay seconds {replay_s}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
