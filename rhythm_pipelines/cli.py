@@ -622,6 +622,18 @@ def build_parser() -> argparse.ArgumentParser:
     op.add_argument("--skip-bad-rows", action="store_true", help="report bad rows and go on without them")
     op.add_argument("--json", action="store_true", help="print one JSON object")
     op.set_defaults(func=cmd_cost_optimize)
+    cf = co.add_parser(
+        "forecast",
+        help="walk-forward accuracy of the spend forecast on a gateway log (next day, next week)",
+        description="At each midnight of the log, with only the hours before it, forecast the next day's and the "
+        "next 7 days' spend (the method chosen by a week of backtest: the same hours of the last day, of the same "
+        "day last week, or MSTL) and compare with what was spent; the two simple rules beside it.",
+    )
+    cf.add_argument("--calls", required=True, help="a gateway call log (JSONL or CSV)")
+    cf.add_argument("--catalog", help="a price catalog (default: $RHYTHM_PRICE_CATALOG or the shipped one)")
+    cf.add_argument("--skip-bad-rows", action="store_true", help="report bad rows and go on without them")
+    cf.add_argument("--json", action="store_true", help='print {"daily_mape", "weekly_mape", ...}')
+    cf.set_defaults(func=cmd_cost_forecast)
 
     d = sub.add_parser("demo-seed", help="seed the demo fleet for `make dev` (once)")
     d.add_argument("--days", type=float, default=3.0)
@@ -689,15 +701,13 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cost_optimize(args: argparse.Namespace) -> int:
-    from rhythm_pipelines.cost import catalog as catalogs
-    from rhythm_pipelines.cost.evaluation import evaluate
+def _call_log(args: argparse.Namespace):
+    """The calls of ``--calls``; None (after saying why, row by row) when bad rows stop the command."""
     from rhythm_pipelines.metrics.calls import read_call_log
 
     path = Path(args.calls)
     if not path.is_file():
         raise ValueError(f"{path}: no such call log")
-    catalog = catalogs.load(args.catalog)
     calls, bad = read_call_log(path)
     if bad:
         for e in bad[:5]:
@@ -705,8 +715,61 @@ def cmd_cost_optimize(args: argparse.Namespace) -> int:
         if not args.skip_bad_rows:
             more = f" ({len(bad) - 5} more)" if len(bad) > 5 else ""
             print(f"rhythm: {len(bad)} bad row(s){more}; fix them or pass --skip-bad-rows", file=sys.stderr)
-            return 2
+            return None
         print(f"rhythm: going on without {len(bad)} bad row(s)", file=sys.stderr)
+    return calls
+
+
+def cmd_cost_forecast(args: argparse.Namespace) -> int:
+    from rhythm_pipelines.cost import catalog as catalogs
+    from rhythm_pipelines.cost.forecast import RULES, hourly_spend, mape, walk_forward
+
+    calls = _call_log(args)
+    if calls is None:
+        return 2
+    if calls.empty:
+        raise ValueError(f"{args.calls}: no call to forecast")
+    hourly = hourly_spend(calls, catalogs.load(args.catalog))
+    frame = walk_forward(hourly)
+    if frame.empty:
+        raise ValueError(f"{args.calls}: {len(hourly)} hours of calls; the walk-forward needs 4 whole days or more")
+    got = mape(frame)
+    common = frame[frame[list(RULES)].notna().all(axis=1)]
+    report = {
+        "daily_mape": got["daily"],
+        "weekly_mape": got["weekly"],
+        "baselines": {rule: mape(frame, rule) for rule in RULES},
+        # where every rule could be made (the same day last week needs a week of history): like with like
+        "common_origins": {m: mape(common, m) for m in ("forecast", *RULES)},
+        "origins": {h: int((frame["horizon"] == h).sum()) for h in ("daily", "weekly")},
+        "methods_chosen": frame["method"].value_counts().to_dict(),
+        "hours": len(hourly),
+    }
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+
+    def pct(x):
+        return "–" if x is None else f"{100 * x:.1f} %"
+
+    print(f"walk-forward over {len(hourly)} hours: at each midnight, the next day's and the next 7 days' spend")
+    print(f"  forecast (method chosen by backtest): daily MAPE {pct(got['daily'])}, weekly {pct(got['weekly'])}")
+    for rule, m in report["baselines"].items():
+        print(f"  rule {rule:9s}: daily MAPE {pct(m['daily'])}, weekly {pct(m['weekly'])}")
+    c = report["common_origins"]
+    print(f"  where every rule could be made ({len(common)} forecasts): " + ", ".join(
+        f"{m} daily {pct(v['daily'])} weekly {pct(v['weekly'])}" for m, v in c.items()))  # fmt: skip
+    return 0
+
+
+def cmd_cost_optimize(args: argparse.Namespace) -> int:
+    from rhythm_pipelines.cost import catalog as catalogs
+    from rhythm_pipelines.cost.evaluation import evaluate
+
+    catalog = catalogs.load(args.catalog)
+    calls = _call_log(args)
+    if calls is None:
+        return 2
     if args.budget_usd_per_day is not None and args.budget_usd_per_day <= 0:
         raise ValueError("--budget-usd-per-day must be positive")
     ev = evaluate(calls, catalog, args.budget_usd_per_day, args.latency_slo_ms, args.max_error_rate, slots=args.slots)
