@@ -121,10 +121,11 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
     """Simulate a demo fleet into the landing zone once, then materialize its hours in one Dagster run."""
     import pandas as pd
 
+    from rhythm_pipelines.home import landing_dir
     from rhythm_pipelines.simulate import SimConfig, simulate
     from rhythm_pipelines.simulate.live import write_hour_files
 
-    landing = Path(os.environ.get("RHYTHM_LANDING_DIR", _home() / "landing"))
+    landing = landing_dir()
     marker = landing / "incidents" / f"sim-{args.seed}.csv"
     if marker.exists() and not args.force:
         print(f"demo data already in {landing} (use --force to regenerate)")
@@ -667,12 +668,12 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     import uvicorn
 
     from rhythm_pipelines.dashboard.app import create_app
-    from rhythm_pipelines.home import store_url
+    from rhythm_pipelines.home import healing_dir, landing_dir, store_url
     from rhythm_pipelines.metrics.store import open_store, utc
 
     url = args.store or store_url()
     store = open_store(url)
-    landing = Path(os.environ.get("RHYTHM_LANDING_DIR", _home() / "landing"))
+    landing = landing_dir()
     runs = None
     if os.environ.get("DAGSTER_HOME"):
         import dagster as dg
@@ -688,9 +689,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     from rhythm_pipelines.forecasting.registry import ModelRegistry, default_root
     from rhythm_pipelines.healing.playbooks import load as load_playbooks
 
-    healing_dir = Path(os.environ.get("RHYTHM_HEALING_DIR", _home() / "healing"))
     sources = Sources(
-        routes_file=healing_dir / "routes.json",
+        routes_file=healing_dir() / "routes.json",
         breaker=load_playbooks(os.environ.get("RHYTHM_PLAYBOOKS") or None).detectors.breaker,
         registry=ModelRegistry(default_root()),  # the signing key, if any, from $RHYTHM_MODEL_HMAC_KEY
     )

@@ -17,6 +17,16 @@ def rhythm_home() -> Path:
     return Path(os.environ.get("RHYTHM_HOME", ".rhythm")).resolve()
 
 
+def landing_dir() -> Path:
+    """``$RHYTHM_LANDING_DIR`` (default ``$RHYTHM_HOME/landing``): the files raw ingestion reads."""
+    return Path(os.environ.get("RHYTHM_LANDING_DIR", str(rhythm_home() / "landing")))
+
+
+def healing_dir() -> Path:
+    """``$RHYTHM_HEALING_DIR`` (default ``$RHYTHM_HOME/healing``): routes, pauses, reboot plans, alerts."""
+    return Path(os.environ.get("RHYTHM_HEALING_DIR", str(rhythm_home() / "healing")))
+
+
 def store_kind() -> str:
     """``$RHYTHM_STORE``: ``sqlite`` (default) or ``influx``."""
     if "RHYTHM_STORE_URL" in os.environ:

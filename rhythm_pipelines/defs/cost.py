@@ -21,7 +21,8 @@ from rhythm_pipelines.dashboard.report_html import html_page, kpi_markdown
 from rhythm_pipelines.defs.ingestion import channel_calls, window
 from rhythm_pipelines.defs.metadata import dashboard_link, md_table, plot_frontier, png_md
 from rhythm_pipelines.defs.partitions import PARTITIONS_START, daily_partitions
-from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource, rhythm_home
+from rhythm_pipelines.defs.resources import LandingZone, MetricsStoreResource
+from rhythm_pipelines.home import rhythm_home
 
 COST_GROUP = "cost"
 BUDGET_INTERVAL_S = int(os.environ.get("RHYTHM_BUDGET_INTERVAL_S", "300"))

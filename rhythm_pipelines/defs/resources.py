@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import dagster as dg
 
-from rhythm_pipelines.home import influx_settings, rhythm_home, sqlite_path, store_kind
+from rhythm_pipelines.home import healing_dir, influx_settings, landing_dir, sqlite_path, store_kind
 from rhythm_pipelines.metrics.store import MetricsStore
 
 if TYPE_CHECKING:
@@ -75,7 +75,7 @@ def store_from_env() -> MetricsStoreResource:
 
 
 def landing_from_env() -> LandingZone:
-    return LandingZone(root=os.environ.get("RHYTHM_LANDING_DIR", str(rhythm_home() / "landing")))
+    return LandingZone(root=str(landing_dir()))
 
 
 class ModelRegistryResource(dg.ConfigurableResource):
@@ -133,7 +133,7 @@ def healing_from_env() -> HealingResource:
     """``$RHYTHM_HEALING_DIR`` (default ``$RHYTHM_HOME/healing``), ``$RHYTHM_PLAYBOOKS``, ``$RHYTHM_ADMIN_WEBHOOK``
     (a secret: read through EnvVar) and ``$RHYTHM_HEALING_DRY_RUN=1``."""
     return HealingResource(
-        state_dir=os.environ.get("RHYTHM_HEALING_DIR", str(rhythm_home() / "healing")),
+        state_dir=str(healing_dir()),
         playbooks=os.environ.get("RHYTHM_PLAYBOOKS", ""),
         webhook_url=dg.EnvVar("RHYTHM_ADMIN_WEBHOOK") if os.environ.get("RHYTHM_ADMIN_WEBHOOK") else "",
         dry_run=os.environ.get("RHYTHM_HEALING_DRY_RUN", "") in ("1", "true", "yes"),
