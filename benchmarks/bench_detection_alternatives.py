@@ -88,7 +88,12 @@ from rhythm_pipelines.anomaly.evaluate import (  # noqa: E402
 )
 from rhythm_pipelines.anomaly.loco import f1, leave_one_category_out  # noqa: E402
 from rhythm_pipelines.anomaly.series import read_series, scoring_order  # noqa: E402
-from rhythm_pipelines.anomaly.threshold import decayed_record, elapsed_days, refractory_flags  # noqa: E402
+from rhythm_pipelines.anomaly.threshold import (  # noqa: E402
+    RecordThreshold,
+    decayed_record,
+    elapsed_days,
+    refractory_flags,
+)
 from rhythm_pipelines.anomaly.tuning import GRID  # noqa: E402
 
 
@@ -417,10 +422,8 @@ def _per_group_scores(file: dict, t, spike: tuple[float, float], shift: tuple[fl
     record = np.vstack([decayed_record(d, days, sp, t.half_life_days) for d, sp in zip(dev, spans, strict=True)])
     factor = np.array([[spike[0] if c in SPIKES else shift[0]] for c in range(len(dev))])
     zmin = np.array([[spike[1] if c in SPIKES else shift[1]] for c in range(len(dev))])
-    bar = factor * record
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(bar > 0, dev / np.where(bar > 0, bar, 1.0), np.where(dev > 0, np.inf, 0.0))
-    return np.minimum(ratio, z / zmin).max(axis=0)
+    bar = RecordThreshold(t.half_life_days, factor, zmin, t.refractory)  # per-channel (column) constants broadcast
+    return bar.channel_scores(dev, z, record).max(axis=0)
 
 
 def split_factor(files):

@@ -44,7 +44,7 @@ def _seasons(n: int) -> list[int]:
 def _rule(y: np.ndarray, hours: int, name: str) -> np.ndarray:
     """The simple rules: the same hours of the last day (``last_day``) or of the same day last week."""
     lag = 24 if name == "last_day" else 168
-    return np.resize(y[-lag:], hours) if name == "last_day" else np.resize(y[-lag:][: min(lag, hours)], hours)
+    return np.resize(y[-lag:][:hours], hours)  # the lagged hours, repeated when the horizon is longer
 
 
 def _model(y: np.ndarray, hours: int, name: str) -> np.ndarray:

@@ -40,10 +40,23 @@ class Target:
     """A KPI's goal: ``good`` is the bar (``higher`` or ``lower`` is better); within ``amber`` of it, amber."""
 
     label: str
-    unit: str
+    unit: str  # "%": a share shown as a percentage; else the unit of the value
     good: float
     higher: bool
     amber: float
+    digits: int = 1
+    aim: str = ""
+
+    def show(self, value: float) -> str:
+        """The value for people: ``99.80 %``, ``33.0 s``."""
+        return f"{100 * value:.{self.digits}f} %" if self.unit == "%" else f"{value:.{self.digits}f} {self.unit}"
+
+    @property
+    def goal(self) -> str:
+        """The bar for people: ``≥ 99.5 %``, ``≤ 30 s`` (and what to aim for beyond it)."""
+        level = f"{100 * self.good:g} %" if self.unit == "%" else f"{self.good:g} {self.unit}"
+        bar = f"{'≥' if self.higher else '≤'} {level}"
+        return f"{bar} ({self.aim})" if self.aim else bar
 
     def grade(self, value: float | None) -> str:
         """green, amber or red against the bar; grey without a value."""
@@ -56,14 +69,14 @@ class Target:
 
 
 TARGETS: dict[str, Target] = {  # the seed's targets
-    "availability": Target("availability", "%", 0.995, True, 0.005),
-    "auto_recovery_rate": Target("auto-recovery", "%", 0.90, True, 0.10),
+    "availability": Target("availability", "%", 0.995, True, 0.005, digits=2),
+    "auto_recovery_rate": Target("auto-recovery", "%", 0.90, True, 0.10, aim="aim 98 %"),
     "mttr_p95_s": Target("detection → resolution p95", "s", 30.0, False, 30.0),
-    "task_failure_rate": Target("task failure rate", "%", 0.02, False, 0.03),
+    "task_failure_rate": Target("task failure rate", "%", 0.02, False, 0.03, digits=2),
     "anomaly_precision": Target("anomaly precision", "%", 0.90, True, 0.10),
     "anomaly_recall": Target("anomaly recall", "%", 0.90, True, 0.10),
     "forecast_mape": Target("forecast MAPE", "%", 0.15, False, 0.10),
-    "budget_used": Target("daily budget used", "%", 1.0, False, 0.0),
+    "budget_used": Target("daily budget used", "%", 1.0, False, 0.0, digits=0),
 }
 
 
@@ -198,10 +211,12 @@ def kpis(
     landing: Path | None = None,
     window: pd.Timedelta = WINDOW,
     ledger=None,
+    spend: bool = True,
 ) -> dict[str, object]:
     """Every KPI over ``[now - window, now)``: the ``/api/kpis`` JSON (see the module docstring). With a
     ``ledger`` (:class:`~rhythm_pipelines.dashboard.spend.SpendLedger`), spend and budgets come from its hourly
-    sums instead of re-reading the calls."""
+    sums instead of re-reading the calls. ``spend`` False leaves today's spend and the budgets out (a report of
+    a past period has no use for them: they are not the period's)."""
     from rhythm_pipelines.cost import budgets as budget_mod
     from rhythm_pipelines.cost import catalog as catalog_mod
 
@@ -210,15 +225,17 @@ def kpis(
     start = now - window
     report, log = healing(store, start, now)
     summary = report.summary()
-    if ledger is None:
-        spend = spend_today(store, now, catalog)
+    if not spend:
+        today, statuses = pd.DataFrame({"cost": pd.Series(dtype="float64")}), []
+    elif ledger is None:
+        today = spend_today(store, now, catalog)
         statuses, _ = budget_mod.check(budgets, store.read_table, catalog, now)
     else:
         first = min([budget_mod.period_bounds(b.period, now)[0] for b in budgets.budgets] + [now.floor("D")])
         since = min(first, now - pd.Timedelta(hours=budgets.projection_window_h))
         ledger.window_h = budgets.projection_window_h
         rows = ledger.spend(store, since, now)
-        spend = rows[rows["ts"] >= now.floor("D")]
+        today = rows[rows["ts"] >= now.floor("D")]
         statuses = [budget_mod.status(b, rows, now, budgets.projection_window_h) for b in budgets.budgets]
     daily = [s for s in statuses if s.budget.period == "daily" and not s.budget.channel and not s.budget.region]
     events = store.read_table("events", start - pd.Timedelta(hours=6), now)
@@ -231,7 +248,7 @@ def kpis(
         "mttr_s": _finite(summary["mttr_s"]["mean"]),
         "mttr_p95_s": _finite(summary["mttr_s"]["p95"]),
         "task_failure_rate": _finite(summary["task_failure_rate"]),
-        "spend_today_usd": round(float(spend["cost"].sum()), 6),
+        "spend_today_usd": round(float(today["cost"].sum()), 6) if spend else None,
         "open_incidents": len(opened),
         "anomaly_precision": accuracy["precision"],
         "anomaly_recall": accuracy["recall"],

@@ -15,41 +15,19 @@ table{border-collapse:collapse;margin:.6rem 0}
 th,td{border-bottom:1px solid #d0d7de;padding:.25rem .6rem;text-align:left}
 img{max-width:100%}.green{color:#1a7f37}.amber{color:#b7791f}.red{color:#cf222e}.grey{color:#8c959f}
 footer{margin-top:2rem;color:#59636e;font-size:.8rem}"""
-SHOWN = (  # key, how to print it
-    ("availability", lambda v: f"{100 * v:.2f} %"),
-    ("auto_recovery_rate", lambda v: f"{100 * v:.1f} %"),
-    ("mttr_p95_s", lambda v: f"{v:.1f} s"),
-    ("task_failure_rate", lambda v: f"{100 * v:.2f} %"),
-    ("anomaly_precision", lambda v: f"{100 * v:.1f} %"),
-    ("anomaly_recall", lambda v: f"{100 * v:.1f} %"),
-    ("forecast_mape", lambda v: f"{100 * v:.1f} %"),
-    ("budget_used", lambda v: f"{100 * v:.0f} %"),
-)
-GOALS = {
-    "availability": "≥ 99.5 %",
-    "auto_recovery_rate": "≥ 90 % (aim 98 %)",
-    "mttr_p95_s": "≤ 30 s",
-    "task_failure_rate": "< 2 %",
-    "anomaly_precision": "≥ 90 %",
-    "anomaly_recall": "≥ 90 %",
-    "forecast_mape": "< 15 %",
-    "budget_used": "≤ 100 %",
-}
-
-
-def kpi_markdown(kpis: dict, live: bool = False) -> str:
-    """The KPIs of :func:`~rhythm_pipelines.dashboard.kpis.kpis` against their targets, as a markdown table.
-    A report of a period (``live`` False) leaves out today's spend and daily budget: they are not the period's."""
+def kpi_markdown(kpis: dict) -> str:
+    """The KPIs of :func:`~rhythm_pipelines.dashboard.kpis.kpis` against their targets, as a markdown table
+    (today's spend and the daily budget only when they were computed: a past period's report has none)."""
     rows = ["| KPI | value | target | status |", "|---|---|---|---|"]
-    for key, fmt in SHOWN:
-        if key == "budget_used" and not live:
-            continue
+    for key, target in TARGETS.items():
         value = kpis.get(key)
-        shown = "–" if value is None else fmt(float(value))
-        rows.append(f"| {TARGETS[key].label} | {shown} | {GOALS[key]} | {kpis['grades'].get(key, 'grey')} |")
+        if key == "budget_used" and kpis.get("spend_today_usd") is None:
+            continue
+        shown = "–" if value is None else target.show(float(value))
+        rows.append(f"| {target.label} | {shown} | {target.goal} | {kpis['grades'].get(key, 'grey')} |")
     mttr = kpis.get("mttr_s")
     rows.append(f"| MTTR (mean) | {'–' if mttr is None else f'{mttr:.1f} s'} | | |")
-    if live:
+    if kpis.get("spend_today_usd") is not None:
         rows.append(f"| spend today (UTC) | ${kpis['spend_today_usd']:,.2f} | | |")
     rows.append(f"| open incidents | {kpis['open_incidents']} | 0 | {'red' if kpis['open_incidents'] else 'green'} |")
     return "\n".join(rows) + "\n"

@@ -230,7 +230,7 @@ def _report_asset(name: str, period: str, partitions: dg.TimeWindowPartitionsDef
         report = build_report(period, key, start, end, calls, previous, catalog)
         upto = min(end, pd.Timestamp.now(tz="UTC"))  # a period still running: its KPIs so far
         with store.open() as s:
-            figures = kpis(s, upto, catalog, cost.load_budgets(), Path(landing.root), window=upto - start)
+            figures = kpis(s, upto, catalog, landing=Path(landing.root), window=upto - start, spend=False)
             summary = kpi_markdown(figures)
         out = cost.reports / "cost" / period
         out.mkdir(parents=True, exist_ok=True)

@@ -470,7 +470,7 @@ def healing_report(
             40,
         )
     with store.open() as s:
-        summary = kpi_markdown(kpis(s, upto, landing=Path(landing.root), window=upto - start))
+        summary = kpi_markdown(kpis(s, upto, landing=Path(landing.root), window=upto - start, spend=False))
     metadata["kpis"] = dg.MetadataValue.md(summary)
     metadata["dashboard"] = dashboard_link("/healing", hours=round((upto - start) / pd.Timedelta(hours=1), 2))
     day = f"{start:%Y-%m-%d}"
