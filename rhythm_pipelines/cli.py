@@ -683,7 +683,10 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         runs = run_counts(dg.DagsterInstance.get)
     clock = None
     if args.as_of:
-        as_of = utc(args.as_of)
+        try:
+            as_of = utc(args.as_of)
+        except ValueError as exc:
+            raise ValueError(f"--as-of {args.as_of!r}: not a time (e.g. 2026-03-04T13:30Z): {exc}") from None
         clock = lambda: as_of  # noqa: E731
     from rhythm_pipelines.dashboard.app import Sources
     from rhythm_pipelines.forecasting.registry import ModelRegistry, default_root
