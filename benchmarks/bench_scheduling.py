@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rhythm_pipelines.scheduling.planner import Run, plan  # noqa: E402
 from rhythm_pipelines.scheduling.profiles import expected_load, load_profile  # noqa: E402
-from rhythm_pipelines.scheduling.replay import STEP, World, replay, score, workload  # noqa: E402
+from rhythm_pipelines.scheduling.replay import STEP, Backlog, World, forecast_peaks, forecasts, replay, score, workload  # noqa: E402
 from rhythm_pipelines.simulate import SimConfig, simulate  # noqa: E402
 
 START = pd.Timestamp("2026-03-09", tz="UTC")  # a Monday
@@ -65,19 +65,26 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--days", type=int, default=14)
     ap.add_argument("--hosts", type=int, default=6)
-    ap.add_argument("--slots", type=int, default=4)
+    ap.add_argument("--slots", type=int, default=8)
     ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--chunk-cpu", type=float, default=Backlog().cpu, help="CPU percent of a backlog chunk")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     bg, history = fleet(args.days, args.hosts, args.seed)
     hosts = list(bg.columns)
-    world = World(bg, workload(hosts, START, args.days, args.seed), slots=args.slots)
-    policies, replay_s, plans = {}, {}, []
+    world = World(bg, workload(hosts, START, args.days, args.seed), slots=args.slots, backlog=Backlog(cpu=args.chunk_cpu))
+    t0 = time.perf_counter()
+    expected = forecasts(world, history)
+    forecast_s = round(time.perf_counter() - t0, 1)
+    peaks = forecast_peaks(world, history, expected)
+    policies, replay_s, plans, extra = {}, {}, [], {}
     for policy in ("static", "reactive", "predictive"):
         t0 = time.perf_counter()
-        out = replay(world, policy, history)
+        out = replay(world, policy, history, expected)
         replay_s[policy] = round(time.perf_counter() - t0, 1)
-        policies[policy] = {k: score(world, out)[k] for k in KEYS}
+        figures = score(world, out, peaks)
+        policies[policy] = {k: figures[k] for k in KEYS}
+        extra[policy] = {k: figures[k] for k in figures if k not in KEYS}
         plans += out.plan_seconds
     report = {
         "policies": policies,
@@ -88,6 +95,9 @@ def main() -> None:
         "hosts": len(hosts),
         "slots": args.slots,
         "replay_s": replay_s,
+        "forecast_s": forecast_s,
+        "forecast_peaks": len(peaks),
+        "runs_by_policy": extra,
     }
     if args.json:
         print(json.dumps(report, indent=1))

@@ -12,7 +12,13 @@ time, cost and priority. Rules, in this order:
 3. when no start leaves room for the guard, a start where the run itself stays under target will do; a run
    no start of whose window keeps the host under target takes the least overloaded start (its deadline
    still holds: a missed deadline is worse than a busy hour); a run whose deadline cannot be met starts as
-   early as it may, and says so.
+   early as it may, and says so;
+4. ``fill``: deadline-free low-priority work (a backlog's chunks) goes last, each at the earliest start that
+   keeps its host under target with the guard; a chunk that fits nowhere in the horizon is left unplaced
+   (``Plan.unplaced``: it waits for the next plan; a backlog never forces an overload).
+
+Runs already ``running`` count as load and take their workers. With ``workers``, a host runs at most that many
+runs at once, and deferrable work leaves ``reserve`` of them free for high-priority runs nobody planned.
 
 Every placement says why it is where it is. The plan is a pure function of its inputs: re-planning with a
 moved forecast gives the new plan, and a run's identity (``Run.key``, its job and nominal time) does not
@@ -82,6 +88,7 @@ class Plan:
     baseline: dict[str, pd.DataFrame]  # host -> cpu, mem per slot, without the planned runs
     load: dict[str, pd.DataFrame]  # host -> cpu, mem per slot, with them
     placements: list[Placement] = field(default_factory=list)
+    unplaced: list[Run] = field(default_factory=list)  # backlog chunks with no room in the horizon
 
     def due(self, now: pd.Timestamp) -> list[Placement]:
         """The placements whose start has come (the sensor launches them; their run_key dedups)."""
@@ -125,17 +132,22 @@ def plan(
     targets: Targets | None = None,
     advance: pd.Timedelta = ADVANCE,
     guard: pd.Timedelta = GUARD,
+    running: Sequence[tuple[Run, pd.Timestamp]] = (),
+    fill: Sequence[Run] = (),
+    workers: int | None = None,
+    reserve: int = 0,
 ) -> Plan:
     """Place ``runs`` over ``[start, start + horizon)`` against ``baseline`` (see the module docstring).
 
     ``baseline``: per host a frame indexed by time with ``cpu`` and ``mem`` columns; it is resampled to the
-    plan's slots (forward filled; a host missing from it counts as idle)."""
+    plan's slots (forward filled; a host missing from it counts as idle). ``running``: (run, its start)."""
     targets = targets or Targets()
     start = pd.Timestamp(start).floor(SLOT)
     slots = pd.date_range(start, start + horizon, freq=SLOT, inclusive="left")
     n = len(slots)
     base: dict[str, pd.DataFrame] = {}
-    for host in sorted({r.host for r in runs} | set(baseline)):
+    every = [*runs, *fill, *(r for r, _ in running)]
+    for host in sorted({r.host for r in every} | set(baseline)):
         frame = baseline.get(host)
         if frame is None or frame.empty:
             base[host] = pd.DataFrame({"cpu": 0.0, "mem": 0.0}, index=slots)
@@ -145,6 +157,8 @@ def plan(
         base[host] = f.fillna(0.0)
     cpu = {h: f["cpu"].to_numpy().copy() for h, f in base.items()}
     mem = {h: f["mem"].to_numpy().copy() for h, f in base.items()}
+    busy = {h: np.zeros(n, dtype=np.int64) for h in base}  # runs at once per slot
+    room = (workers - reserve) if workers is not None else None  # what deferrable work may take
     out = Plan(start, slots, targets, base, {})
 
     def index(t: pd.Timestamp) -> int:
@@ -153,14 +167,14 @@ def plan(
     def width(r: Run) -> int:
         return max(1, int(np.ceil(r.duration / SLOT)))
 
-    def place(r: Run, i: int, reason: str) -> None:
-        w = width(r)
-        lo, hi = max(i, 0), min(i + w, n)
+    def place(r: Run, i: int, reason: str, at: pd.Timestamp | None = None) -> None:
+        begin = at if at is not None else start + i * SLOT
+        lo, hi = max(i, 0), min(int(np.ceil((begin + r.duration - start) / SLOT)), n)
         cpu[r.host][lo:hi] += r.cpu
         mem[r.host][lo:hi] += r.mem
+        busy[r.host][lo:hi] += 1
         peak_c = float(cpu[r.host][lo:hi].max()) if hi > lo else r.cpu
         peak_m = float(mem[r.host][lo:hi].max()) if hi > lo else r.mem
-        begin = start + i * SLOT
         over = peak_c > targets.cpu + 1e-9 or peak_m > targets.mem + 1e-9
         out.placements.append(Placement(r, begin, begin + r.duration, peak_c, peak_m, over, reason))
 
@@ -173,6 +187,14 @@ def plan(
         c = (cpu[r.host][lo:hi] + r.cpu - targets.cpu).max()
         m = (mem[r.host][lo:hi] + r.mem - targets.mem).max()
         return float(max(c, m, 0.0))
+
+    def free(r: Run, i: int) -> bool:
+        """A deferrable run starting at ``i`` finds a slot for its whole duration."""
+        return room is None or bool((busy[r.host][max(i, 0):min(i + width(r), n)] < room).all())
+
+    for r, began in running:
+        place(r, int((began - start) // SLOT), "running", at=began)
+    out.placements.clear()  # running runs are load, not part of the plan
 
     for r in sorted((r for r in runs if r.priority == "high"), key=lambda r: (r.nominal, r.job)):
         place(r, index(r.nominal.floor(SLOT)), "high priority: runs at its time, never moved")
@@ -192,13 +214,14 @@ def plan(
             place(r, max(earliest, 0), why)
             continue
         candidates = sorted(range(earliest, latest + 1), key=lambda i: (abs(i - nominal), i))
-        fits = next((i for i in candidates if overshoot(r, i) == 0.0), None)
+        slotted = [i for i in candidates if free(r, i)] or candidates
+        fits = next((i for i in slotted if overshoot(r, i) == 0.0), None)
         tight = ""
         if fits is None:  # no room for an overrun anywhere: a start where the run itself fits will do
-            fits = next((i for i in candidates if overshoot(r, i, padded=False) == 0.0), None)
+            fits = next((i for i in slotted if overshoot(r, i, padded=False) == 0.0), None)
             tight = f" (no room left for it to overrun by {_fmt(guard)})"
         if fits is None:
-            best = min(candidates, key=lambda i: (overshoot(r, i), abs(i - nominal), i))
+            best = min(slotted, key=lambda i: (overshoot(r, i), abs(i - nominal), i))
             place(r, best, f"no start before its deadline keeps {r.host} under target: the least overloaded")
             continue
         if fits == nominal:
@@ -208,6 +231,17 @@ def plan(
         when = "earlier" if fits < nominal else "later"
         place(r, fits, f"moved {_fmt((fits - nominal) * SLOT)} {when}: at its time {r.host} would reach "
                        f"{peak:.0f} % CPU (target {targets.cpu:.0f} %)" + tight)  # fmt: skip
+    after: dict[tuple, int] = {}  # load only grows: a chunk like the last one fits no earlier than it did
+    for r in fill:
+        shape = (r.host, r.duration, r.cpu, r.mem)
+        first = max(index(r.nominal.floor(SLOT)), after.get(shape, 0), 0)
+        fits = next((i for i in range(first, n) if free(r, i) and overshoot(r, i) == 0.0), None)
+        if fits is None:
+            out.unplaced.append(r)
+            after[shape] = n
+        else:
+            place(r, fits, "backlog: the earliest start with room under target")
+            after[shape] = fits
     out.placements.sort(key=lambda p: (p.start, p.run.job))
     out.load = {h: pd.DataFrame({"cpu": cpu[h], "mem": mem[h]}, index=slots) for h in base}
     return out

@@ -4,7 +4,13 @@
 - ``rhythm/deadline``: ``by HH:MM`` (UTC; the next such time after the run's nominal time) or ``within 4h`` /
   ``within 90m`` (after its nominal time); none: the end of the planning horizon;
 - ``rhythm/cost``: what a run costs a host, ``cpu=30,mem=10,duration=20m`` (CPU and memory in percent of the
-  host, added to its load while the run lasts); what is not given comes from the learned profile.
+  host, added to its load while the run lasts); what is not given comes from the learned profile;
+- ``rhythm/cron``: the job's nominal times (a 5-field cron expression, UTC): the predictive scheduler plans
+  the jobs that carry it, and launches them itself (give such a job no schedule of its own);
+- ``rhythm/host``: the host whose load a run adds to (default: the machine the runs execute on).
+
+A job with only ``rhythm/priority`` is not planned (healing's pause still reads it); a deadline or a cost
+without ``rhythm/cron`` is an error: there would be nothing to plan.
 
 A tag that cannot be read is an error naming the job, the tag and the value, never a silent default.
 """
@@ -13,10 +19,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import pandas as pd
+from cronsim import CronSim, CronSimError
 
-PRIORITY, DEADLINE, COST = "rhythm/priority", "rhythm/deadline", "rhythm/cost"
+PRIORITY, DEADLINE, COST, CRON, HOST = "rhythm/priority", "rhythm/deadline", "rhythm/cost", "rhythm/cron", "rhythm/host"
 PRIORITIES = ("high", "normal", "low")
 _BY = re.compile(r"^by\s+([01]?\d|2[0-3]):([0-5]\d)$")
 _WITHIN = re.compile(r"^within\s+(\d+(?:\.\d+)?)\s*(m|min|h)$")
@@ -63,10 +71,25 @@ class JobTags:
     priority: str = "normal"
     deadline: Deadline | None = None
     cost: Cost = Cost()
+    cron: str | None = None
+    host: str | None = None
 
     @property
     def deferrable(self) -> bool:
         return self.priority != "high"
+
+    def nominal_times(self, start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
+        """The cron's times in ``[start, end)`` (UTC)."""
+        if self.cron is None:
+            return []
+        out, it = [], CronSim(self.cron, (start - pd.Timedelta(seconds=1)).to_pydatetime())
+        for t in it:
+            ts = pd.Timestamp(t)
+            if ts >= end:
+                break
+            if ts >= start:
+                out.append(ts)
+        return out
 
 
 def parse_deadline(job: str, raw: str) -> Deadline:
@@ -110,7 +133,7 @@ def parse_cost(job: str, raw: str) -> Cost:
 
 def parse_tags(job: str, tags: dict[str, str]) -> JobTags | None:
     """The scheduling tags of ``job``; None when it has none (it does not take part)."""
-    if not any(k in tags for k in (PRIORITY, DEADLINE, COST)):
+    if not any(k in tags for k in (PRIORITY, DEADLINE, COST, CRON)):
         return None
     priority = tags.get(PRIORITY, "normal").strip().lower()
     if priority not in PRIORITIES:
@@ -119,4 +142,20 @@ def parse_tags(job: str, tags: dict[str, str]) -> JobTags | None:
     if deadline is not None and priority == "high":
         raise ScheduleTagError(job, DEADLINE, tags[DEADLINE], "a high-priority job is never moved: drop its deadline")
     cost = parse_cost(job, tags[COST]) if COST in tags else Cost()
-    return JobTags(job, priority, deadline, cost)
+    cron = parse_cron(job, tags[CRON]) if CRON in tags else None
+    if cron is None and (DEADLINE in tags or COST in tags):
+        tag = DEADLINE if DEADLINE in tags else COST
+        raise ScheduleTagError(job, tag, tags[tag], f"the job has no {CRON} tag: nothing for the scheduler to plan")
+    host = tags.get(HOST, "").strip() or None
+    return JobTags(job, priority, deadline, cost, cron, host)
+
+
+def parse_cron(job: str, raw: str) -> str:
+    text = " ".join(raw.split())
+    if len(text.split(" ")) != 5:
+        raise ScheduleTagError(job, CRON, raw, "expected 5 cron fields (minute hour day month weekday, UTC)")
+    try:
+        CronSim(text, datetime(2026, 1, 1, tzinfo=UTC))
+    except CronSimError as exc:
+        raise ScheduleTagError(job, CRON, raw, f"not a cron expression: {exc}") from None
+    return text
