@@ -12,7 +12,7 @@ from rhythm_pipelines.defs.cost import (
     cost_jobs,
     cost_schedules,
 )
-from rhythm_pipelines.defs.demo import demo_traffic
+from rhythm_pipelines.defs.demo import demo_planned_jobs, demo_traffic
 from rhythm_pipelines.defs.forecasting import (
     first_models_sensor,
     forecast_first_models_job,
@@ -33,6 +33,7 @@ from rhythm_pipelines.defs.healing import (
 from rhythm_pipelines.defs.ingestion import ingestion_assets, ingestion_checks
 from rhythm_pipelines.defs.jobs import anomaly_job, hourly_ingestion_job
 from rhythm_pipelines.defs.resources import healing_from_env, landing_from_env, registry_from_env, store_from_env
+from rhythm_pipelines.defs.scheduling import scheduling_assets, scheduling_sensors
 from rhythm_pipelines.defs.sensors import host_sampler
 
 defs = dg.Definitions(
@@ -43,6 +44,7 @@ defs = dg.Definitions(
         healing_log,
         healing_report,
         *cost_assets,
+        *scheduling_assets,
         *(chaos.chaos_assets if chaos.enabled() else []),
     ],
     asset_checks=[*ingestion_checks, incidents_resolved],
@@ -55,10 +57,11 @@ defs = dg.Definitions(
         *healing_jobs,
         budget_alert_job,
         *cost_jobs,
+        *demo_planned_jobs,
         *(chaos.chaos_jobs if chaos.enabled() else []),
     ],
     schedules=[forecast_training_schedule, live_forecasts_schedule, *healing_schedules, *cost_schedules],
-    sensors=[host_sampler, *healing_sensors, budget_sensor, first_models_sensor, demo_traffic],
+    sensors=[host_sampler, *healing_sensors, budget_sensor, first_models_sensor, demo_traffic, *scheduling_sensors],
     resources={
         "store": store_from_env(),
         "landing": landing_from_env(),

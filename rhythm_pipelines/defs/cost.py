@@ -143,8 +143,10 @@ def cost_pareto_frontier(
             "frontier": md_table(routes, 60),
             "budget_sweep": md_table(curve.round(4), 30)
             if len(curve) > 1
-            else dg.MetadataValue.md("The cheapest mix is also the fastest this day: no trade-off to sweep.\n\n"
-                                     + md_table(curve.round(4)).value),  # fmt: skip
+            else dg.MetadataValue.md(
+                "The cheapest mix is also the fastest this day: no trade-off to sweep.\n\n"
+                + md_table(curve.round(4)).value
+            ),  # fmt: skip
             "slo_sweep": md_table(slos.round(4), 20),
             "plot": plot_frontier(routes, curve, f"cost / latency frontier, {start:%Y-%m-%d}"),
         }
@@ -270,22 +272,32 @@ cost_daily_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(channel_costs, cost_pareto_frontier, routing_plan, cost_report_daily),
     description="A day's costs, frontier, routing plan and daily cost report.",
 )
-cost_weekly_job = dg.define_asset_job(
-    "cost_weekly_job", selection=dg.AssetSelection.assets(cost_report_weekly)
-)
-cost_monthly_job = dg.define_asset_job(
-    "cost_monthly_job", selection=dg.AssetSelection.assets(cost_report_monthly)
-)
+cost_weekly_job = dg.define_asset_job("cost_weekly_job", selection=dg.AssetSelection.assets(cost_report_weekly))
+cost_monthly_job = dg.define_asset_job("cost_monthly_job", selection=dg.AssetSelection.assets(cost_report_monthly))
 cost_schedules = [
     dg.build_schedule_from_partitioned_job(
-        job, name=name, hour_of_day=hour, minute_of_hour=minute, default_status=dg.DefaultScheduleStatus.RUNNING,
+        job,
+        name=name,
+        hour_of_day=hour,
+        minute_of_hour=minute,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
         description=text,
     )  # fmt: skip
     for job, name, hour, minute, text in (
-        (cost_daily_job, "cost_daily_schedule", 0, 45,
-         "Daily at 00:45 UTC: yesterday's costs, frontier, routing plan and cost report."),
-        (cost_weekly_job, "cost_weekly_schedule", 1, 0,
-         "Mondays at 01:00 UTC: last week's cost report (weeks start on Monday)."),
+        (
+            cost_daily_job,
+            "cost_daily_schedule",
+            0,
+            45,
+            "Daily at 00:45 UTC: yesterday's costs, frontier, routing plan and cost report.",
+        ),
+        (
+            cost_weekly_job,
+            "cost_weekly_schedule",
+            1,
+            0,
+            "Mondays at 01:00 UTC: last week's cost report (weeks start on Monday).",
+        ),
         (cost_monthly_job, "cost_monthly_schedule", 1, 15, "On the 1st at 01:15 UTC: last month's cost report."),
     )  # fmt: skip
 ]

@@ -36,9 +36,10 @@ def _pyplot():
     return plt
 
 
-def _png(fig, title: str) -> dg.MarkdownMetadataValue:
+def _png(fig, title: str, dates: bool = True) -> dg.MarkdownMetadataValue:
     plt = _pyplot()
-    fig.autofmt_xdate()
+    if dates:
+        fig.autofmt_xdate()
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -216,3 +217,59 @@ def dashboard_link(path: str, **params: object) -> dg.UrlMetadataValue:
     base = os.environ.get("RHYTHM_DASHBOARD_URL", "http://127.0.0.1:3001").rstrip("/")
     query = urlencode({k: v for k, v in params.items() if v is not None})
     return dg.MetadataValue.url(f"{base}{path}" + (f"?{query}" if query else ""))
+
+
+def plot_plan(plan, targets, title: str, max_hosts: int = 3) -> dg.MarkdownMetadataValue:
+    """The schedule plan as a Gantt chart under each host's forecast load: the forecast alone (dashed), with
+    the planned runs (solid), the target, and a bar per run (grey tick: its nominal time)."""
+    plt = _pyplot()
+    hosts = sorted({p.run.host for p in plan.placements})[:max_hosts] or sorted(plan.load)[:max_hosts]
+    if not hosts:
+        fig, ax = plt.subplots(figsize=(8, 1.5), dpi=90)
+        ax.text(0.5, 0.5, "nothing to plan", ha="center", va="center")
+        ax.set_axis_off()
+        return _png(fig, title)
+    rows = [p for p in plan.placements if p.run.host in hosts]
+    tall = max(len(rows), 3) * 0.35
+    fig, axes = plt.subplots(len(hosts) + 1, 1, figsize=(9, 2.0 * len(hosts) + tall + 0.5), dpi=90, sharex=True,
+                             gridspec_kw={"height_ratios": [2] * len(hosts) + [tall]})  # fmt: skip
+    for ax, host in zip(axes, hosts, strict=False):
+        base, load = plan.baseline[host], plan.load[host]
+        ax.plot(base.index, base["cpu"], linestyle="--", color="tab:gray", linewidth=1, label="forecast CPU")
+        ax.plot(load.index, load["cpu"], color="tab:blue", linewidth=1.2, label="with the plan")
+        ax.axhline(targets.cpu, color="tab:red", linewidth=0.8, label=f"target {targets.cpu:g} %")
+        ax.set_ylabel(f"{host}\nCPU %", fontsize=8)
+        ax.set_ylim(0, max(100.0, float(load["cpu"].max()) + 5))
+        ax.legend(fontsize=6, loc="upper left", ncol=3)
+    gantt = axes[-1]
+    colors = {"high": "tab:red", "normal": "tab:blue", "low": "tab:green"}
+    rows = sorted(rows, key=lambda p: (p.run.host, p.start))
+    for i, p in enumerate(rows):
+        width = (p.end - p.start) / pd.Timedelta(days=1)
+        gantt.barh(i, width, left=p.start, color=colors.get(p.run.priority, "tab:gray"), alpha=0.8,
+                   hatch="//" if p.moved != pd.Timedelta(0) else None)  # fmt: skip
+        gantt.plot([p.run.nominal, p.run.nominal], [i - 0.4, i + 0.4], color="black", linewidth=1)
+    gantt.set_yticks(range(len(rows)))
+    gantt.set_yticklabels([f"{p.run.job}@{p.run.host} {p.run.nominal:%H:%M}" for p in rows], fontsize=6)
+    gantt.invert_yaxis()
+    gantt.set_title("runs (hatched: moved; black tick: nominal time; red high, blue normal, green low)", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    return _png(fig, title)
+
+
+def plot_week(heat: pd.DataFrame, title: str, label: str = "mean CPU %") -> dg.MarkdownMetadataValue:
+    """A sources x hour-of-week heat map (Monday 00:00 on the left)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(9, 0.35 * max(len(heat), 2) + 1.2), dpi=90)
+    if heat.empty:
+        ax.text(0.5, 0.5, "no profile yet", ha="center", va="center")
+        ax.set_axis_off()
+        return _png(fig, title)
+    im = ax.imshow(heat.to_numpy(dtype="float64"), aspect="auto", cmap="viridis", interpolation="nearest")
+    ax.set_yticks(range(len(heat)))
+    ax.set_yticklabels(heat.index, fontsize=7)
+    ax.set_xticks(range(0, 168, 24))
+    ax.set_xticklabels(["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"], fontsize=7)
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_title(title, fontsize=10)
+    return _png(fig, title, dates=False)

@@ -271,7 +271,9 @@ class Healer:
             return result
 
     def _schedule(self, result: HealingResult, step: Step, since: pd.Timestamp, level: str) -> None:
-        due = since + pd.Timedelta(seconds=step.after_s or 0.0)
+        until = result.event.detail.get("until") if step.at == "event_end" else None
+        base = max(pd.Timestamp(until), since) if until else since  # an event with no end: from now
+        due = base + pd.Timedelta(seconds=step.after_s or 0.0)
         result.followups.append((step, due, level))
         detail = f"{step.action} due {due.isoformat()}"
         self._log(result, "schedule", "scheduled", detail, level, step.action, result.event.source, step.params)

@@ -24,7 +24,10 @@ KINDS = (
     "anomaly",
     "cascade_failure",
     "disk_pressure",
+    "forecast_peak",  # a host's load is forecast over its target soon (raised by the predictive scheduler)
+    "forecast_slo",  # a channel@region's latency is forecast over its SLO soon
 )
+FORECAST_KINDS = ("forecast_peak", "forecast_slo")  # optional in a playbook file: no playbook, no pre-emption
 LEVELS = ("soft", "hard", "critical")  # in escalation order
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rhythm_pipelines.healing.detectors import DetectorSettings, Watch
-from rhythm_pipelines.healing.events import KINDS, LEVELS, HealthEvent, level_index
+from rhythm_pipelines.healing.events import FORECAST_KINDS, KINDS, LEVELS, HealthEvent, level_index
 from rhythm_pipelines.healing.files import root_problem
 from rhythm_pipelines.healing.safety import ProcessRule, SafetyPolicy
 from rhythm_pipelines.yaml_lines import ConfigError, Reader, config_text
@@ -48,6 +48,7 @@ class Step:
     action: str
     params: dict[str, Any] = field(default_factory=dict)
     after_s: float | None = None  # a follow-up: launched by the follow-up sensor this long after the run
+    at: str | None = None  # "event_end": after_s counts from the end the event announces (detail "until")
 
     @property
     def follow_up(self) -> bool:
@@ -163,7 +164,7 @@ def _severity(r: Reader, node: Any, path: str, parent: dict, key: str) -> Severi
 
 
 def _step(r: Reader, item: Any, path: str, parent: dict, key: str, kind: str) -> Step:
-    item = r.mapping(item, path, ("action", "params", "after_s"), parent, key)
+    item = r.mapping(item, path, ("action", "params", "after_s", "at"), parent, key)
     action = item.get("action")
     if action not in ACTIONS:
         raise r.fail(item, f"{path}.action", f"unknown action {action!r}; choose from {', '.join(ACTIONS)}", "action")
@@ -181,7 +182,12 @@ def _step(r: Reader, item: Any, path: str, parent: dict, key: str, kind: str) ->
     after = r.number(item, "after_s", path)
     if action in FOLLOW_UP_ONLY and after is None:
         raise r.fail(item, path, f"`{action}` is a follow-up: give it `after_s`")
-    return Step(action, params, after)
+    at = item.get("at")
+    if at is not None and at != "event_end":
+        raise r.fail(item, f"{path}.at", f"expected event_end (after_s counts from the event's end), got {at!r}", "at")
+    if at is not None and after is None:
+        raise r.fail(item, path, "`at: event_end` makes a follow-up: give it `after_s` (0: at the end)")
+    return Step(action, params, after, at)
 
 
 def parse(text: str, origin: str = "<playbooks>") -> PlaybookSet:
@@ -272,7 +278,7 @@ def parse(text: str, origin: str = "<playbooks>") -> PlaybookSet:
             else None
         )
         playbooks[kind] = Playbook(kind, levels, sev, r.number(node, "verify_timeout_s", f"playbooks.{kind}"))
-    missing = [k for k in KINDS if k not in playbooks]
+    missing = [k for k in KINDS if k not in playbooks and k not in FORECAST_KINDS]
     if missing:
         raise r.fail(doc, "playbooks", f"no playbook for {', '.join(missing)}", "playbooks")
     return PlaybookSet(

@@ -20,6 +20,7 @@ from rhythm_pipelines.healing import processes as procs
 from rhythm_pipelines.healing.breaker import replay
 from rhythm_pipelines.healing.detectors import DetectorSettings, dir_bytes, leak_margin
 from rhythm_pipelines.healing.events import HealthEvent
+from rhythm_pipelines.healing.pause import paused_by
 from rhythm_pipelines.healing.routing import read_routes
 
 CallsReader = Callable[[pd.Timestamp, pd.Timestamp], pd.DataFrame]  # [start, end) -> ts, channel, region, ...
@@ -35,6 +36,7 @@ class LocalProbe:
     calls: CallsReader | None = None
     job_recovered: JobRecovered | None = None
     alert_end: AlertEnd | None = None
+    paused_file: Path | None = None
     cpu_interval_s: float = 1.0
     mem_percent: Callable[[], float] = lambda: psutil.virtual_memory().percent  # injectable in tests
 
@@ -129,6 +131,21 @@ class LocalProbe:
         b = replay(calls, self.settings.breaker, self._now())
         failures = float((calls["status"] != "ok").mean())
         return b.tripped_at is None, f"{serving}: breaker {b.state}, {failures:.0%} failed over {n} calls"
+
+    # -- acting before a forecast breach ------------------------------------------------------------------
+
+    def _forecast_peak(self, event, since):
+        if self.paused_file is None:
+            return False, "no pause file to read"
+        held = event.event_id in paused_by(self.paused_file, self._now())
+        until = event.detail.get("until", "?")
+        return held, f"low-priority work paused until {until}" if held else "low-priority work is not paused"
+
+    def _forecast_slo(self, event, since):
+        route = read_routes(self.routes_file, self._now()).get(event.source)
+        if route is None:
+            return False, f"{event.source} is not rerouted"
+        return True, f"{event.source} routed to {route['to']} until {route['until']}"
 
     # -- jobs and alerts -----------------------------------------------------------------------------------
 

@@ -96,10 +96,20 @@ class Plan:
 
     def table(self) -> pd.DataFrame:
         rows = [
-            {"job": p.run.job, "host": p.run.host, "priority": p.run.priority, "nominal": p.run.nominal,
-             "start": p.start, "end": p.end, "moved_min": p.moved / pd.Timedelta(minutes=1),
-             "deadline": p.run.deadline, "peak_cpu": round(p.peak_cpu, 1), "over_target": p.over_target,
-             "reason": p.reason, "run_key": p.run.key}  # fmt: skip
+            {
+                "job": p.run.job,
+                "host": p.run.host,
+                "priority": p.run.priority,
+                "nominal": p.run.nominal,
+                "start": p.start,
+                "end": p.end,
+                "moved_min": p.moved / pd.Timedelta(minutes=1),
+                "deadline": p.run.deadline,
+                "peak_cpu": round(p.peak_cpu, 1),
+                "over_target": p.over_target,
+                "reason": p.reason,
+                "run_key": p.run.key,
+            }  # fmt: skip
             for p in self.placements
         ]
         return pd.DataFrame(rows)
@@ -190,7 +200,7 @@ def plan(
 
     def free(r: Run, i: int) -> bool:
         """A deferrable run starting at ``i`` finds a slot for its whole duration."""
-        return room is None or bool((busy[r.host][max(i, 0):min(i + width(r), n)] < room).all())
+        return room is None or bool((busy[r.host][max(i, 0) : min(i + width(r), n)] < room).all())
 
     for r, began in running:
         place(r, int((began - start) // SLOT), "running", at=began)
@@ -201,9 +211,7 @@ def plan(
 
     deferrable = [r for r in runs if r.priority != "high"]
     end_of_horizon = start + horizon
-    order = sorted(
-        deferrable, key=lambda r: (r.deadline or end_of_horizon, RANK.get(r.priority, 1), r.nominal, r.job)
-    )
+    order = sorted(deferrable, key=lambda r: (r.deadline or end_of_horizon, RANK.get(r.priority, 1), r.nominal, r.job))
     for r in order:
         nominal = index(r.nominal.floor(SLOT))
         earliest = max(index(r.nominal - advance), 0)
@@ -227,7 +235,7 @@ def plan(
         if fits == nominal:
             place(r, fits, "at its time: the host stays under target" + tight)
             continue
-        peak = float(cpu[r.host][max(nominal, 0):min(nominal + width(r), n)].max(initial=0.0)) + r.cpu
+        peak = float(cpu[r.host][max(nominal, 0) : min(nominal + width(r), n)].max(initial=0.0)) + r.cpu
         when = "earlier" if fits < nominal else "later"
         place(r, fits, f"moved {_fmt((fits - nominal) * SLOT)} {when}: at its time {r.host} would reach "
                        f"{peak:.0f} % CPU (target {targets.cpu:.0f} %)" + tight)  # fmt: skip

@@ -15,6 +15,8 @@ import pandas as pd
 from rhythm_pipelines.scheduling.planner import SLOT
 
 HOURS_OF_WEEK = 168
+ANCHOR = pd.Timedelta(minutes=15)  # how much recent measurement moves a forecast (``anchored``)
+TAU = pd.Timedelta(hours=1)  # how fast that correction fades
 PROFILE_COLUMNS = ["source", "metric", "how", "mean", "p95", "std", "count"]
 
 
@@ -94,4 +96,19 @@ def expected_load(
             fallback = float(np.average(p["mean"], weights=p["count"])) if p["count"].sum() else 0.0
             cols[name] = known.reindex(how).fillna(fallback).to_numpy()
         out[host] = pd.DataFrame(cols, index=index)
+    return out
+
+
+def anchored(expected: pd.Series, residual: float, now: pd.Timestamp, tau: pd.Timedelta = TAU) -> pd.Series:
+    """The profile's forecast moved by how far the last minutes were from it, the gap fading with ``tau``
+    (today may run hotter or quieter than the usual week; an incident in progress lasts a while)."""
+    fade = np.exp(-((expected.index - now) / tau).to_numpy(dtype="float64"))
+    return (expected + residual * fade).clip(lower=0.0)
+
+
+def pool(days: pd.DataFrame) -> pd.DataFrame:
+    """Many days' profile rows (a ``ts`` column per day, as the ``load_profiles`` table keeps them) as one."""
+    out = pd.DataFrame(columns=PROFILE_COLUMNS)
+    for _, day in days.groupby("ts", sort=True) if len(days) else []:
+        out = merge_profiles(out, day[PROFILE_COLUMNS].reset_index(drop=True))
     return out

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from rhythm_pipelines.scheduling.planner import ADVANCE, Run, Targets, plan
-from rhythm_pipelines.scheduling.profiles import expected_load, load_profile, merge_profiles
+from rhythm_pipelines.scheduling.profiles import ANCHOR, anchored, expected_load, load_profile, merge_profiles
 
 STEP = pd.Timedelta(minutes=5)
 PRIORITY_ORDER = {"high": 0, "normal": 1, "low": 2}
@@ -99,22 +99,16 @@ def cron_concurrency(world: World, history: pd.DataFrame) -> dict[str, int]:
     return out
 
 
-def anchored(expected: pd.Series, residual: float, now: pd.Timestamp, tau: pd.Timedelta = pd.Timedelta(hours=1)) -> pd.Series:
-    """The profile's forecast moved by how far the last minutes were from it, the gap fading with ``tau``
-    (today may run hotter or quieter than the usual week; an incident in progress lasts a while)."""
-    fade = np.exp(-((expected.index - now) / tau).to_numpy(dtype="float64"))
-    return (expected + residual * fade).clip(lower=0.0)
-
-
 def forecasts(
     world: World,
     history: pd.DataFrame,
     every: pd.Timedelta = REPLAN,
-    anchor: pd.Timedelta | None = pd.Timedelta(minutes=15),
+    anchor: pd.Timedelta | None = ANCHOR,
+    z: float = 1.0,
 ) -> dict[pd.Timestamp, dict]:
     """At each ``every`` of the replay, the next 24 h of load expected per host from the weekly profile of
     ``history`` plus the replay's background seen so far (never later), anchored to the last ``anchor`` of
-    measurements when given."""
+    measurements when given; ``z``: spreads above the mean (``profiles.expected_load``)."""
     bg = world.background
     hosts = list(bg.columns)
     profile = load_profile(history[history["metric"] == "cpu_percent"])
@@ -125,7 +119,7 @@ def forecasts(
         if len(seen):
             long = seen.reset_index(names="ts").melt(id_vars="ts", var_name="source", value_name="value")
             profile = merge_profiles(profile, load_profile(long.assign(metric="cpu_percent")))
-        expected = expected_load(profile, hosts, t, pd.Timedelta(hours=24), step=STEP)
+        expected = expected_load(profile, hosts, t, pd.Timedelta(hours=24), step=STEP, z=z)
         if anchor is not None and t > bg.index[0]:
             recent = bg.loc[(bg.index >= t - anchor) & (bg.index < t)]
             then = expected_load(profile, hosts, t - anchor, anchor, step=STEP, upper=False)
@@ -211,17 +205,6 @@ def replay(
             mine[r.host] += r.job.startswith("backlog@")
         over_before = cpu[j - 1] > target if j else np.zeros(len(hosts), dtype=bool)
 
-        def may_start(r: Run) -> bool:
-            if count[r.host] >= world.slots:
-                return False
-            if r.priority == "high":
-                return True
-            if policy == "reactive":
-                return not over_before[col[r.host]]
-            if policy == "predictive":
-                return planned.get(r.key, NEVER) <= now
-            return True
-
         early = []
         if policy == "predictive":  # runs the plan pulled before their nominal time
             for r in scheduled[ptr:]:
@@ -232,7 +215,15 @@ def replay(
         queue.sort(key=lambda r: (PRIORITY_ORDER[r.priority], r.nominal, r.job))
         left = []
         for r in queue + early:
-            if may_start(r):
+            if count[r.host] >= world.slots:
+                go = False
+            elif r.priority == "high":
+                go = True
+            elif policy == "reactive":
+                go = not over_before[col[r.host]]
+            else:
+                go = policy == "static" or planned.get(r.key, NEVER) <= now
+            if go:
                 start(r, now)
                 count[r.host] += 1
                 load[col[r.host]] += r.cpu
@@ -260,7 +251,9 @@ def replay(
     return out
 
 
-def forecast_peaks(world: World, history: pd.DataFrame, expected: dict[pd.Timestamp, dict]) -> list[tuple[str, pd.Timestamp]]:
+def forecast_peaks(
+    world: World, history: pd.DataFrame, expected: dict[pd.Timestamp, dict]
+) -> list[tuple[str, pd.Timestamp]]:
     """Host-hours the forecast made at the hour's start put over the CPU target with static cron's work in
     them (its scheduled runs at their nominal times and its backlog concurrency): the peaks to pre-empt."""
     steps = world.background.index

@@ -28,11 +28,24 @@ def at(p, job: str):
 def test_the_seeds_example_heavy_work_before_the_14_00_peak_monitoring_at_14_and_catch_up_after_15():
     base = {"db-01": forecast(45.0, {14: 72.0})}  # a peak forecast for 14:00-15:00
     runs = [
-        Run("heavy_batch", "db-01", DAY + 13 * H + pd.Timedelta(minutes=30), pd.Timedelta(minutes=50), cpu=30.0,
-            deadline=DAY + 18 * H),  # fmt: skip
+        Run(
+            "heavy_batch",
+            "db-01",
+            DAY + 13 * H + pd.Timedelta(minutes=30),
+            pd.Timedelta(minutes=50),
+            cpu=30.0,
+            deadline=DAY + 18 * H,
+        ),  # fmt: skip
         Run("health_check", "db-01", DAY + 14 * H, pd.Timedelta(minutes=5), cpu=3.0, priority="high"),
-        Run("reindex", "db-01", DAY + 14 * H + pd.Timedelta(minutes=10), pd.Timedelta(minutes=40), cpu=25.0,
-            priority="low", deadline=DAY + 20 * H),  # fmt: skip
+        Run(
+            "reindex",
+            "db-01",
+            DAY + 14 * H + pd.Timedelta(minutes=10),
+            pd.Timedelta(minutes=40),
+            cpu=25.0,
+            priority="low",
+            deadline=DAY + 20 * H,
+        ),  # fmt: skip
     ]
     p = plan(base, runs, DAY + 8 * H, horizon=pd.Timedelta(hours=16))
     heavy, check, reindex = at(p, "heavy_batch"), at(p, "health_check"), at(p, "reindex")

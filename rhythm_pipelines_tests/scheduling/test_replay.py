@@ -31,16 +31,24 @@ def background(days: int, start: pd.Timestamp) -> pd.DataFrame:
 
 def history(days: int) -> pd.DataFrame:
     bg = background(days, START - pd.Timedelta(days=days))
-    return bg.reset_index(names="ts").melt(id_vars="ts", var_name="source", value_name="value").assign(
-        metric="cpu_percent"
+    return (
+        bg.reset_index(names="ts")
+        .melt(id_vars="ts", var_name="source", value_name="value")
+        .assign(metric="cpu_percent")
     )
 
 
 def test_the_predictive_policy_moves_batch_work_out_of_the_learned_peak():
     days = 2
     runs = [
-        Run(f"batch@{h}", h, START + pd.Timedelta(days=d, hours=14), pd.Timedelta(minutes=45), cpu=25.0,
-            deadline=START + pd.Timedelta(days=d, hours=20))  # fmt: skip
+        Run(
+            f"batch@{h}",
+            h,
+            START + pd.Timedelta(days=d, hours=14),
+            pd.Timedelta(minutes=45),
+            cpu=25.0,
+            deadline=START + pd.Timedelta(days=d, hours=20),
+        )  # fmt: skip
         for h in ("h1", "h2")
         for d in range(days)
     ] + [

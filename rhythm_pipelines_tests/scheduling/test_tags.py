@@ -17,7 +17,8 @@ def test_tags_are_read_into_priority_deadline_and_cost():
     assert got.deadline.after(nominal) == pd.Timestamp("2026-03-04 06:00", tz="UTC")  # the next 06:00
     assert got.host == "db-01"
     day = pd.Timestamp("2026-03-03", tz="UTC")
-    assert got.nominal_times(day, day + pd.Timedelta(days=2)) == [day + pd.Timedelta(hours=23), day + pd.Timedelta(hours=47)]
+    hours = [day + pd.Timedelta(hours=h) for h in (23, 47)]
+    assert got.nominal_times(day, day + pd.Timedelta(days=2)) == hours
     within = parse_tags("hourly", {"rhythm/deadline": "within 90m", "rhythm/cron": "15 * * * *"})
     assert within.priority == "normal" and within.deadline.after(nominal) == nominal + pd.Timedelta(minutes=90)
     assert parse_tags("plain", {"owner": "team"}) is None  # no scheduling tag: it does not take part

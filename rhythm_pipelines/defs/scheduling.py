@@ -1,0 +1,216 @@
+"""Predictive scheduling: the fleet's rhythm learned per day, the plan of the next 24 h, and the sensor that
+launches planned runs when they fall due and pre-empts forecast breaches through healing.
+
+A job takes part with tags (``scheduling/tags.py``): ``rhythm/cron`` (its nominal times), ``rhythm/priority``,
+``rhythm/deadline``, ``rhythm/cost``, ``rhythm/host``; it is listed in ``PLANNED`` (the demo's jobs with
+``RHYTHM_DEMO=1``) and has no schedule of its own. Bad tags stop the code location from loading, with the job
+and tag named.
+"""
+
+import json
+import os
+
+import dagster as dg
+import pandas as pd
+
+from rhythm_pipelines.defs.demo import demo_planned_jobs
+from rhythm_pipelines.defs.demo import enabled as demo_enabled
+from rhythm_pipelines.defs.healing import healing_job, run_request
+from rhythm_pipelines.defs.ingestion import window
+from rhythm_pipelines.defs.metadata import dashboard_link, md_table, plot_plan, plot_week
+from rhythm_pipelines.defs.partitions import daily_partitions
+from rhythm_pipelines.defs.resources import HealingResource, MetricsStoreResource, sampler_host
+from rhythm_pipelines.healing.events import HealthEvent
+from rhythm_pipelines.healing.pause import paused_by
+from rhythm_pipelines.scheduling.learn import BEFORE, day_profile, fails_under_load, job_profile, week_heatmap
+from rhythm_pipelines.scheduling.live import PlanNow, plan_now, profile_of
+from rhythm_pipelines.scheduling.planner import Run, Targets
+from rhythm_pipelines.scheduling.tags import parse_tags
+
+SCHEDULING_GROUP = "scheduling"
+PLAN_INTERVAL_S = int(os.environ.get("RHYTHM_PLAN_INTERVAL_S", "60"))
+PLAN_KEY_TAG = "rhythm/plan_key"  # the planned run's identity (job|nominal time): also its run_key
+LIVE = (dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+        dg.DagsterRunStatus.STARTED)  # fmt: skip
+
+JOB_TAGS = {job.name: parse_tags(job.name, dict(job.tags or {})) for job in demo_planned_jobs}  # fails at load
+
+
+def planned_tags() -> list:
+    """The tags of the jobs planned now (the demo's only with RHYTHM_DEMO=1)."""
+    planned = demo_planned_jobs if demo_enabled() else []
+    return [JOB_TAGS[j.name] for j in planned if JOB_TAGS.get(j.name) is not None and JOB_TAGS[j.name].cron]
+
+
+def targets() -> Targets:
+    return Targets(float(os.environ.get("RHYTHM_TARGET_CPU", "80")), float(os.environ.get("RHYTHM_TARGET_MEM", "75")))
+
+
+def _history(
+    instance: dg.DagsterInstance, tags: list, now: pd.Timestamp
+) -> tuple[set[str], list[tuple[Run, pd.Timestamp]]]:
+    """The plan keys already launched (any status) and the runs of planned jobs still going, as load."""
+    launched, running = set(), []
+    by_job = {t.job: t for t in tags}
+    for job in by_job:
+        records = dg.RunsFilter(job_name=job, created_after=(now - pd.Timedelta(days=2)).to_pydatetime())
+        for rec in instance.get_run_records(filters=records, limit=1000):
+            key = rec.dagster_run.tags.get(PLAN_KEY_TAG)
+            if key:
+                launched.add(key)
+            if rec.dagster_run.status in LIVE and key:
+                nominal = pd.Timestamp(key.split("|", 1)[1])
+                cost = json.loads(rec.dagster_run.tags.get("rhythm/planned_cost", "{}"))
+                began = pd.Timestamp(rec.start_time or rec.create_timestamp.timestamp(), unit="s", tz="UTC")
+                duration = pd.Timedelta(seconds=cost.get("duration_s", 600))
+                host = rec.dagster_run.tags.get("rhythm/host", "")
+                running.append((Run(job, host, nominal, duration, cost.get("cpu", 0.0), cost.get("mem", 0.0)), began))
+    return launched, running
+
+
+def current_plan(instance: dg.DagsterInstance, store, healing: HealingResource, now: pd.Timestamp) -> PlanNow:
+    tags = planned_tags()
+    launched, running = _history(instance, tags, now)
+    books = healing.books()
+    with store.open() as s:
+        return plan_now(s, tags, launched, running, now, sampler_host(), targets(), books.detectors.latency_p95_ms)
+
+
+def plan_metadata(p: PlanNow) -> dict:
+    table = p.plan.table()
+    moved = table[table["moved_min"] != 0] if len(table) else table
+    shown = table.drop(columns=["run_key"]) if len(table) else table
+    return {
+        "planned_runs": dg.MetadataValue.int(len(table)),
+        "moved_runs": dg.MetadataValue.int(len(moved)),
+        "profile_days": dg.MetadataValue.int(p.profile_days),
+        "plan": plot_plan(p.plan, p.plan.targets, f"the next 24 h from {p.now:%Y-%m-%d %H:%M} UTC"),
+        "placements": md_table(shown, max_rows=40),
+        "moved_and_why": md_table(moved[["job", "host", "nominal", "start", "reason"]] if len(moved) else moved),
+        "breaches_to_preempt": md_table(pd.DataFrame([b.__dict__ for b in p.breaches])),
+        "costs": md_table(
+            pd.DataFrame(
+                [
+                    {"job": job, **{k: str(v) for k, v in c.cost.__dict__.items()}, "from": json.dumps(c.source)}
+                    for job, c in p.costs.items()
+                ]
+            )
+        ),  # fmt: skip
+        "dashboard": dashboard_link("/healing"),
+    }
+
+
+@dg.asset(
+    partitions_def=daily_partitions,
+    group_name=SCHEDULING_GROUP,
+    description="What the day taught about the fleet's rhythm: per host and hour of the week CPU, memory and runs "
+    "started, per channel@region latency and failure rate (mean, p95, spread, count), and per Dagster job its "
+    "duration, what it adds to its host's CPU and memory, its success rate and whether it fails more under load. "
+    "The planner pools the last 28 days. Re-running a day replaces its rows.",
+)
+def load_profiles(context: dg.AssetExecutionContext, store: MetricsStoreResource) -> dg.MaterializeResult:
+    start, end = window(context)
+    hosts_of = {t.job: t.host for t in JOB_TAGS.values() if t is not None and t.host}
+    with store.open() as s:
+        points = s.read_metrics(start - BEFORE, end, metrics=["cpu_percent", "mem_percent"])
+        calls = s.read_table("channel_calls", start, end)
+        runs = s.read_table("runs", start, end)
+        runs = runs.assign(host=runs["job"].map(hosts_of).fillna(sampler_host())) if len(runs) else runs
+        day = points[points["ts"] >= start]
+        profile = day_profile(day, calls, runs)
+        jobs = job_profile(runs, points)
+        s.write_table("load_profiles", profile.assign(ts=start))
+        if len(jobs):
+            s.write_table("job_profiles", jobs.assign(ts=start))
+        week, days = profile_of(s, end)
+    heat = week_heatmap(week)
+    cpu = profile[profile["metric"] == "cpu_percent"]
+    heaviest = cpu.sort_values("mean", ascending=False).head(10)[["source", "how", "mean", "p95", "std", "count"]]
+    heaviest = heaviest.assign(hour=lambda f: [f"{'MTWTFSS'[h // 24]} {h % 24:02d}:00" for h in f["how"]])
+    loaded = jobs.assign(fails_more_under_load=[fails_under_load(r) for _, r in jobs.iterrows()]) if len(jobs) else jobs
+    context.log.info(f"{start:%Y-%m-%d}: {len(profile)} profile rows, {len(jobs)} job rows")
+    return dg.MaterializeResult(
+        metadata={
+            "profile_rows": dg.MetadataValue.int(len(profile)),
+            "sources": dg.MetadataValue.int(int(profile["source"].nunique()) if len(profile) else 0),
+            "jobs": dg.MetadataValue.int(len(jobs)),
+            "week": plot_week(heat, f"the week's CPU rhythm, {days} day(s) pooled to {end:%Y-%m-%d}"),
+            "heaviest_hours": md_table(heaviest),
+            "jobs_profile": md_table(loaded.sort_values("cpu_added", ascending=False) if len(loaded) else loaded),
+        }
+    )
+
+
+@dg.asset(
+    group_name=SCHEDULING_GROUP,
+    deps=[load_profiles],
+    description="The plan in force for the next 24 h: each planned run's slot against each host's forecast load "
+    "(the pooled rhythm, anchored to the last 15 min), what was moved and why, and the breaches healing will "
+    "pre-empt. The predictive_scheduler sensor re-plans every minute and records a new materialization when a "
+    "placement moves; materialize it to see the plan now.",
+)
+def schedule_plan(
+    context: dg.AssetExecutionContext, store: MetricsStoreResource, healing: HealingResource
+) -> dg.MaterializeResult:
+    p = current_plan(context.instance, store, healing, pd.Timestamp.now(tz="UTC"))
+    return dg.MaterializeResult(metadata=plan_metadata(p))
+
+
+def _breach_event(b) -> HealthEvent:
+    detail = {"until": b.until.isoformat(), "bar": b.bar, "forecast": b.value, "raised_by": "predictive_scheduler"}
+    return HealthEvent(b.kind, b.source, b.start, b.metric, float(b.value), detail)
+
+
+@dg.sensor(
+    jobs=[healing_job, *demo_planned_jobs],
+    minimum_interval_seconds=PLAN_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every minute: re-plans the next 24 h of the jobs that opted in (tags rhythm/cron, priority, "
+    "deadline, cost) against the forecast load, launches the runs whose planned start has come (run_key = job and "
+    "nominal time, so a re-plan or a daemon restart never launches one twice), holds low-priority ones while "
+    "healing pauses low-priority work, and raises forecast_peak / forecast_slo events 15 min before a forecast "
+    "breach for healing's playbooks (pause low-priority work until it passes; reroute a channel).",
+)
+def predictive_scheduler(
+    context: dg.SensorEvaluationContext, store: MetricsStoreResource, healing: HealingResource
+) -> dg.SensorResult:
+    now = pd.Timestamp.now(tz="UTC")
+    cursor = json.loads(context.cursor) if context.cursor else {}
+    p = current_plan(context.instance, store, healing, now)
+    held = paused_by(healing.paused_file, now)
+    requests, waiting = [], []
+    for pl in p.due():
+        r = pl.run
+        if held and r.priority == "low":
+            waiting.append(r.key)
+            continue
+        cost = {"cpu": r.cpu, "mem": r.mem, "duration_s": r.duration.total_seconds()}
+        requests.append(dg.RunRequest(run_key=r.key, job_name=r.job, tags={
+            PLAN_KEY_TAG: r.key, "rhythm/host": r.host, "rhythm/planned_start": pl.start.isoformat(),
+            "rhythm/moved_min": f"{pl.moved / pd.Timedelta(minutes=1):g}", "rhythm/planned_cost": json.dumps(cost),
+            "rhythm/plan_reason": pl.reason[:250],
+        }))  # fmt: skip
+    books = healing.books()
+    raised = dict(cursor.get("breaches", {}))
+    for b in p.breaches:
+        same = raised.get(f"{b.kind}|{b.source}")
+        if b.kind not in books.playbooks or (same and pd.Timestamp(same) >= b.start):
+            continue  # no playbook for it, or the breach already pre-empted (it may have moved a slot)
+        event = _breach_event(b)
+        requests.append(run_request(event, run_key=f"preempt|{event.event_id}"))
+        raised[f"{b.kind}|{b.source}"] = b.until.isoformat()
+    raised = {k: v for k, v in raised.items() if pd.Timestamp(v) > now - pd.Timedelta(days=1)}
+    fingerprint = p.fingerprint()
+    events = []
+    if fingerprint != cursor.get("plan"):
+        events.append(dg.AssetMaterialization(asset_key="schedule_plan", metadata=plan_metadata(p)))
+    context.update_cursor(json.dumps({"plan": fingerprint, "breaches": raised}))
+    moved = sum(1 for pl in p.plan.placements if pl.moved != pd.Timedelta(0))
+    msg = f"{len(p.plan.placements)} run(s) planned ({moved} moved), {len(requests)} request(s)"
+    if waiting:
+        msg += f"; {len(waiting)} low-priority run(s) held while healing pauses low-priority work"
+    return dg.SensorResult(run_requests=requests, asset_events=events, skip_reason=None if requests else msg)
+
+
+scheduling_assets = [load_profiles, schedule_plan]
+scheduling_sensors = [predictive_scheduler]
