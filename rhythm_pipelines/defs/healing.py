@@ -72,12 +72,16 @@ class HealConfig(dg.Config):
     follow_up_params_json: str = "{}"
 
 
-def run_request(event: HealthEvent, run_key: str | None = None, follow_up: Step | None = None) -> dg.RunRequest:
+def run_request(
+    event: HealthEvent, run_key: str | None = None, follow_up: Step | None = None, job_name: str | None = None
+) -> dg.RunRequest:
+    """A healing_job run for ``event`` (``job_name``: for a sensor that targets several jobs)."""
     config = {"event": EventConfig.of(event)}
     if follow_up is not None:
         config |= {"follow_up_action": follow_up.action, "follow_up_params_json": json.dumps(follow_up.params)}
     return dg.RunRequest(
         run_key=run_key or event.event_id,
+        job_name=job_name,
         run_config={"ops": {"heal_event": {"config": config}}},
         tags={
             TARGET_TAG: event.source[:200],

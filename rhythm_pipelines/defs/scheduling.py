@@ -197,19 +197,23 @@ def predictive_scheduler(
         if b.kind not in books.playbooks or (same and pd.Timestamp(same) >= b.start):
             continue  # no playbook for it, or the breach already pre-empted (it may have moved a slot)
         event = _breach_event(b)
-        requests.append(run_request(event, run_key=f"preempt|{event.event_id}"))
+        requests.append(run_request(event, run_key=f"preempt|{event.event_id}", job_name=healing_job.name))
         raised[f"{b.kind}|{b.source}"] = b.until.isoformat()
     raised = {k: v for k, v in raised.items() if pd.Timestamp(v) > now - pd.Timedelta(days=1)}
     fingerprint = p.fingerprint()
     events = []
     if fingerprint != cursor.get("plan"):
         events.append(dg.AssetMaterialization(asset_key="schedule_plan", metadata=plan_metadata(p)))
-    context.update_cursor(json.dumps({"plan": fingerprint, "breaches": raised}))
     moved = sum(1 for pl in p.plan.placements if pl.moved != pd.Timedelta(0))
     msg = f"{len(p.plan.placements)} run(s) planned ({moved} moved), {len(requests)} request(s)"
     if waiting:
         msg += f"; {len(waiting)} low-priority run(s) held while healing pauses low-priority work"
-    return dg.SensorResult(run_requests=requests, asset_events=events, skip_reason=None if requests else msg)
+    return dg.SensorResult(
+        run_requests=requests,
+        asset_events=events,
+        skip_reason=None if requests else msg,
+        cursor=json.dumps({"plan": fingerprint, "breaches": raised}),
+    )
 
 
 scheduling_assets = [load_profiles, schedule_plan]

@@ -1,9 +1,10 @@
 """From the jobs that opted in (their tags) to the runs the planner places.
 
-A job's runs are its ``rhythm/cron`` times in the horizon, plus the ones of the last ``LOOKBACK`` that were
-not launched yet (deferred past their nominal time, or missed while the daemon was down): a deferrable run
-stays in the plan until it runs; a high-priority run more than ``MISSED`` late is a missed tick, dropped as
-Dagster's own schedules drop them (it would otherwise arrive in a burst after an outage). Its cost is what
+A job's runs are its ``rhythm/cron`` times in the horizon, plus the past ones of the last ``LOOKBACK`` not
+launched yet (deferred past their nominal time, or missed while the daemon was down) that come after the
+job's first launched run in that window: a job never launched starts now, with no burst of a day's past
+times on the scheduler's first start. A deferrable run stays in the plan until it runs; a high-priority run
+more than ``MISSED`` late is a missed tick, dropped as Dagster's own schedules drop them. A run's cost is what
 its tag says, else what its history measured (``learn.learned_cost``), else ``DEFAULT_COST``.
 """
 
@@ -53,7 +54,9 @@ def runs_to_place(
     for tags in jobs:
         host = tags.host or default_host
         c = cost_of(tags, learned.get((tags.job, host))).cost
-        for nominal in tags.nominal_times(now - LOOKBACK, now + horizon):
+        mine = [pd.Timestamp(k.split("|", 1)[1]) for k in launched if k.split("|", 1)[0] == tags.job]
+        floor = max(min(mine), now - LOOKBACK) if mine else now - MISSED
+        for nominal in tags.nominal_times(floor, now + horizon):
             run = Run(
                 tags.job, host, nominal, c.duration, c.cpu, c.mem or 0.0, tags.priority,
                 tags.deadline.after(nominal) if tags.deadline is not None else None,
