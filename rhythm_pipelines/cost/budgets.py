@@ -1,16 +1,25 @@
 """Budgets (daily, weekly, monthly; global, per channel, per region), spend to date, the projected
-end-of-period spend, and the alerts they raise: once per budget, period and threshold (a stable id)."""
+end-of-period spend, and the alerts they raise: once per budget, period and threshold (a stable id).
+
+The projection is spend so far plus the forecast of the period's remaining hours (``projection: forecast``,
+the default: ``cost/forecast.py`` on the budget's own hourly spend of the last ``FORECAST_DAYS``, so a quiet
+night is not projected as a busy afternoon), or the trailing rate of the last ``projection_window_h`` hours
+carried to the end of the period (``projection: trailing``, the rule before forecasts existed).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from rhythm_pipelines.yaml_lines import ConfigError, Reader, config_text
 
 PERIODS = ("daily", "weekly", "monthly")
+PROJECTIONS = ("forecast", "trailing")
+FORECAST_DAYS = 15  # hourly spend the forecast learns from: a week of backtest and a week before it
 
 
 class BudgetError(ConfigError):
@@ -45,6 +54,7 @@ class BudgetSet:
     budgets: tuple[Budget, ...]
     thresholds: tuple[float, ...] = (0.85, 0.95, 1.0)
     projection_window_h: float = 24.0
+    projection: str = "forecast"
 
 
 def period_bounds(period: str, ts: pd.Timestamp) -> tuple[pd.Timestamp, pd.Timestamp]:
@@ -118,14 +128,50 @@ class BudgetAlert:
         }
 
 
-def status(budget: Budget, spend: pd.DataFrame, now: pd.Timestamp, projection_window_h: float = 24.0) -> BudgetStatus:
-    """Spend to date in the period containing ``now`` and the projection: spend so far plus the rate of
-    the last ``projection_window_h`` hours (or of the data there is) over the rest of the period.
+def forecast_parts(hourly: pd.Series, hour: pd.Timestamp, end: pd.Timestamp) -> tuple[float, float]:
+    """From the whole hours before ``hour``: the forecast spend of ``hour`` itself and of the hours after it
+    up to ``end`` (they change once an hour: a caller may keep them for the hour)."""
+    from rhythm_pipelines.cost.forecast import forecast_hours
+
+    seen = hourly[hourly.index < hour]
+    n = int(np.ceil((end - hour) / pd.Timedelta(hours=1)))
+    if n <= 0 or seen.empty:
+        return 0.0, 0.0
+    mean = forecast_hours(seen, n)["mean"].to_numpy()
+    return float(mean[0]), float(mean[1:].sum())
+
+
+def forecast_rest(parts: tuple[float, float], now: pd.Timestamp) -> float:
+    """The spend still to come from ``now``: what is left of the current hour's forecast, and the rest."""
+    left = 1.0 - (now - now.floor("h")) / pd.Timedelta(hours=1)
+    return parts[0] * left + parts[1]
+
+
+def hourly_of(spend: pd.DataFrame, now: pd.Timestamp) -> pd.Series:
+    """A (ts, cost) frame's hourly sums up to ``now``'s hour, hours with nothing as 0."""
+    if spend.empty:
+        return pd.Series(dtype="float64")
+    s = spend["cost"].groupby(spend["ts"].dt.floor("h")).sum()
+    return s.reindex(pd.date_range(s.index.min(), now.floor("h"), freq="h"), fill_value=0.0)
+
+
+def status(
+    budget: Budget,
+    spend: pd.DataFrame,
+    now: pd.Timestamp,
+    projection_window_h: float = 24.0,
+    rest: float | None = None,
+) -> BudgetStatus:
+    """Spend to date in the period containing ``now`` and the projection: spend so far plus ``rest`` (the
+    forecast of the period's remaining spend) when given, else plus the rate of the last
+    ``projection_window_h`` hours (or of the data there is) over the rest of the period.
     ``spend`` has ``ts, channel, region, cost`` rows (calls or daily totals stamped at their start)."""
     start, end = period_bounds(budget.period, now)
     mine = budget.select(spend)
     ts = mine["ts"]
     spent = float(mine.loc[(ts >= start) & (ts <= now), "cost"].sum())
+    if rest is not None:
+        return BudgetStatus(budget, period_key(budget.period, start), start, end, spent, spent + rest)
     window = pd.Timedelta(hours=projection_window_h)
     first = ts.min() if len(ts) else now
     if now - first < window:  # less history than the window: the rate of all of it
@@ -180,7 +226,7 @@ def load(path: str | Path | None = None) -> BudgetSet:
 
 def parse(text: str, origin: str = "<budgets>") -> BudgetSet:
     r = Reader(origin, BudgetError)
-    doc = r.mapping(r.load(text), "(top)", ("version", "thresholds", "projection_window_h", "budgets"))
+    doc = r.mapping(r.load(text), "(top)", ("version", "thresholds", "projection_window_h", "projection", "budgets"))
     if doc.get("version", 1) != 1:
         raise r.fail(doc, "version", f"unsupported version {doc.get('version')!r} (this code reads 1)", "version")
     thresholds = doc.get("thresholds", [0.85, 0.95, 1.0])
@@ -189,6 +235,9 @@ def parse(text: str, origin: str = "<budgets>") -> BudgetSet:
     ):
         raise r.fail(doc, "thresholds", f"expected a list of positive shares, got {thresholds!r}", "thresholds")
     window = r.number(doc, "projection_window_h", "(top)", 24.0)
+    projection = doc.get("projection", "forecast")
+    if projection not in PROJECTIONS:
+        raise r.fail(doc, "projection", f"expected one of {', '.join(PROJECTIONS)}, got {projection!r}", "projection")
     items = doc.get("budgets") or []
     if not isinstance(items, list):
         raise r.fail(doc, "budgets", "expected a list", "budgets")
@@ -215,7 +264,7 @@ def parse(text: str, origin: str = "<budgets>") -> BudgetSet:
             if k in node and (not isinstance(node[k], str) or not node[k].strip()):
                 raise r.fail(node, f"{path}.{k}", f"expected a name, got {node[k]!r}", k)
         budgets.append(Budget(name, node["period"], amount, node.get("channel"), node.get("region")))
-    return BudgetSet(tuple(budgets), tuple(float(t) for t in thresholds), float(window))
+    return BudgetSet(tuple(budgets), tuple(float(t) for t in thresholds), float(window), projection)
 
 
 def spend_records(read_table, catalog, start: pd.Timestamp, now: pd.Timestamp, window_h: float = 24.0) -> pd.DataFrame:
@@ -244,12 +293,42 @@ def spend_records(read_table, catalog, start: pd.Timestamp, now: pd.Timestamp, w
     return out
 
 
-def check(budgets: BudgetSet, read_table, catalog, now: pd.Timestamp) -> tuple[list[BudgetStatus], list[BudgetAlert]]:
-    """Every budget's status for the period containing ``now``, and the alerts due (not yet deduped)."""
+def forecast_rests(budgets: BudgetSet, read_table, catalog, now: pd.Timestamp, cache: dict) -> dict[str, float | None]:
+    """Per budget, the forecast of its period's remaining spend from its hourly spend of the last
+    ``FORECAST_DAYS`` (None with no calls). ``cache`` keeps each hour's forecasts: the calls are read and the
+    forecasts fitted once an hour."""
+    hour = now.floor("h")
+    keys = {
+        b.name: f"{b.name}|{hour.isoformat()}|{period_bounds(b.period, now)[1].isoformat()}" for b in budgets.budgets
+    }
+    for stale in set(cache) - set(keys.values()):
+        del cache[stale]
+    if any(k not in cache for k in keys.values()):
+        calls = read_table("channel_calls", now.floor("D") - pd.Timedelta(days=FORECAST_DAYS), now)
+        priced = catalog.price_calls(calls)[["ts", "channel", "region", "cost"]] if len(calls) else None
+        for b in budgets.budgets:
+            if keys[b.name] in cache:
+                continue
+            if priced is None:
+                cache[keys[b.name]] = None
+                continue
+            mine = b.select(priced).assign(cost=lambda f: pd.to_numeric(f["cost"], errors="coerce").fillna(0.0))
+            cache[keys[b.name]] = list(forecast_parts(hourly_of(mine, now), hour, period_bounds(b.period, now)[1]))
+    return {name: forecast_rest(tuple(cache[k]), now) if cache[k] is not None else None for name, k in keys.items()}
+
+
+def check(
+    budgets: BudgetSet, read_table, catalog, now: pd.Timestamp, cache: dict | None = None
+) -> tuple[list[BudgetStatus], list[BudgetAlert]]:
+    """Every budget's status for the period containing ``now``, and the alerts due (not yet deduped).
+    ``cache``: the hour's forecasts (see ``status``); entries of other hours are dropped."""
     if not budgets.budgets:
         return [], []
     start = min(period_bounds(b.period, now)[0] for b in budgets.budgets)
     start = min(start, now - pd.Timedelta(hours=budgets.projection_window_h))
     spend = spend_records(read_table, catalog, start, now, budgets.projection_window_h)
-    statuses = [status(b, spend, now, budgets.projection_window_h) for b in budgets.budgets]
+    rests = dict.fromkeys((b.name for b in budgets.budgets), None)
+    if budgets.projection == "forecast":
+        rests = forecast_rests(budgets, read_table, catalog, now, cache if cache is not None else {})
+    statuses = [status(b, spend, now, budgets.projection_window_h, rests[b.name]) for b in budgets.budgets]
     return statuses, [a for s in statuses for a in alerts(s, budgets.thresholds)]

@@ -342,13 +342,16 @@ def budget_alert_job():
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Spend to date and projected end-of-period spend against every budget (daily, weekly, monthly; "
     "global, per channel, per region): an alert at 85%, 95%, 100% and on a projected overrun, once per budget, "
-    "period and threshold (run_key = alert id, so a daemon restart never sends one twice).",
+    "period and threshold (run_key = alert id, so a daemon restart never sends one twice). The projection is "
+    "the forecast of the period's remaining hours from each budget's own hourly spend (fitted once an hour, "
+    "kept in the cursor), or the last 24 h's rate with `projection: trailing` in the budgets file.",
 )
 def budget_sensor(context: dg.SensorEvaluationContext, store: MetricsStoreResource, cost: CostResource):
     now = pd.Timestamp.now(tz="UTC")
     budgets = cost.load_budgets()
+    cache = json.loads(context.cursor).get("forecasts", {}) if context.cursor else {}  # the hour's spend forecasts
     with store.open() as s:
-        statuses, due = budget_files.check(budgets, s.read_table, cost.load_catalog(), now)
+        statuses, due = budget_files.check(budgets, s.read_table, cost.load_catalog(), now, cache)
         sent = s.read_table("budget_alerts", now - pd.Timedelta(days=62), now + pd.Timedelta(minutes=1))
     requests = [
         dg.RunRequest(  # one run per alert (a failed delivery is retried under a new key)
@@ -364,6 +367,7 @@ def budget_sensor(context: dg.SensorEvaluationContext, store: MetricsStoreResour
         )  # fmt: skip
         for a, run_key in budget_files.to_send(due, sent, MAX_ALERT_ATTEMPTS)
     ]
+    context.update_cursor(json.dumps({"forecasts": cache}))
     if not requests:
         used = ", ".join(f"{st.budget.name} {st.used:.0%}" for st in statuses) or "no budgets"
         return dg.SkipReason(f"no new budget alert ({used})")

@@ -84,7 +84,8 @@ def test_check_reads_daily_totals_and_recent_calls_from_the_store(sqlite_store, 
         }
     )
     sqlite_store.write_table("channel_calls", calls)
-    budgets = BudgetSet((Budget("w", "weekly", 39.0), Budget("m", "monthly", 1000.0)), (0.85, 0.95, 1.0), 24.0)
+    budgets = BudgetSet((Budget("w", "weekly", 39.0), Budget("m", "monthly", 1000.0)), (0.85, 0.95, 1.0), 24.0,
+                        projection="trailing")  # fmt: skip
     statuses, due = check(budgets, sqlite_store.read_table, catalog, NOW)
     week = statuses[0]
     assert week.spent == pytest.approx(30.0 + 96 * 0.04)
@@ -92,11 +93,35 @@ def test_check_reads_daily_totals_and_recent_calls_from_the_store(sqlite_store, 
     assert [a.threshold for a in due] == ["85%", "projected"]
 
 
+def test_the_forecast_projection_knows_the_afternoon_is_busier_than_the_night(sqlite_store, catalog):
+    """Calls from 08:00 to 20:00 only: at noon, the rest of the day holds 8 busy hours. The trailing rate
+    (the last 24 h's, night and afternoon mixed) misses it by a third; the forecast of the hours gets it."""
+    start = pd.Timestamp("2026-03-01", tz="UTC")
+    now = start + pd.Timedelta(days=10, hours=12)
+    ts = pd.date_range(start, now, freq="15min", inclusive="left")
+    ts = ts[(ts.hour >= 8) & (ts.hour < 20)]
+    calls = pd.DataFrame({"ts": ts, "call_id": [f"c{i}" for i in range(len(ts))], "channel": "premium", "region": "r1",
+                          "latency_ms": 100.0, "status": "ok", "tokens_in": 1000, "tokens_out": 1000})  # fmt: skip
+    sqlite_store.write_table("channel_calls", calls)
+    spent, rest = 4 * 4 * 0.04, 8 * 4 * 0.04  # 08:00-12:00 done, 12:00-20:00 to come ($0.04 a call)
+    by = {}
+    for projection in ("forecast", "trailing"):
+        budgets = BudgetSet((Budget("d", "daily", 100.0),), (0.85,), 24.0, projection)
+        (st,), _ = check(budgets, sqlite_store.read_table, catalog, now)
+        assert st.spent == pytest.approx(spent)
+        by[projection] = st.projected
+    assert by["forecast"] == pytest.approx(spent + rest, rel=0.02)
+    # the last 24 h held 47 calls (yesterday after 12:00, this morning): their rate carried over 12 h
+    assert by["trailing"] == pytest.approx(spent + 47 * 0.04 * 12 / 24)
+
+
 def test_the_shipped_budgets_load_and_bad_files_name_line_and_field(tmp_path):
     shipped = load()
     assert {b.period for b in shipped.budgets} == {"daily", "weekly", "monthly"}
     with pytest.raises(BudgetError, match=r"b.yaml:3: budgets\[0\].period: expected one of daily"):
         parse("version: 1\nbudgets:\n  - {name: x, period: hourly, amount: 5}\n", "b.yaml")
+    with pytest.raises(BudgetError, match=r"b.yaml:1: projection: expected one of forecast, trailing, got 'guess'"):
+        parse("projection: guess\nbudgets: []\n", "b.yaml")
     with pytest.raises(BudgetError, match=r"duplicate budget name 'x'"):
         parse("budgets:\n  - {name: x, period: daily, amount: 5}\n  - {name: x, period: daily, amount: 6}\n")
     with pytest.raises(BudgetError, match=r"budgets\[0\].amount: required"):
