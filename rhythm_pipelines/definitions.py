@@ -15,7 +15,9 @@ from rhythm_pipelines.defs.cost import (
 from rhythm_pipelines.defs.demo import demo_planned_jobs, demo_traffic
 from rhythm_pipelines.defs.forecasting import (
     first_models_sensor,
+    forecast_drift_sensor,
     forecast_first_models_job,
+    forecast_retrain_job,
     forecast_training_job,
     forecast_training_schedule,
     forecasting_assets,
@@ -54,6 +56,7 @@ defs = dg.Definitions(
         forecast_training_job,
         live_forecasts_job,
         forecast_first_models_job,
+        forecast_retrain_job,
         *healing_jobs,
         budget_alert_job,
         *cost_jobs,
@@ -61,7 +64,15 @@ defs = dg.Definitions(
         *(chaos.chaos_jobs if chaos.enabled() else []),
     ],
     schedules=[forecast_training_schedule, live_forecasts_schedule, *healing_schedules, *cost_schedules],
-    sensors=[host_sampler, *healing_sensors, budget_sensor, first_models_sensor, demo_traffic, *scheduling_sensors],
+    sensors=[
+        host_sampler,
+        *healing_sensors,
+        budget_sensor,
+        first_models_sensor,
+        forecast_drift_sensor,
+        demo_traffic,
+        *scheduling_sensors,
+    ],
     resources={
         "store": store_from_env(),
         "landing": landing_from_env(),

@@ -1,6 +1,7 @@
 """Forecasting: walk-forward daily training into the model registry, how each day's models forecast the next
 day, and live 15 min / 1 h forecasts of channel latency and host CPU and memory load."""
 
+import os
 from collections.abc import Iterator
 
 import dagster as dg
@@ -12,6 +13,7 @@ from rhythm_pipelines.defs.metadata import dashboard_link, md_table, num, plot_f
 from rhythm_pipelines.defs.partitions import daily_partitions
 from rhythm_pipelines.defs.resources import MetricsStoreResource, ModelRegistryResource, healing_from_env
 from rhythm_pipelines.forecasting.day_report import DayReport, score_day
+from rhythm_pipelines.forecasting.drift import BASELINE_DAYS, drifted
 from rhythm_pipelines.forecasting.first_models import train_first, without_models
 from rhythm_pipelines.forecasting.live import NO_MODEL, forecast_now, horizon_label
 from rhythm_pipelines.forecasting.models import DEFAULT_MODELS
@@ -172,6 +174,8 @@ def forecast_accuracy(
         for day in _days(context):
             report = score_day(s, registry, targets, day, day + DAY, partition_tag(day - DAY))
             context.log.info(f"{day:%Y-%m-%d}: {len(report.rows)} series scored, {len(report.skipped)} skipped")
+            if len(report.rows):  # the drift sensor reads these days back
+                s.write_table("forecast_accuracy", report.rows.assign(ts=day))
             rows.append(report.rows.assign(day=f"{day:%Y-%m-%d}"))
             skipped.append(report.skipped.assign(day=f"{day:%Y-%m-%d}"))
             plots.update({(day, *k): v for k, v in report.scores.items()})
@@ -387,6 +391,64 @@ def first_models_sensor(
         run_key=f"first-models-{now:%Y-%m-%dT%H}-{len(ready)}",
         run_config={"ops": {"train_first_models": {"config": {"series": ready}}}},
     )
+
+
+DRIFT_INTERVAL_S = int(os.environ.get("RHYTHM_DRIFT_INTERVAL_S", "600"))
+RETRAIN_MIN_WINDOW = pd.Timedelta(hours=12)  # a regime younger than this: train on the last 12 h anyway
+
+
+class RetrainConfig(dg.Config):
+    series: list[str] = Field(description="target:source pairs to retrain")
+    since: str = Field(description="where the new regime starts (UTC): the training window begins there")
+    reason: str = Field(default="", description="why (the drift sensor's verdict)")
+
+
+@dg.op(description="Retrain the drifting series on the data since their regime changed, and serve the new models.")
+def retrain_series(
+    context: dg.OpExecutionContext, config: RetrainConfig, store: MetricsStoreResource,
+    model_registry: ModelRegistryResource,
+) -> None:  # fmt: skip
+    now = pd.Timestamp.now(tz="UTC")
+    window = max(now - pd.Timestamp(config.since), RETRAIN_MIN_WINDOW)
+    context.log.info(f"retraining {', '.join(config.series)} on the last {window} because {config.reason}")
+    with store.open() as s:
+        rows = train_first(s, model_registry.open(), config.series, now, context.log.info, window, tag="drift")
+    for r in rows.itertuples(index=False):
+        context.log.info(f"{r.target} {r.source}: {r.status}" + (f" ({r.reason})" if r.status != "trained" else ""))
+    if rows.empty or not (rows["status"] == "trained").any():
+        raise dg.Failure(description=f"nothing retrained for {', '.join(config.series)}", allow_retries=False)
+
+
+@dg.job(description="Retrain the series the drift sensor names (not the fleet), on the data since they changed.")
+def forecast_retrain_job():
+    retrain_series()
+
+
+@dg.sensor(
+    job=forecast_retrain_job,
+    minimum_interval_seconds=DRIFT_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every 10 min: a series whose model lost to Naive 3 scored days running, or whose MAE jumped to 3x "
+    "its 7-day median (forecast_accuracy), is retrained alone on the data since the change; the reason rides on "
+    "the run (tag rhythm/retrain_reason) and its log. Once per series and scored day (run_key).",
+)
+def forecast_drift_sensor(context: dg.SensorEvaluationContext, store: MetricsStoreResource):
+    now = pd.Timestamp.now(tz="UTC")
+    with store.open() as s:
+        accuracy = s.read_table("forecast_accuracy", now.floor("D") - pd.Timedelta(days=BASELINE_DAYS + 2), now)
+    drifts = drifted(accuracy) if len(accuracy) else []
+    if not drifts:
+        return dg.SkipReason(f"no drift in {accuracy[['target', 'source']].drop_duplicates().shape[0]} scored series")
+    return [
+        dg.RunRequest(
+            run_key=f"retrain|{d.series}|{d.day:%Y-%m-%d}",
+            run_config=dg.RunConfig(
+                ops={"retrain_series": RetrainConfig(series=[d.series], since=d.since.isoformat(), reason=d.reason)}
+            ),
+            tags={"rhythm/retrain_series": d.series[:200], "rhythm/retrain_reason": d.reason[:250]},
+        )
+        for d in drifts
+    ]
 
 
 forecasting_assets = [forecaster_models, forecast_accuracy, *live_forecast_assets]

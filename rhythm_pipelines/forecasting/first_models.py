@@ -38,8 +38,11 @@ def train_first(
     series: list[str],
     now: pd.Timestamp,
     progress: Callable[[str], None] | None = None,
+    window: pd.Timedelta = WINDOW,
+    tag: str = "first",
 ) -> pd.DataFrame:
-    """Train each ``target:source`` on the history it has (up to a week, to now); the report's rows."""
+    """Train each ``target:source`` on the history it has (up to ``window``, to now) and serve it; the report's
+    rows."""
     end = now.floor("5min")
     by_target: dict[str, list[str]] = {}
     for pair in series:
@@ -47,8 +50,16 @@ def train_first(
         by_target.setdefault(name, []).append(source)
     rows = [
         train_window(
-            store, registry, [target(name)], end - WINDOW, end, pd.Timedelta("1h"), f"first-{end:%Y-%m-%dT%H%M}",
-            min_history=FIRST_MODEL_HISTORY, sources=sources, progress=progress,
+            store,
+            registry,
+            [target(name)],
+            end - window,
+            end,
+            pd.Timedelta("1h"),
+            f"{tag}-{end:%Y-%m-%dT%H%M}",
+            min_history=FIRST_MODEL_HISTORY,
+            sources=sources,
+            progress=progress,
         ).rows  # fmt: skip
         for name, sources in by_target.items()
     ]

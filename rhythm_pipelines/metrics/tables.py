@@ -246,6 +246,22 @@ TABLES: dict[str, TableSpec] = {
             key=("ts", "job", "host"),
             tags=("job",),
         ),
+        TableSpec(  # per day (ts) and series: how the previous night's model forecast it (forecast_accuracy)
+            "forecast_accuracy",
+            {
+                "ts": "ts",
+                "target": "str",
+                "source": "str",
+                "model": "str",
+                "version": "int",
+                "mae": "float",
+                "mape": "float",
+                "naive_mae": "float",
+                "skill": "float",
+            },
+            key=("ts", "target", "source"),
+            tags=("target",),
+        ),
         TableSpec(  # forecasts served by the forecast assets: ts is the time forecast, issued when it was made
             "forecasts",
             {
