@@ -184,6 +184,7 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
             print("then:" if c is not cmd else "backfill with:", " ".join(c))
         print("then: rhythm", " ".join(replay))
         print(f"then: healing_report for {', '.join(days)}")
+        print(f"then: load_profiles for {', '.join(days)}")
         return 0
     print(f"Dagster's output goes to {log}; here, one line per step (about 2–3 min in all).", flush=True)
     hours = int((last - first) / pd.Timedelta("1h")) + 1
@@ -197,7 +198,9 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
     steps += [
         ("replay the demo's history through healing (dry run: nothing is touched)", 50, lambda: main(replay)),
         (f"healing reports of {days[0]} … {days[-1]}", 10, report),
-    ]
+        (f"learn the fleet's rhythm (load_profiles of {days[0]} … {days[-1]})", 10,
+         lambda: _materialize_days("load_profiles_job", days, log)),
+    ]  # fmt: skip
     for i, (title, expect_s, fn) in enumerate(steps, 1):
         print(f"[{i}/{len(steps)}] {title} (~{expect_s} s)…", flush=True)
         t0 = time.monotonic()

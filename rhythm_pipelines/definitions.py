@@ -35,7 +35,12 @@ from rhythm_pipelines.defs.healing import (
 from rhythm_pipelines.defs.ingestion import ingestion_assets, ingestion_checks
 from rhythm_pipelines.defs.jobs import anomaly_job, hourly_ingestion_job
 from rhythm_pipelines.defs.resources import healing_from_env, landing_from_env, registry_from_env, store_from_env
-from rhythm_pipelines.defs.scheduling import scheduling_assets, scheduling_sensors
+from rhythm_pipelines.defs.scheduling import (
+    scheduling_assets,
+    scheduling_jobs,
+    scheduling_schedules,
+    scheduling_sensors,
+)
 from rhythm_pipelines.defs.sensors import host_sampler
 
 defs = dg.Definitions(
@@ -61,9 +66,16 @@ defs = dg.Definitions(
         budget_alert_job,
         *cost_jobs,
         *demo_planned_jobs,
+        *scheduling_jobs,
         *(chaos.chaos_jobs if chaos.enabled() else []),
     ],
-    schedules=[forecast_training_schedule, live_forecasts_schedule, *healing_schedules, *cost_schedules],
+    schedules=[
+        forecast_training_schedule,
+        live_forecasts_schedule,
+        *healing_schedules,
+        *cost_schedules,
+        *scheduling_schedules,
+    ],
     sensors=[
         host_sampler,
         *healing_sensors,

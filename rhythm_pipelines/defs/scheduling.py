@@ -216,5 +216,22 @@ def predictive_scheduler(
     )
 
 
+load_profiles_job = dg.define_asset_job(
+    "load_profiles_job",
+    selection=dg.AssetSelection.assets(load_profiles),
+    partitions_def=daily_partitions,
+    description="Learn one day's rhythm of the fleet and its jobs (the planner pools the last 28 days).",
+)
+load_profiles_schedule = dg.build_schedule_from_partitioned_job(
+    load_profiles_job,
+    name="load_profiles_schedule",
+    hour_of_day=0,
+    minute_of_hour=20,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Nightly: yesterday's profile (after the last hour's ingestion).",
+)
+
 scheduling_assets = [load_profiles, schedule_plan]
+scheduling_jobs = [load_profiles_job]
+scheduling_schedules = [load_profiles_schedule]
 scheduling_sensors = [predictive_scheduler]

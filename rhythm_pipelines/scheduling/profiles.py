@@ -4,7 +4,8 @@
 standard deviation and count (how sure we are). ``expected_load`` turns a profile into the next hours of
 predicted CPU and memory per host, the planner's input: the profile's mean, or an upper level (mean + z
 spreads, at most its p95 when ``upper``), for hours the profile has seen at least ``min_count`` times; an
-hour it has not seen falls back to the host's overall figure for that metric.
+hour of the week it has not seen falls back to the same hour of the days it has seen (a profile younger
+than a week), then to the host's overall figure for that metric.
 """
 
 from __future__ import annotations
@@ -68,6 +69,34 @@ def merge_profiles(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
     )[PROFILE_COLUMNS]
 
 
+def _level(p: pd.DataFrame, upper: bool, z: float) -> np.ndarray:
+    return (np.minimum(p["mean"] + z * p["std"], p["p95"]) if upper and z > 0 else p["mean"]).to_numpy(dtype="float64")
+
+
+def pooled(rows: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Profile rows with the same ``keys`` as one, exactly as ``merge_profiles`` pools two (counts add, means
+    and sample spreads pool, p95 takes the largest)."""
+    if rows.empty:
+        return pd.DataFrame(columns=PROFILE_COLUMNS)
+    c = rows["count"].astype("float64")
+    f = rows.assign(_c=c, _cm=c * rows["mean"], _ss=(c - 1).clip(lower=0) * rows["std"] ** 2 + c * rows["mean"] ** 2)
+    g = f.groupby(keys, sort=True)
+    n = g["_c"].sum()
+    mean = g["_cm"].sum() / n
+    ss = g["_ss"].sum() - n * mean**2  # within-group plus between-group sums of squares about the pooled mean
+    std = np.sqrt((ss / (n - 1)).where(n > 1, 0.0).clip(lower=0))
+    out = pd.DataFrame({"mean": mean, "p95": g["p95"].max(), "std": std, "count": n.astype("int64")}).reset_index()
+    for k in ("source", "metric", "how"):
+        if k not in out:
+            out[k] = rows[k].iloc[0]
+    return out[PROFILE_COLUMNS]
+
+
+def _hour_of_day(p: pd.DataFrame) -> pd.DataFrame:
+    """A week profile's rows pooled by hour of the day (``how`` 0-23)."""
+    return pooled(p.assign(how=p["how"] % 24), ["source", "metric", "how"])
+
+
 def expected_load(
     profile: pd.DataFrame,
     hosts: list[str],
@@ -91,10 +120,15 @@ def expected_load(
             if p.empty:
                 cols[name] = np.zeros(len(index))
                 continue
-            level = np.minimum(p["mean"] + z * p["std"], p["p95"]) if upper and z > 0 else p["mean"]
-            known = pd.Series(level.to_numpy(), index=p["how"].to_numpy())[p["count"].to_numpy() >= min_count]
+            seen = p[p["count"].to_numpy() >= min_count]
+            by_week = pd.Series(_level(seen, upper, z), index=seen["how"].to_numpy())
+            day = _hour_of_day(seen)  # an hour of the week not seen yet: the same hour of the other days
+            by_day = pd.Series(_level(day, upper, z), index=day["how"].to_numpy())
             fallback = float(np.average(p["mean"], weights=p["count"])) if p["count"].sum() else 0.0
-            cols[name] = known.reindex(how).fillna(fallback).to_numpy()
+            out_col = by_week.reindex(how).to_numpy()
+            missing = np.isnan(out_col)
+            out_col[missing] = by_day.reindex(how[missing] % 24).fillna(fallback).to_numpy()
+            cols[name] = out_col
         out[host] = pd.DataFrame(cols, index=index)
     return out
 
@@ -108,7 +142,4 @@ def anchored(expected: pd.Series, residual: float, now: pd.Timestamp, tau: pd.Ti
 
 def pool(days: pd.DataFrame) -> pd.DataFrame:
     """Many days' profile rows (a ``ts`` column per day, as the ``load_profiles`` table keeps them) as one."""
-    out = pd.DataFrame(columns=PROFILE_COLUMNS)
-    for _, day in days.groupby("ts", sort=True) if len(days) else []:
-        out = merge_profiles(out, day[PROFILE_COLUMNS].reset_index(drop=True))
-    return out
+    return pooled(days, ["source", "metric", "how"])
