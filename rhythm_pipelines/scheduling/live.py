@@ -3,8 +3,9 @@
 ``plan_now`` pools the last ``PROFILE_DAYS`` of ``load_profiles`` rows into the weekly rhythm, forecasts each
 planned host's CPU and memory from it (its upper level, moved by the last ``ANCHOR`` of measurements), places
 the opted-in jobs' runs (``jobs.runs_to_place``) around the runs in progress, and finds the breaches to act on
-before they happen: a host whose planned load still crosses its target within ``PREEMPT`` (the pause-before-
-peak), and a channel whose usual p95 latency at the coming hour is over its SLO.
+before they happen: a host (one the jobs run on, or this machine) whose planned load still crosses its target
+within ``PREEMPT`` (the pause-before-peak), and a channel whose usual p95 latency at the coming hour is over
+its SLO.
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ def plan_now(
     learned = {(r.job, r.host): learned_cost(r) for _, r in pooled_jobs(history).iterrows()}
     costs = {t.job: cost_of(t, learned.get((t.job, t.host or default_host))) for t in jobs}
     runs = runs_to_place(jobs, learned, now, default_host, launched, horizon)
-    hosts = sorted({t.host or default_host for t in jobs} | {r.host for r, _ in running})
+    hosts = sorted({t.host or default_host for t in jobs} | {r.host for r, _ in running} | {default_host})
     expected = expected_hosts(store, profile, hosts, now, horizon)
     p = plan(expected, runs, now, horizon, targets, running=list(running))
     breaches = host_breaches(p, targets, now)
