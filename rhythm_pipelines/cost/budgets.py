@@ -128,14 +128,16 @@ class BudgetAlert:
         }
 
 
-def forecast_parts(hourly: pd.Series, hour: pd.Timestamp, end: pd.Timestamp) -> tuple[float, float]:
+def forecast_parts(hourly: pd.Series, hour: pd.Timestamp, end: pd.Timestamp) -> tuple[float, float] | None:
     """From the whole hours before ``hour``: the forecast spend of ``hour`` itself and of the hours after it
-    up to ``end`` (they change once an hour: a caller may keep them for the hour)."""
+    up to ``end`` (they change once an hour: a caller may keep them for the hour); None before a whole hour."""
     from rhythm_pipelines.cost.forecast import forecast_hours
 
     seen = hourly[hourly.index < hour]
     n = int(np.ceil((end - hour) / pd.Timedelta(hours=1)))
-    if n <= 0 or seen.empty:
+    if seen.empty:
+        return None  # spend that began this hour: nothing to forecast from yet (the trailing rate will do)
+    if n <= 0:
         return 0.0, 0.0
     mean = forecast_hours(seen, n)["mean"].to_numpy()
     return float(mean[0]), float(mean[1:].sum())
@@ -295,8 +297,8 @@ def spend_records(read_table, catalog, start: pd.Timestamp, now: pd.Timestamp, w
 
 def forecast_rests(budgets: BudgetSet, read_table, catalog, now: pd.Timestamp, cache: dict) -> dict[str, float | None]:
     """Per budget, the forecast of its period's remaining spend from its hourly spend of the last
-    ``FORECAST_DAYS`` (None with no calls). ``cache`` keeps each hour's forecasts: the calls are read and the
-    forecasts fitted once an hour."""
+    ``FORECAST_DAYS`` (None with no whole hour of calls: the trailing rate projects instead). ``cache`` keeps
+    each hour's forecasts: the calls are read and the forecasts fitted once an hour."""
     hour = now.floor("h")
     keys = {
         b.name: f"{b.name}|{hour.isoformat()}|{period_bounds(b.period, now)[1].isoformat()}" for b in budgets.budgets
@@ -313,7 +315,8 @@ def forecast_rests(budgets: BudgetSet, read_table, catalog, now: pd.Timestamp, c
                 cache[keys[b.name]] = None
                 continue
             mine = b.select(priced).assign(cost=lambda f: pd.to_numeric(f["cost"], errors="coerce").fillna(0.0))
-            cache[keys[b.name]] = list(forecast_parts(hourly_of(mine, now), hour, period_bounds(b.period, now)[1]))
+            parts = forecast_parts(hourly_of(mine, now), hour, period_bounds(b.period, now)[1])
+            cache[keys[b.name]] = list(parts) if parts is not None else None
     return {name: forecast_rest(tuple(cache[k]), now) if cache[k] is not None else None for name, k in keys.items()}
 
 

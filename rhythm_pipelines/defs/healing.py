@@ -40,6 +40,7 @@ from rhythm_pipelines.metrics.provenance import sampler_key, without_claims
 HEALTH_INTERVAL_S = int(os.environ.get("RHYTHM_HEALTH_INTERVAL_S", "10"))
 HEALING_GROUP = "healing"
 TARGET_TAG = "rhythm/target"  # dagster.yaml limits runs to one per value of this tag
+CANCELED_BY_TAG = "rhythm/canceled_by"  # a queued low-priority run healing's pause canceled (the event)
 OUTCOME_TAG = "rhythm/outcome"  # set when the run ends: resolved, unresolved, suppressed, dry_run...
 LOG_LOOKBACK = pd.Timedelta("1h")
 
@@ -102,7 +103,8 @@ class DagsterWorkControl:
         queued = self.instance.get_runs(
             filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED], tags={pause.PRIORITY_TAG: "low"})
         )
-        for run in queued:
+        for run in queued:  # tagged first: the predictive scheduler launches its planned runs again after
+            self.instance.add_run_tags(run.run_id, {CANCELED_BY_TAG: event_id[:250]})
             self.instance.run_coordinator.cancel_run(run.run_id)
         what = "low-priority schedules and sensors skip their ticks" if held else "already paused by this event"
         return True, f"{what}; {len(queued)} queued low-priority run(s) canceled"
@@ -191,6 +193,7 @@ def heal_event(
             calls=lambda a, b: s.read_table("channel_calls", a, b),
             job_recovered=_job_recovered(context.instance),
             alert_end=alert_end,
+            paused_file=healing.paused_file,
         )
         healer = Healer(books, actuator, probe, record, run_id=context.run_id)
         follow_up = (

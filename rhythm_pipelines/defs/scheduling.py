@@ -9,20 +9,29 @@ and tag named.
 
 import json
 import os
+from dataclasses import dataclass
 
 import dagster as dg
 import pandas as pd
 
 from rhythm_pipelines.defs.demo import demo_planned_jobs
 from rhythm_pipelines.defs.demo import enabled as demo_enabled
-from rhythm_pipelines.defs.healing import healing_job, run_request
+from rhythm_pipelines.defs.healing import CANCELED_BY_TAG, healing_job, run_request
 from rhythm_pipelines.defs.ingestion import window
 from rhythm_pipelines.defs.metadata import dashboard_link, md_table, plot_plan, plot_week
 from rhythm_pipelines.defs.partitions import daily_partitions
 from rhythm_pipelines.defs.resources import HealingResource, MetricsStoreResource, sampler_host
 from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.pause import paused_by
-from rhythm_pipelines.scheduling.learn import BEFORE, day_profile, fails_under_load, job_profile, week_heatmap
+from rhythm_pipelines.home import rhythm_home
+from rhythm_pipelines.scheduling.learn import (
+    BEFORE,
+    day_profile,
+    fails_under_load,
+    job_profile,
+    week_heatmap,
+    without_runs,
+)
 from rhythm_pipelines.scheduling.live import PlanNow, plan_now, profile_of
 from rhythm_pipelines.scheduling.planner import Run, Targets
 from rhythm_pipelines.scheduling.tags import parse_tags
@@ -46,34 +55,62 @@ def targets() -> Targets:
     return Targets(float(os.environ.get("RHYTHM_TARGET_CPU", "80")), float(os.environ.get("RHYTHM_TARGET_MEM", "75")))
 
 
-def _history(
-    instance: dg.DagsterInstance, tags: list, now: pd.Timestamp
-) -> tuple[set[str], list[tuple[Run, pd.Timestamp]]]:
-    """The plan keys already launched (any status) and the runs of planned jobs still going, as load."""
-    launched, running = set(), []
-    by_job = {t.job: t for t in tags}
-    for job in by_job:
+@dataclass
+class History:
+    launched: set[str]  # plan keys launched (a run healing's pause canceled does not count: it is planned again)
+    running: list[tuple[Run, pd.Timestamp]]  # the planned runs still queued or going, as load from their start
+    retries: dict[str, int]  # plan key -> runs of it healing's pause canceled (the next request's run_key suffix)
+
+
+def _history(instance: dg.DagsterInstance, tags: list, now: pd.Timestamp) -> History:
+    out = History(set(), [], {})
+    for job in {t.job for t in tags}:
         records = dg.RunsFilter(job_name=job, created_after=(now - pd.Timedelta(days=2)).to_pydatetime())
         for rec in instance.get_run_records(filters=records, limit=1000):
-            key = rec.dagster_run.tags.get(PLAN_KEY_TAG)
-            if key:
-                launched.add(key)
-            if rec.dagster_run.status in LIVE and key:
-                nominal = pd.Timestamp(key.split("|", 1)[1])
-                cost = json.loads(rec.dagster_run.tags.get("rhythm/planned_cost", "{}"))
+            run_tags = rec.dagster_run.tags
+            key = run_tags.get(PLAN_KEY_TAG)
+            if not key:
+                continue
+            if rec.dagster_run.status == dg.DagsterRunStatus.CANCELED and CANCELED_BY_TAG in run_tags:
+                out.retries[key] = out.retries.get(key, 0) + 1
+                continue
+            out.launched.add(key)
+            if rec.dagster_run.status in LIVE:
+                cost = json.loads(run_tags.get("rhythm/planned_cost", "{}"))
                 began = pd.Timestamp(rec.start_time or rec.create_timestamp.timestamp(), unit="s", tz="UTC")
+                nominal = pd.Timestamp(key.split("|", 1)[1])
                 duration = pd.Timedelta(seconds=cost.get("duration_s", 600))
-                host = rec.dagster_run.tags.get("rhythm/host", "")
-                running.append((Run(job, host, nominal, duration, cost.get("cpu", 0.0), cost.get("mem", 0.0)), began))
-    return launched, running
+                host, cpu, mem = run_tags.get("rhythm/host", ""), cost.get("cpu", 0.0), cost.get("mem", 0.0)
+                run = Run(job, host, nominal, duration, cpu, mem)
+                out.running.append((run, began))
+    return out
 
 
-def current_plan(instance: dg.DagsterInstance, store, healing: HealingResource, now: pd.Timestamp) -> PlanNow:
+def _first_planned(tags: list, now: pd.Timestamp, remember: bool) -> dict[str, pd.Timestamp]:
+    """When the scheduler first planned each job ($RHYTHM_HOME/state/scheduler_jobs.json; the sensor records)."""
+    path = rhythm_home() / "state" / "scheduler_jobs.json"
+    try:
+        seen = {k: pd.Timestamp(v) for k, v in json.loads(path.read_text()).items()}
+    except (OSError, ValueError):
+        seen = {}
+    new = {t.job: now for t in tags if t.job not in seen}
+    if remember and new:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({k: v.isoformat() for k, v in {**seen, **new}.items()}, indent=1, sort_keys=True))
+    return {**seen, **new}
+
+
+def current_plan(
+    instance: dg.DagsterInstance, store, healing: HealingResource, now: pd.Timestamp, remember: bool = False
+) -> tuple[PlanNow, History]:
     tags = planned_tags()
-    launched, running = _history(instance, tags, now)
+    history = _history(instance, tags, now)
+    since = _first_planned(tags, now, remember)
     books = healing.books()
     with store.open() as s:
-        return plan_now(s, tags, launched, running, now, sampler_host(), targets(), books.detectors.latency_p95_ms)
+        p = plan_now(s, tags, history.launched, history.running, now, sampler_host(), targets(),
+                     books.detectors.latency_p95_ms, since=since)  # fmt: skip
+    return p, history
 
 
 def plan_metadata(p: PlanNow) -> dict:
@@ -116,9 +153,10 @@ def load_profiles(context: dg.AssetExecutionContext, store: MetricsStoreResource
         calls = s.read_table("channel_calls", start, end)
         runs = s.read_table("runs", start, end)
         runs = runs.assign(host=runs["job"].map(hosts_of).fillna(sampler_host())) if len(runs) else runs
-        day = points[points["ts"] >= start]
-        profile = day_profile(day, calls, runs)
         jobs = job_profile(runs, points)
+        planned = runs[runs["job"].isin(hosts_of)] if len(runs) else runs  # the planner adds these itself
+        day = without_runs(points[points["ts"] >= start], planned, jobs)
+        profile = day_profile(day, calls, runs)
         s.write_table("load_profiles", profile.assign(ts=start))
         if len(jobs):
             s.write_table("job_profiles", jobs.assign(ts=start))
@@ -152,7 +190,7 @@ def load_profiles(context: dg.AssetExecutionContext, store: MetricsStoreResource
 def schedule_plan(
     context: dg.AssetExecutionContext, store: MetricsStoreResource, healing: HealingResource
 ) -> dg.MaterializeResult:
-    p = current_plan(context.instance, store, healing, pd.Timestamp.now(tz="UTC"))
+    p, _ = current_plan(context.instance, store, healing, pd.Timestamp.now(tz="UTC"))
     return dg.MaterializeResult(metadata=plan_metadata(p))
 
 
@@ -176,7 +214,7 @@ def predictive_scheduler(
 ) -> dg.SensorResult:
     now = pd.Timestamp.now(tz="UTC")
     cursor = json.loads(context.cursor) if context.cursor else {}
-    p = current_plan(context.instance, store, healing, now)
+    p, history = current_plan(context.instance, store, healing, now, remember=True)
     held = paused_by(healing.paused_file, now)
     requests, waiting = [], []
     for pl in p.due():
@@ -185,7 +223,9 @@ def predictive_scheduler(
             waiting.append(r.key)
             continue
         cost = {"cpu": r.cpu, "mem": r.mem, "duration_s": r.duration.total_seconds()}
-        requests.append(dg.RunRequest(run_key=r.key, job_name=r.job, tags={
+        retry = history.retries.get(r.key, 0)
+        run_key = r.key if not retry else f"{r.key}|after-cancel-{retry}"  # a canceled key cannot launch again
+        requests.append(dg.RunRequest(run_key=run_key, job_name=r.job, tags={
             PLAN_KEY_TAG: r.key, "rhythm/host": r.host, "rhythm/planned_start": pl.start.isoformat(),
             "rhythm/moved_min": f"{pl.moved / pd.Timedelta(minutes=1):g}", "rhythm/planned_cost": json.dumps(cost),
             "rhythm/plan_reason": pl.reason[:250],
@@ -219,7 +259,6 @@ def predictive_scheduler(
 load_profiles_job = dg.define_asset_job(
     "load_profiles_job",
     selection=dg.AssetSelection.assets(load_profiles),
-    partitions_def=daily_partitions,
     description="Learn one day's rhythm of the fleet and its jobs (the planner pools the last 28 days).",
 )
 load_profiles_schedule = dg.build_schedule_from_partitioned_job(

@@ -323,8 +323,9 @@ class Actuator:
     def _restore_route(self, event, level):
         if self.policy.dry_run:
             return DRY_RUN, event.source, f"would restore {event.source}'s own route", []
-        cleared = clear_route(self.routes_file, event.source)
-        return (DONE if cleared else NOOP), event.source, "route restored" if cleared else "no route to restore", []
+        cleared = clear_route(self.routes_file, event.source, event.event_id)
+        why = "route restored" if cleared else "no route of this event to restore (none, or another event's)"
+        return (DONE if cleared else NOOP), event.source, why, []
 
     # -- people --------------------------------------------------------------------------------------------
 

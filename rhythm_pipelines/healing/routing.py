@@ -36,9 +36,10 @@ def set_route(path: Path, source: str, to: str, until: pd.Timestamp, event_id: s
     _write(path, routes)
 
 
-def clear_route(path: Path, source: str) -> bool:
+def clear_route(path: Path, source: str, event_id: str | None = None) -> bool:
+    """Remove ``source``'s route (with ``event_id``: only the route that event set, not a later one's)."""
     routes = read_routes(path)
-    if source not in routes:
+    if source not in routes or (event_id is not None and routes[source].get("event_id") != event_id):
         return False
     del routes[source]
     _write(path, routes)

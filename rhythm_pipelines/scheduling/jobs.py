@@ -1,11 +1,12 @@
 """From the jobs that opted in (their tags) to the runs the planner places.
 
 A job's runs are its ``rhythm/cron`` times in the horizon, plus the past ones of the last ``LOOKBACK`` not
-launched yet (deferred past their nominal time, or missed while the daemon was down) that come after the
-job's first launched run in that window: a job never launched starts now, with no burst of a day's past
-times on the scheduler's first start. A deferrable run stays in the plan until it runs; a high-priority run
-more than ``MISSED`` late is a missed tick, dropped as Dagster's own schedules drop them. A run's cost is what
-its tag says, else what its history measured (``learn.learned_cost``), else ``DEFAULT_COST``.
+launched yet (deferred past their nominal time, or missed while the daemon was down) from the time the
+scheduler first planned the job (``since``) or its earliest launched run in that window: a job it never saw
+starts now, with no burst of a day's past times on its first start. A deferrable run stays in the plan until
+it runs; a high-priority run more than ``MISSED`` late is a missed tick, dropped as Dagster's own schedules
+drop them. A run's cost is what its tag says, else what its history measured (``learn.learned_cost``), else
+``DEFAULT_COST``.
 """
 
 from __future__ import annotations
@@ -47,15 +48,18 @@ def runs_to_place(
     default_host: str,
     launched: set[str],
     horizon: pd.Timedelta = HORIZON,
+    since: Mapping[str, pd.Timestamp] | None = None,
 ) -> list[Run]:
     """The runs of ``jobs`` from ``now - LOOKBACK`` to ``now + horizon`` whose key is not in ``launched``.
-    ``learned``: (job, host) -> cost measured by the job profiles."""
+    ``learned``: (job, host) -> cost measured by the job profiles; ``since``: job -> when first planned."""
     out = []
     for tags in jobs:
         host = tags.host or default_host
         c = cost_of(tags, learned.get((tags.job, host))).cost
-        mine = [pd.Timestamp(k.split("|", 1)[1]) for k in launched if k.split("|", 1)[0] == tags.job]
-        floor = max(min(mine), now - LOOKBACK) if mine else now - MISSED
+        known = [pd.Timestamp(k.split("|", 1)[1]) for k in launched if k.split("|", 1)[0] == tags.job]
+        if since and tags.job in since:
+            known.append(pd.Timestamp(since[tags.job]))
+        floor = max(min(known), now - LOOKBACK) if known else now - MISSED
         for nominal in tags.nominal_times(floor, now + horizon):
             run = Run(
                 tags.job, host, nominal, c.duration, c.cpu, c.mem or 0.0, tags.priority,

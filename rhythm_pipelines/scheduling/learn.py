@@ -51,6 +51,26 @@ def day_profile(points: pd.DataFrame, calls: pd.DataFrame, runs: pd.DataFrame) -
     return pd.concat(parts, ignore_index=True)[PROFILE_COLUMNS] if parts else pd.DataFrame(columns=PROFILE_COLUMNS)
 
 
+def without_runs(points: pd.DataFrame, runs: pd.DataFrame, jobs: pd.DataFrame) -> pd.DataFrame:
+    """The host points with what the ``runs`` (job, host, start, end) measurably added taken out, per
+    ``jobs`` (``job_profile`` rows: cpu_added, mem_added): the planner adds a planned run's cost itself, so the
+    rhythm it plans against must not hold it twice."""
+    if runs.empty or jobs.empty:
+        return points
+    out = points.copy()
+    added = jobs.set_index(["job", "host"])[["cpu_added", "mem_added"]]
+    for r in runs.dropna(subset=["start", "end"]).itertuples(index=False):
+        if (r.job, r.host) not in added.index:
+            continue
+        for metric, col in (("cpu_percent", "cpu_added"), ("mem_percent", "mem_added")):
+            v = added.at[(r.job, r.host), col]
+            if pd.isna(v) or v <= 0:
+                continue
+            mask = (out["source"] == r.host) & (out["metric"] == metric) & (out["ts"] >= r.start) & (out["ts"] < r.end)
+            out.loc[mask, "value"] = (out.loc[mask, "value"] - float(v)).clip(lower=0.0)
+    return out
+
+
 def _mean_between(series: pd.Series, a: pd.Timestamp, b: pd.Timestamp) -> float:
     window = series[(series.index >= a) & (series.index < b)]
     return float(window.mean()) if len(window) else float("nan")

@@ -65,10 +65,16 @@ def profile_of(store: MetricsStore, now: pd.Timestamp, days: int = PROFILE_DAYS)
 
 
 def expected_hosts(
-    store: MetricsStore, profile: pd.DataFrame, hosts: Sequence[str], now: pd.Timestamp, horizon: pd.Timedelta
+    store: MetricsStore,
+    profile: pd.DataFrame,
+    hosts: Sequence[str],
+    now: pd.Timestamp,
+    horizon: pd.Timedelta,
+    running: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Per host, CPU and memory per slot over the horizon: the profile's upper level, anchored to the last
-    ``ANCHOR`` of measurements when there are some."""
+    ``ANCHOR`` of measurements when there are some, less what the runs in progress measurably add (``running``:
+    host -> {"cpu", "mem"} over the anchor window; the planner counts those runs itself)."""
     expected = expected_load(profile, list(hosts), now.floor(SLOT), horizon)
     recent = store.read_metrics(now - ANCHOR, now, sources=list(hosts), metrics=["cpu_percent", "mem_percent"])
     if recent.empty:
@@ -77,10 +83,13 @@ def expected_hosts(
     for host, frame in expected.items():
         for metric, col in (("cpu_percent", "cpu"), ("mem_percent", "mem")):
             seen = recent.loc[(recent["source"] == host) & (recent["metric"] == metric), "value"]
-            if len(seen) and (profile["source"] == host).any():
-                frame[col] = anchored(frame[col], float(seen.mean() - usual[host][col].mean()), now)
-            elif len(seen):  # no rhythm learned yet: the level it is at now
-                frame[col] = float(seen.mean())
+            if seen.empty:
+                continue
+            level = max(float(seen.mean()) - (running or {}).get(host, {}).get(col, 0.0), 0.0)
+            if (profile["source"] == host).any():
+                frame[col] = anchored(frame[col], level - float(usual[host][col].mean()), now)
+            else:  # no rhythm learned yet: the level it is at now
+                frame[col] = level
     return expected
 
 
@@ -112,7 +121,10 @@ def slo_breaches(
     lat = profile[(profile["metric"] == "latency_ms") & (profile["count"] >= MIN_COUNT)]
     out = []
     for source, g in lat.groupby("source"):
-        p95 = pd.Series(g["p95"].to_numpy(), index=g["how"].to_numpy())
+        # the usual p95 of that hour: mean + 1.645 spreads, at most the worst day's p95 (one bad afternoon in
+        # four weeks does not make an hour slow)
+        usual = np.minimum(g["mean"] + 1.645 * g["std"], g["p95"])
+        p95 = pd.Series(usual.to_numpy(), index=g["how"].to_numpy())
         hours = pd.date_range(now.floor("h"), now.floor("h") + pd.Timedelta(hours=24), freq="h")
         ahead = p95.reindex(hour_of_week(hours)).to_numpy()
         over = np.nan_to_num(ahead, nan=0.0) > slo_ms
@@ -140,6 +152,7 @@ def plan_now(
     targets: Targets | None = None,
     slo_ms: float | None = None,
     horizon: pd.Timedelta = HORIZON,
+    since: dict[str, pd.Timestamp] | None = None,
 ) -> PlanNow:
     """The plan of the next ``horizon`` and the breaches to pre-empt (see the module docstring)."""
     targets = targets or Targets()
@@ -147,9 +160,18 @@ def plan_now(
     history = store.read_table("job_profiles", now.floor("D") - pd.Timedelta(days=PROFILE_DAYS), now)
     learned = {(r.job, r.host): learned_cost(r) for _, r in pooled_jobs(history).iterrows()}
     costs = {t.job: cost_of(t, learned.get((t.job, t.host or default_host))) for t in jobs}
-    runs = runs_to_place(jobs, learned, now, default_host, launched, horizon)
+    runs = runs_to_place(jobs, learned, now, default_host, launched, horizon, since)
     hosts = sorted({t.host or default_host for t in jobs} | {r.host for r, _ in running} | {default_host})
-    expected = expected_hosts(store, profile, hosts, now, horizon)
+    in_progress: dict[str, dict[str, float]] = {}
+    for r, began in running:  # what they measurably add (their profile), for the part of the anchor they ran
+        measured = learned.get((r.job, r.host))
+        share = min(max((now - max(began, now - ANCHOR)) / ANCHOR, 0.0), 1.0)
+        for col in ("cpu", "mem"):
+            v = getattr(measured, col, None) if measured is not None else None
+            if v:
+                in_progress.setdefault(r.host, {}).setdefault(col, 0.0)
+                in_progress[r.host][col] += v * share
+    expected = expected_hosts(store, profile, hosts, now, horizon, in_progress)
     p = plan(expected, runs, now, horizon, targets, running=list(running))
     breaches = host_breaches(p, targets, now)
     if slo_ms is not None:

@@ -179,7 +179,10 @@ def plan(
 
     def place(r: Run, i: int, reason: str, at: pd.Timestamp | None = None) -> None:
         begin = at if at is not None else start + i * SLOT
-        lo, hi = max(i, 0), min(int(np.ceil((begin + r.duration - start) / SLOT)), n)
+        lo = min(max(i, 0), n)
+        hi = max(lo, min(int(np.ceil((begin + r.duration - start) / SLOT)), n))
+        if at is not None:  # a run still going holds at least the slot of now, however long it overran
+            hi = max(hi, min(lo + 1, n))
         cpu[r.host][lo:hi] += r.cpu
         mem[r.host][lo:hi] += r.mem
         busy[r.host][lo:hi] += 1
@@ -207,7 +210,8 @@ def plan(
     out.placements.clear()  # running runs are load, not part of the plan
 
     for r in sorted((r for r in runs if r.priority == "high"), key=lambda r: (r.nominal, r.job)):
-        place(r, index(r.nominal.floor(SLOT)), "high priority: runs at its time, never moved")
+        due = max(index(r.nominal.floor(SLOT)), 0)  # one due before the plan starts runs now
+        place(r, due, "high priority: runs at its time, never moved")
 
     deferrable = [r for r in runs if r.priority != "high"]
     end_of_horizon = start + horizon

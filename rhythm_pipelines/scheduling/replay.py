@@ -64,6 +64,7 @@ class World:
     targets: Targets = field(default_factory=Targets)
     backlog: Backlog = field(default_factory=Backlog)
     reserve: int = 1  # slots the predictive plan keeps free for unplanned high-priority runs
+    unannounced: tuple[str, ...] = ("adhoc@",)  # jobs whose runs nobody knows of before they are due
 
 
 def workload(hosts: list[str], start: pd.Timestamp, days: int, seed: int = 0) -> list[Run]:
@@ -185,7 +186,10 @@ def replay(
             ptr += 1
         if policy == "predictive" and expected is not None and now in expected:
             horizon_end = now + pd.Timedelta(hours=24)
-            ahead = [r for r in scheduled[ptr:] if r.nominal < horizon_end]
+            ahead = [
+                r for r in scheduled[ptr:]
+                if r.nominal < horizon_end and r.key not in started and not r.job.startswith(world.unannounced)
+            ]  # fmt: skip
             pending = queue + ahead  # high-priority ones are fixed load at their time (the due ones start now)
             offer = int(np.ceil(world.slots * LOOKAHEAD / backlog.duration))
             fill = [backlog.chunk(h, now, i) for h in hosts for i in range(offer)]

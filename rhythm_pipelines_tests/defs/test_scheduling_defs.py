@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from rhythm_pipelines.defs.demo import demo_planned_jobs
+from rhythm_pipelines.defs.healing import CANCELED_BY_TAG
 from rhythm_pipelines.defs.resources import HealingResource, SQLiteStoreResource
 from rhythm_pipelines.defs.scheduling import PLAN_KEY_TAG, load_profiles, predictive_scheduler, schedule_plan
 from rhythm_pipelines.healing import pause
@@ -107,7 +108,6 @@ def test_due_runs_are_launched_under_their_plan_key_once(env):
     today = pd.Timestamp.now(tz="UTC").floor("D")
     flat_profile(env["store"], {"web-01": 20.0, "db-01": 20.0}, today - pd.Timedelta(days=1))
     with dg.instance_for_test() as instance:
-        assert not {r.job_name for r in evaluate(instance, env).run_requests} - {"demo_health_probe"}  # first start
         ran_before(instance, "demo_report_batch", 2)
         ran_before(instance, "demo_reindex", 3, minute=30)
         first = evaluate(instance, env)
@@ -160,3 +160,18 @@ def test_schedule_plan_materializes_the_plan_with_its_gantt(env):
     assert meta["planned_runs"].value > 0 and meta["plan"].value.startswith("![the next 24 h")
     # 60 % + the report's 35 % is over the 80 % target at any hour: every report run says why it is where it is
     assert "no start before its deadline keeps web-01 under target" in meta["placements"].value
+
+
+def test_a_run_healings_pause_canceled_is_planned_again_under_a_new_run_key(env):
+    today = pd.Timestamp.now(tz="UTC").floor("D")
+    flat_profile(env["store"], {"web-01": 20.0, "db-01": 20.0}, today - pd.Timedelta(days=1))
+    with dg.instance_for_test() as instance:
+        ran_before(instance, "demo_reindex", 3, minute=30)
+        (first,) = [r for r in evaluate(instance, env).run_requests if r.job_name == "demo_reindex"][:1]
+        canceled = {**first.tags, CANCELED_BY_TAG: "db-01|forecast_peak|x"}
+        instance.create_run_for_job(JOBS["demo_reindex"], tags=canceled, status=dg.DagsterRunStatus.CANCELED)
+        again = [r for r in evaluate(instance, env).run_requests if r.tags[PLAN_KEY_TAG] == first.run_key]
+        assert [r.run_key for r in again] == [f"{first.run_key}|after-cancel-1"]
+        instance.create_run_for_job(JOBS["demo_reindex"], tags={**first.tags, PLAN_KEY_TAG: first.run_key},
+                                    status=dg.DagsterRunStatus.CANCELED)  # canceled by someone: final  # fmt: skip
+        assert not [r for r in evaluate(instance, env).run_requests if r.tags[PLAN_KEY_TAG] == first.run_key]

@@ -17,6 +17,7 @@ from rhythm_pipelines.healing.events import KINDS, HealthEvent
 from rhythm_pipelines.healing.notify import Notifier
 from rhythm_pipelines.healing.playbooks import PlaybookError, load, parse
 from rhythm_pipelines.healing.probe import LocalProbe
+from rhythm_pipelines.healing.routing import read_routes, set_route
 from rhythm_pipelines.healing.safety import Guard
 
 NOW = pd.Timestamp.now(tz="UTC").floor("min")
@@ -44,15 +45,16 @@ class FileWork:
         raise AssertionError("not used")
 
 
-def run(tmp_path, dry_run=False, history=None):
+def run(tmp_path, dry_run=False, history=None, fallbacks=None):
     books = replace(load(), verify_wait_s=0.0, verify_timeout_s=0.0)  # the shipped playbooks, no waiting
+    books = replace(books, fallbacks=fallbacks or {})
     if dry_run:
         books = replace(books, safety=replace(books.safety, dry_run=True))
     paused = tmp_path / "paused.json"
     entries = []
     guard = Guard(books.safety, history) if history is not None else Guard(books.safety)
     act = Actuator(books.safety, guard, "this-host", tmp_path, Notifier(None, tmp_path / "alerts.jsonl"),
-                   FileWork(paused), evidence=lambda e: (True, "n/a"))  # fmt: skip
+                   FileWork(paused), books.fallbacks, evidence=lambda e: (True, "n/a"))  # fmt: skip
     probe = LocalProbe(DetectorSettings(), "this-host", act.routes_file, paused_file=paused)
     healer = Healer(books, act, probe, entries.append, run_id="run-p", sleep=lambda s: None)
     return healer, entries, paused
@@ -69,6 +71,22 @@ def test_a_forecast_peak_pauses_low_priority_work_until_the_forecast_end(tmp_pat
     assert any(e["step"] == "verify" and "paused until" in e["detail"] for e in entries)
     later = healer.heal(PEAK, follow_up=step)  # the follow-up sensor runs it when due
     assert later.status == RESOLVED and pause.paused_by(paused, pd.Timestamp.now(tz="UTC")) == []
+
+
+def test_a_channel_forecast_over_its_slo_is_rerouted_until_then_and_only_its_own_route_restored(tmp_path):
+    slow = HealthEvent("forecast_slo", "gpt@eu", NOW + pd.Timedelta(minutes=10), "latency_p95_ms", 3000.0,
+                       {"until": (NOW + pd.Timedelta(hours=1)).isoformat(), "bar": 2000.0})  # fmt: skip
+    healer, _, _ = run(tmp_path)
+    nothing = healer.heal(slow)
+    assert nothing.status == UNRESOLVED and not (tmp_path / "routes.json").exists()  # empty allowlist by default
+    healer, entries, _ = run(tmp_path / "with", fallbacks={"gpt@eu": "gpt@us"})
+    r = healer.heal(slow)
+    assert r.status == RESOLVED and read_routes(tmp_path / "with" / "routes.json")["gpt@eu"]["to"] == "gpt@us"
+    ((step, due, _),) = r.followups
+    assert step.action == "restore_route" and due == pd.Timestamp(slow.detail["until"])
+    set_route(tmp_path / "with" / "routes.json", "gpt@eu", "gpt@ap", NOW + pd.Timedelta(hours=2), "gpt@eu|breaker|x")
+    healer.heal(slow, follow_up=step)  # a real incident rerouted it since: its route stays
+    assert read_routes(tmp_path / "with" / "routes.json")["gpt@eu"]["to"] == "gpt@ap"
 
 
 def test_dry_run_decides_and_logs_but_pauses_nothing(tmp_path):

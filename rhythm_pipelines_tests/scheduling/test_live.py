@@ -85,3 +85,28 @@ def test_the_last_quarter_hour_moves_the_forecast(tmp_path):
     base, moved = calm.plan.baseline["web-01"]["cpu"], hot.plan.baseline["web-01"]["cpu"]
     assert base.iloc[0] == 40.0 and moved.iloc[0] > 65.0  # 30 points hotter than usual right now...
     assert moved.iloc[-1] - base.iloc[-1] < 0.1  # ...fading over the next hours
+
+
+def test_what_planned_runs_measurably_add_is_not_counted_twice(tmp_path):
+    from rhythm_pipelines.scheduling.learn import job_profile, without_runs
+    from rhythm_pipelines.scheduling.planner import Run
+
+    ts = pd.date_range(MONDAY, MONDAY + pd.Timedelta(hours=3), freq="min", inclusive="left")
+    during = (ts >= MONDAY + pd.Timedelta(hours=1)) & (ts < MONDAY + pd.Timedelta(hours=2))
+    points = pd.DataFrame({"ts": ts, "source": "web-01", "metric": "cpu_percent", "value": 30.0 + 25.0 * during})
+    one, two = MONDAY + pd.Timedelta(hours=1), MONDAY + pd.Timedelta(hours=2)
+    runs = pd.DataFrame({"job": ["report"], "host": ["web-01"], "status": ["SUCCESS"], "start": [one], "end": [two]})
+    jobs = job_profile(runs, points)
+    assert jobs.loc[0, "cpu_added"] == 25.0  # the run's footprint, measured
+    assert (without_runs(points, runs, jobs)["value"] == 30.0).all()  # the rhythm without it
+    now = MONDAY + pd.Timedelta(hours=10)
+    with store_with(tmp_path) as s:
+        s.write_table("job_profiles", jobs.assign(ts=MONDAY - pd.Timedelta(days=1)))
+        recent = pd.date_range(now - pd.Timedelta(minutes=15), now, freq="min", inclusive="left")
+        s.write_metrics(pd.DataFrame({"ts": recent, "source": "web-01", "metric": "cpu_percent", "value": 65.0}))
+        job = parse_tags("report", {"rhythm/cron": "0 9 * * *", "rhythm/host": "web-01", "rhythm/cost": "cpu=25"})
+        going = Run("report", "web-01", now - pd.Timedelta(hours=1), pd.Timedelta(hours=2), cpu=25.0)
+        p = plan_now(s, [job], {going.key}, [(going, now - pd.Timedelta(hours=1))], now, "web-01")
+    base, load = p.plan.baseline["web-01"]["cpu"], p.plan.load["web-01"]["cpu"]
+    assert base.iloc[0] == 40.0  # 65 measured = 40 usual + the report's 25: the rhythm is as usual
+    assert load.iloc[0] == 65.0  # and the report counts once, as the run in progress

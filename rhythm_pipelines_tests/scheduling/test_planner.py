@@ -20,6 +20,12 @@ def forecast(base: float = 45.0, peaks: dict[int, float] | None = None, mem: flo
     return pd.DataFrame({"cpu": cpu, "mem": mem})
 
 
+def flat(start: pd.Timestamp, level: float) -> pd.DataFrame:
+    """A day from ``start`` at ``level`` % CPU (memory 40 %)."""
+    idx = pd.date_range(start, periods=24 * 12, freq=SLOT)
+    return pd.DataFrame({"cpu": level, "mem": 40.0}, index=idx)
+
+
 def at(p, job: str):
     (placement,) = [x for x in p.placements if x.run.job == job]
     return placement
@@ -111,3 +117,30 @@ def test_memory_counts_too_and_idle_hosts_have_room():
     assert at(p, "memhog").over_target  # 70 + 10 > 75 everywhere: the least overloaded start
     q = plan({}, [Run("anywhere", "new-host", DAY + 9 * H, pd.Timedelta(minutes=10), cpu=50.0)], DAY + 9 * H)
     assert at(q, "anywhere").start == DAY + 9 * H and not at(q, "anywhere").over_target
+
+
+def test_runs_in_progress_count_from_now_even_when_they_overran_and_workers_are_a_limit():
+    start = DAY + 10 * H
+    base = {"h": flat(start, 30.0)}
+    overran = Run("long", "h", start - pd.Timedelta(minutes=40), pd.Timedelta(minutes=10), cpu=40.0)
+    late = Run("probe", "h", start - pd.Timedelta(minutes=20), pd.Timedelta(minutes=5), cpu=2.0, priority="high")
+    p = plan(base, [late], start, running=[(overran, start - pd.Timedelta(minutes=40))])
+    load = p.load["h"]["cpu"]
+    assert load.iloc[0] == 72.0  # the overrun run holds now, and the late probe runs now
+    assert (load.iloc[1:] == 30.0).all()  # and nothing after: no load spread over the day
+    runs = [Run(f"r{i}", "h", start, pd.Timedelta(minutes=30), cpu=1.0, priority="low") for i in range(3)]
+    limited = plan(base, runs, start, workers=3, reserve=1)  # two at once, one slot kept for the unplanned
+    starts = sorted(pl.start for pl in limited.placements)
+    assert starts[:2] == [start, start] and starts[2] >= start + pd.Timedelta(minutes=30)
+
+
+def test_backlog_fills_where_it_fits_and_waits_where_nothing_does():
+    start = DAY + 10 * H
+    base = {"h": flat(start, 30.0)}
+    base["h"].loc[base["h"].index < start + pd.Timedelta(hours=1), "cpu"] = 78.0  # busy for the first hour
+    chunks = [Run(f"c{i}", "h", start, pd.Timedelta(minutes=30), cpu=20.0, priority="low") for i in range(4)]
+    p = plan(base, [], start, fill=chunks, workers=4)
+    starts = sorted(pl.start for pl in p.placements)  # after the busy hour, two at a time (30 + 2 x 20 <= 80)
+    assert starts == [start + H] * 2 + [start + H + pd.Timedelta(minutes=30)] * 2
+    full = plan({"h": flat(start, 79.0)}, [], start, fill=chunks[:1])
+    assert full.placements == [] and full.unplaced == chunks[:1]  # never forced into an overload

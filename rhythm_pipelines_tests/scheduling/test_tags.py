@@ -51,3 +51,24 @@ def test_bad_tags_name_the_job_the_tag_and_the_value(tags, tag, says):
         parse_tags("nightly_batch", tags)
     assert str(err.value).startswith(f"job nightly_batch: tag {tag}: ") and says in str(err.value)
     assert err.value.job == "nightly_batch" and err.value.tag == tag
+
+
+def test_runs_to_place_start_when_first_planned_keep_deferred_ones_and_drop_missed_high_ticks():
+    from rhythm_pipelines.scheduling.jobs import runs_to_place
+
+    now = pd.Timestamp("2026-03-03 10:22", tz="UTC")
+    hourly = parse_tags("report", {"rhythm/cron": "0 * * * *", "rhythm/priority": "low"})
+    probe = parse_tags("probe", {"rhythm/cron": "0 * * * *", "rhythm/priority": "high"})
+
+    def nominal(runs, job):
+        return sorted(r.nominal for r in runs if r.job == job and r.nominal <= now)
+
+    fresh = runs_to_place([hourly, probe], {}, now, "h", set())
+    assert nominal(fresh, "report") == [] and nominal(fresh, "probe") == []  # first start: no burst of past times
+    since = {"report": now - pd.Timedelta(minutes=30), "probe": now - pd.Timedelta(hours=3)}
+    later = runs_to_place([hourly, probe], {}, now, "h", set(), since=since)
+    assert nominal(later, "report") == [pd.Timestamp("2026-03-03 10:00", tz="UTC")]  # deferred, still to run
+    assert nominal(later, "probe") == []  # a high-priority tick 22 min late is missed, like a cron tick
+    done = runs_to_place([hourly], {}, now, "h", {"report|2026-03-03T10:00:00+00:00"}, since=since)
+    assert nominal(done, "report") == []  # launched: not planned again
+    assert all(r.cpu == 10.0 and r.duration == pd.Timedelta(minutes=10) for r in later)  # the default cost
