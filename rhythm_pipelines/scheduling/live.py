@@ -88,16 +88,21 @@ def expected_hosts(
             level = max(float(seen.mean()) - (running or {}).get(host, {}).get(col, 0.0), 0.0)
             if (profile["source"] == host).any():
                 frame[col] = anchored(frame[col], level - float(usual[host][col].mean()), now)
-            else:  # no rhythm learned yet: the level it is at now
-                frame[col] = level
+            else:  # no rhythm learned yet: the level it is at now, fading (beyond the next hours, unknown)
+                frame[col] = anchored(frame[col] * 0.0, level, now)
     return expected
 
 
-def host_breaches(p: Plan, targets: Targets, now: pd.Timestamp, preempt: pd.Timedelta = PREEMPT) -> list[Breach]:
-    """Hosts whose planned load (the forecast plus the placed runs) crosses a target within ``preempt``; the
-    breach lasts while the load stays over."""
+def host_breaches(
+    p: Plan, targets: Targets, now: pd.Timestamp, preempt: pd.Timedelta = PREEMPT, hosts: set[str] | None = None
+) -> list[Breach]:
+    """Hosts (of ``hosts``: those with a learned rhythm) whose planned load (the forecast plus the placed runs)
+    crosses a target within ``preempt``; the breach lasts while the load stays over. A host with no rhythm
+    learned has no forecast peak to act on (an overload now is healing's cpu_spike)."""
     out = []
     for host, load in p.load.items():
+        if hosts is not None and host not in hosts:
+            continue
         over = (load["cpu"] > targets.cpu) | (load["mem"] > targets.mem)
         soon = over[(over.index >= now.floor(SLOT)) & (over.index <= now + preempt)]
         if not soon.any():
@@ -173,7 +178,7 @@ def plan_now(
                 in_progress[r.host][col] += v * share
     expected = expected_hosts(store, profile, hosts, now, horizon, in_progress)
     p = plan(expected, runs, now, horizon, targets, running=list(running))
-    breaches = host_breaches(p, targets, now)
+    breaches = host_breaches(p, targets, now, hosts=set(profile["source"]) if len(profile) else set())
     if slo_ms is not None:
         breaches += slo_breaches(profile, now, slo_ms)
     return PlanNow(now, p, costs, breaches, days)

@@ -239,10 +239,13 @@ def plan(
         if fits == nominal:
             place(r, fits, "at its time: the host stays under target" + tight)
             continue
-        peak = float(cpu[r.host][max(nominal, 0) : min(nominal + width(r), n)].max(initial=0.0)) + r.cpu
+        run_only = float(cpu[r.host][max(nominal, 0) : min(nominal + width(r), n)].max(initial=0.0)) + r.cpu
+        with_guard = float(cpu[r.host][max(nominal, 0) : min(nominal + width(r) + pad, n)].max(initial=0.0)) + r.cpu
         when = "earlier" if fits < nominal else "later"
+        why = (f"{run_only:.0f} % CPU" if run_only > targets.cpu or tight
+               else f"{with_guard:.0f} % CPU if it overran by {_fmt(guard)}")  # fmt: skip
         place(r, fits, f"moved {_fmt((fits - nominal) * SLOT)} {when}: at its time {r.host} would reach "
-                       f"{peak:.0f} % CPU (target {targets.cpu:.0f} %)" + tight)  # fmt: skip
+                       f"{why} (target {targets.cpu:.0f} %)" + tight)  # fmt: skip
     after: dict[tuple, int] = {}  # load only grows: a chunk like the last one fits no earlier than it did
     for r in fill:
         shape = (r.host, r.duration, r.cpu, r.mem)

@@ -110,3 +110,14 @@ def test_what_planned_runs_measurably_add_is_not_counted_twice(tmp_path):
     base, load = p.plan.baseline["web-01"]["cpu"], p.plan.load["web-01"]["cpu"]
     assert base.iloc[0] == 40.0  # 65 measured = 40 usual + the report's 25: the rhythm is as usual
     assert load.iloc[0] == 65.0  # and the report counts once, as the run in progress
+
+
+def test_a_host_with_no_rhythm_learned_raises_no_forecast_peak(tmp_path):
+    now = MONDAY + pd.Timedelta(hours=10)
+    with store_with(tmp_path) as s:
+        recent = pd.date_range(now - pd.Timedelta(minutes=15), now, freq="min", inclusive="left")
+        s.write_metrics(pd.DataFrame({"ts": recent, "source": "new-vm", "metric": "cpu_percent", "value": 95.0}))
+        p = plan_now(s, [], set(), [], now, "new-vm")
+    cpu = p.plan.baseline["new-vm"]["cpu"]
+    assert cpu.iloc[0] == 95.0 and cpu.iloc[-1] < 1.0  # busy now, unknown later: no 24 h plateau
+    assert p.breaches == []  # an overload now is healing's cpu_spike, not a forecast peak
