@@ -201,6 +201,21 @@ def plan(
         m = (mem[r.host][lo:hi] + r.mem - targets.mem).max()
         return float(max(c, m, 0.0))
 
+    def why_not(r: Run, i: int, tight: bool) -> str:
+        """What the host would reach with ``r`` at ``i``: the resource over its target, during the run or,
+        when only then, during the guard after it; or that its workers are all taken."""
+        if not free(r, i):
+            return f"all its {room} worker slot(s) for deferrable work taken"
+        for extra, overrun in ((0, ""), (0 if tight else pad, f" if it overran by {_fmt(guard)}")):
+            window = slice(max(i, 0), min(i + width(r) + extra, n))
+            c = float(cpu[r.host][window].max(initial=0.0)) + r.cpu
+            m = float(mem[r.host][window].max(initial=0.0)) + r.mem
+            if c > targets.cpu:
+                return f"{c:.0f} % CPU{overrun} (target {targets.cpu:.0f} %)"
+            if m > targets.mem:
+                return f"{m:.0f} % memory{overrun} (target {targets.mem:.0f} %)"
+        return "no room at its time"
+
     def free(r: Run, i: int) -> bool:
         """A deferrable run starting at ``i`` finds a slot for its whole duration."""
         return room is None or bool((busy[r.host][max(i, 0) : min(i + width(r), n)] < room).all())
@@ -239,13 +254,9 @@ def plan(
         if fits == nominal:
             place(r, fits, "at its time: the host stays under target" + tight)
             continue
-        run_only = float(cpu[r.host][max(nominal, 0) : min(nominal + width(r), n)].max(initial=0.0)) + r.cpu
-        with_guard = float(cpu[r.host][max(nominal, 0) : min(nominal + width(r) + pad, n)].max(initial=0.0)) + r.cpu
         when = "earlier" if fits < nominal else "later"
-        why = (f"{run_only:.0f} % CPU" if run_only > targets.cpu or tight
-               else f"{with_guard:.0f} % CPU if it overran by {_fmt(guard)}")  # fmt: skip
         place(r, fits, f"moved {_fmt((fits - nominal) * SLOT)} {when}: at its time {r.host} would reach "
-                       f"{why} (target {targets.cpu:.0f} %)" + tight)  # fmt: skip
+                       f"{why_not(r, nominal, bool(tight))}" + tight)  # fmt: skip
     after: dict[tuple, int] = {}  # load only grows: a chunk like the last one fits no earlier than it did
     for r in fill:
         shape = (r.host, r.duration, r.cpu, r.mem)

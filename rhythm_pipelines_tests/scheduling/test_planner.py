@@ -115,6 +115,11 @@ def test_memory_counts_too_and_idle_hosts_have_room():
     base = {"h": forecast(20.0, mem=70.0)}
     p = plan(base, [Run("memhog", "h", DAY + 9 * H, pd.Timedelta(minutes=10), cpu=5.0, mem=10.0)], DAY + 9 * H)
     assert at(p, "memhog").over_target  # 70 + 10 > 75 everywhere: the least overloaded start
+    busy_mem = forecast(20.0, mem=60.0)
+    busy_mem.loc[(busy_mem.index >= DAY + 9 * H) & (busy_mem.index < DAY + 10 * H), "mem"] = 70.0
+    run = Run("memhog", "h", DAY + 9 * H, pd.Timedelta(minutes=10), cpu=5.0, mem=10.0)
+    moved = at(plan({"h": busy_mem}, [run], DAY + 9 * H), "memhog")
+    assert moved.start >= DAY + 10 * H and "would reach 80 % memory (target 75 %)" in moved.reason
     q = plan({}, [Run("anywhere", "new-host", DAY + 9 * H, pd.Timedelta(minutes=10), cpu=50.0)], DAY + 9 * H)
     assert at(q, "anywhere").start == DAY + 9 * H and not at(q, "anywhere").over_target
 
@@ -132,6 +137,8 @@ def test_runs_in_progress_count_from_now_even_when_they_overran_and_workers_are_
     limited = plan(base, runs, start, workers=3, reserve=1)  # two at once, one slot kept for the unplanned
     starts = sorted(pl.start for pl in limited.placements)
     assert starts[:2] == [start, start] and starts[2] >= start + pd.Timedelta(minutes=30)
+    (third,) = [pl for pl in limited.placements if pl.start > start]
+    assert "all its 2 worker slot(s) for deferrable work taken" in third.reason
 
 
 def test_backlog_fills_where_it_fits_and_waits_where_nothing_does():
