@@ -36,11 +36,12 @@ def _pyplot():
     return plt
 
 
-def _png(fig, title: str, dates: bool = True) -> dg.MarkdownMetadataValue:
+def _png(fig, title: str, dates: bool = True, layout: bool = True) -> dg.MarkdownMetadataValue:
     plt = _pyplot()
     if dates:
         fig.autofmt_xdate()
-    fig.tight_layout()
+    if layout:
+        fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
@@ -221,7 +222,8 @@ def dashboard_link(path: str, **params: object) -> dg.UrlMetadataValue:
 
 def plot_plan(plan, targets, title: str, max_hosts: int = 3) -> dg.MarkdownMetadataValue:
     """The schedule plan as a Gantt chart under each host's forecast load: the forecast alone (dashed), with
-    the planned runs (solid), the target, and a bar per run (grey tick: its nominal time)."""
+    the planned runs (solid), the target, and a row per job with a bar per run (hatched: moved; black tick:
+    its nominal time)."""
     plt = _pyplot()
     hosts = sorted({p.run.host for p in plan.placements})[:max_hosts] or sorted(plan.load)[:max_hosts]
     if not hosts:
@@ -229,9 +231,9 @@ def plot_plan(plan, targets, title: str, max_hosts: int = 3) -> dg.MarkdownMetad
         ax.text(0.5, 0.5, "nothing to plan", ha="center", va="center")
         ax.set_axis_off()
         return _png(fig, title)
-    rows = [p for p in plan.placements if p.run.host in hosts]
-    tall = max(len(rows), 3) * 0.35
-    fig, axes = plt.subplots(len(hosts) + 1, 1, figsize=(9, 2.0 * len(hosts) + tall + 0.5), dpi=90, sharex=True,
+    rows = sorted({(p.run.host, p.run.job) for p in plan.placements if p.run.host in hosts})
+    tall = max(len(rows), 2) * 0.4
+    fig, axes = plt.subplots(len(hosts) + 1, 1, figsize=(9, 2.0 * len(hosts) + tall + 0.8), dpi=90, sharex=True,
                              gridspec_kw={"height_ratios": [2] * len(hosts) + [tall]})  # fmt: skip
     for ax, host in zip(axes, hosts, strict=False):
         base, load = plan.baseline[host], plan.load[host]
@@ -243,18 +245,24 @@ def plot_plan(plan, targets, title: str, max_hosts: int = 3) -> dg.MarkdownMetad
         ax.legend(fontsize=6, loc="upper left", ncol=3)
     gantt = axes[-1]
     colors = {"high": "tab:red", "normal": "tab:blue", "low": "tab:green"}
-    rows = sorted(rows, key=lambda p: (p.run.host, p.start))
-    for i, p in enumerate(rows):
+    row_of = {r: i for i, r in enumerate(rows)}
+    for p in plan.placements:
+        if (p.run.host, p.run.job) not in row_of:
+            continue
+        i = row_of[(p.run.host, p.run.job)]
         width = (p.end - p.start) / pd.Timedelta(days=1)
         gantt.barh(i, width, left=p.start, color=colors.get(p.run.priority, "tab:gray"), alpha=0.8,
-                   hatch="//" if p.moved != pd.Timedelta(0) else None)  # fmt: skip
-        gantt.plot([p.run.nominal, p.run.nominal], [i - 0.4, i + 0.4], color="black", linewidth=1)
+                   hatch="//" if p.moved != pd.Timedelta(0) else None, edgecolor="black", linewidth=0.3)  # fmt: skip
+        if p.moved != pd.Timedelta(0):
+            gantt.plot([p.run.nominal, p.run.nominal], [i - 0.4, i + 0.4], color="black", linewidth=1)
     gantt.set_yticks(range(len(rows)))
-    gantt.set_yticklabels([f"{p.run.job}@{p.run.host} {p.run.nominal:%H:%M}" for p in rows], fontsize=6)
-    gantt.invert_yaxis()
-    gantt.set_title("runs (hatched: moved; black tick: nominal time; red high, blue normal, green low)", fontsize=8)
+    gantt.set_yticklabels([f"{job}@{host}" for host, job in rows], fontsize=7)
+    gantt.set_ylim(len(rows) - 0.5, -0.5)
+    gantt.set_title("runs (hatched: moved, black tick: its nominal time; red high, blue normal, green low)", fontsize=8)
     fig.suptitle(title, fontsize=10)
-    return _png(fig, title)
+    fig.autofmt_xdate()
+    fig.tight_layout(rect=(0, 0, 1, 0.97))  # room for the title above the first panel's legend
+    return _png(fig, title, dates=False, layout=False)
 
 
 def plot_week(heat: pd.DataFrame, title: str, label: str = "mean CPU %") -> dg.MarkdownMetadataValue:
