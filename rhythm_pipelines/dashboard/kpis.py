@@ -236,7 +236,11 @@ def kpis(
         ledger.window_h = budgets.projection_window_h
         rows = ledger.spend(store, since, now)
         today = rows[rows["ts"] >= now.floor("D")]
-        statuses = [budget_mod.status(b, rows, now, budgets.projection_window_h) for b in budgets.budgets]
+        rests = dict.fromkeys((b.name for b in budgets.budgets), None)
+        if budgets.projection == "forecast":  # refitted once an hour: the ledger keeps the hour's forecasts
+            rests = budget_mod.forecast_rests(budgets, store.read_table, catalog, now, ledger.forecasts)
+        window_h = budgets.projection_window_h
+        statuses = [budget_mod.status(b, rows, now, window_h, rests[b.name]) for b in budgets.budgets]
     daily = [s for s in statuses if s.budget.period == "daily" and not s.budget.channel and not s.budget.region]
     events = store.read_table("events", start - pd.Timedelta(hours=6), now)
     accuracy = anomaly_accuracy(events, labelled_incidents(landing), start, now)

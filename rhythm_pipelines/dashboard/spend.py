@@ -41,6 +41,7 @@ class SpendLedger:
     newest: pd.Timestamp | None = None  # the newest call seen
     recent: pd.Timestamp | None = None  # from here on the rows are calls' hours, before it days may be totals
     built_at: float = 0.0
+    forecasts: dict = field(default_factory=dict)  # the budgets' spend forecasts of the hour (budgets.forecast_rests)
     builds: int = 0
     updates: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
