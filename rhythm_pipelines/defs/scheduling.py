@@ -2,9 +2,9 @@
 launches planned runs when they fall due and pre-empts forecast breaches through healing.
 
 A job takes part with tags (``scheduling/tags.py``): ``rhythm/cron`` (its nominal times), ``rhythm/priority``,
-``rhythm/deadline``, ``rhythm/cost``, ``rhythm/host``; it is listed in ``PLANNED`` (the demo's jobs with
-``RHYTHM_DEMO=1``) and has no schedule of its own. Bad tags stop the code location from loading, with the job
-and tag named.
+``rhythm/deadline``, ``rhythm/cost``, ``rhythm/host``; it is one of the sensor's jobs (``planned_tags``: today
+the demo's, with ``RHYTHM_DEMO=1``) and has no schedule of its own. Bad tags stop the code location from
+loading, with the job and tag named.
 """
 
 import json
