@@ -24,14 +24,7 @@ from rhythm_pipelines.defs.resources import HealingResource, MetricsStoreResourc
 from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.pause import paused_by
 from rhythm_pipelines.home import rhythm_home
-from rhythm_pipelines.scheduling.learn import (
-    BEFORE,
-    day_profile,
-    fails_under_load,
-    job_profile,
-    week_heatmap,
-    without_runs,
-)
+from rhythm_pipelines.scheduling.learn import BEFORE, learn_day, week_heatmap
 from rhythm_pipelines.scheduling.live import PlanNow, plan_now, profile_of
 from rhythm_pipelines.scheduling.planner import Run, Targets
 from rhythm_pipelines.scheduling.tags import parse_tags
@@ -101,12 +94,12 @@ def _first_planned(tags: list, now: pd.Timestamp, remember: bool) -> dict[str, p
 
 
 def current_plan(
-    instance: dg.DagsterInstance, store, healing: HealingResource, now: pd.Timestamp, remember: bool = False
+    instance: dg.DagsterInstance, store, books, now: pd.Timestamp, remember: bool = False
 ) -> tuple[PlanNow, History]:
+    """The plan now (``books``: the healing playbooks, whose latency bar is the channels' SLO)."""
     tags = planned_tags()
     history = _history(instance, tags, now)
     since = _first_planned(tags, now, remember)
-    books = healing.books()
     with store.open() as s:
         p = plan_now(s, tags, history.launched, history.running, now, sampler_host(), targets(),
                      books.detectors.latency_p95_ms, since=since)  # fmt: skip
@@ -150,31 +143,22 @@ def load_profiles(context: dg.AssetExecutionContext, store: MetricsStoreResource
     hosts_of = {t.job: t.host for t in JOB_TAGS.values() if t is not None and t.host}
     with store.open() as s:
         points = s.read_metrics(start - BEFORE, end, metrics=["cpu_percent", "mem_percent"])
-        calls = s.read_table("channel_calls", start, end)
-        runs = s.read_table("runs", start, end)
-        runs = runs.assign(host=runs["job"].map(hosts_of).fillna(sampler_host())) if len(runs) else runs
-        jobs = job_profile(runs, points)
-        planned = runs[runs["job"].isin(hosts_of)] if len(runs) else runs  # the planner adds these itself
-        day = without_runs(points[points["ts"] >= start], planned, jobs)
-        profile = day_profile(day, calls, runs)
-        s.write_table("load_profiles", profile.assign(ts=start))
-        if len(jobs):
-            s.write_table("job_profiles", jobs.assign(ts=start))
+        day = learn_day(points, s.read_table("channel_calls", start, end), s.read_table("runs", start, end), start,
+                        hosts_of, sampler_host())  # fmt: skip
+        s.write_table("load_profiles", day.profile.assign(ts=start))
+        if len(day.jobs):
+            s.write_table("job_profiles", day.jobs.assign(ts=start))
         week, days = profile_of(s, end)
-    heat = week_heatmap(week)
-    cpu = profile[profile["metric"] == "cpu_percent"]
-    heaviest = cpu.sort_values("mean", ascending=False).head(10)[["source", "how", "mean", "p95", "std", "count"]]
-    heaviest = heaviest.assign(hour=lambda f: [f"{'MTWTFSS'[h // 24]} {h % 24:02d}:00" for h in f["how"]])
-    loaded = jobs.assign(fails_more_under_load=[fails_under_load(r) for _, r in jobs.iterrows()]) if len(jobs) else jobs
+    profile, jobs = day.profile, day.jobs
     context.log.info(f"{start:%Y-%m-%d}: {len(profile)} profile rows, {len(jobs)} job rows")
     return dg.MaterializeResult(
         metadata={
             "profile_rows": dg.MetadataValue.int(len(profile)),
             "sources": dg.MetadataValue.int(int(profile["source"].nunique()) if len(profile) else 0),
             "jobs": dg.MetadataValue.int(len(jobs)),
-            "week": plot_week(heat, f"the week's CPU rhythm, {days} day(s) pooled to {end:%Y-%m-%d}"),
-            "heaviest_hours": md_table(heaviest),
-            "jobs_profile": md_table(loaded.sort_values("cpu_added", ascending=False) if len(loaded) else loaded),
+            "week": plot_week(week_heatmap(week), f"the week's CPU rhythm, {days} day(s) pooled to {end:%Y-%m-%d}"),
+            "heaviest_hours": md_table(day.heaviest_hours()),
+            "jobs_profile": md_table(day.jobs_table()),
         }
     )
 
@@ -190,7 +174,7 @@ def load_profiles(context: dg.AssetExecutionContext, store: MetricsStoreResource
 def schedule_plan(
     context: dg.AssetExecutionContext, store: MetricsStoreResource, healing: HealingResource
 ) -> dg.MaterializeResult:
-    p, _ = current_plan(context.instance, store, healing, pd.Timestamp.now(tz="UTC"))
+    p, _ = current_plan(context.instance, store, healing.books(), pd.Timestamp.now(tz="UTC"))
     return dg.MaterializeResult(metadata=plan_metadata(p))
 
 
@@ -214,7 +198,8 @@ def predictive_scheduler(
 ) -> dg.SensorResult:
     now = pd.Timestamp.now(tz="UTC")
     cursor = json.loads(context.cursor) if context.cursor else {}
-    p, history = current_plan(context.instance, store, healing, now, remember=True)
+    books = healing.books()
+    p, history = current_plan(context.instance, store, books, now, remember=True)
     held = paused_by(healing.paused_file, now)
     requests, waiting = [], []
     for pl in p.due():
@@ -230,7 +215,6 @@ def predictive_scheduler(
             "rhythm/moved_min": f"{pl.moved / pd.Timedelta(minutes=1):g}", "rhythm/planned_cost": json.dumps(cost),
             "rhythm/plan_reason": pl.reason[:250],
         }))  # fmt: skip
-    books = healing.books()
     raised = dict(cursor.get("breaches", {}))
     for b in p.breaches:
         same = raised.get(f"{b.kind}|{b.source}")

@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
@@ -172,3 +174,42 @@ def week_heatmap(profile: pd.DataFrame, metric: str = "cpu_percent") -> pd.DataF
     if p.empty:
         return pd.DataFrame(columns=range(168))
     return p.pivot_table(index="source", columns="how", values="mean").reindex(columns=range(168))
+
+
+@dataclass
+class Day:
+    """What ``learn_day`` learned: the profile rows, the job rows, and the figures the asset shows."""
+
+    profile: pd.DataFrame
+    jobs: pd.DataFrame
+
+    def heaviest_hours(self, n: int = 10) -> pd.DataFrame:
+        cpu = self.profile[self.profile["metric"] == "cpu_percent"]
+        top = cpu.sort_values("mean", ascending=False).head(n)[["source", "how", "mean", "p95", "std", "count"]]
+        return top.assign(hour=[f"{'MTWTFSS'[h // 24]} {h % 24:02d}:00" for h in top["how"]])
+
+    def jobs_table(self) -> pd.DataFrame:
+        if self.jobs.empty:
+            return self.jobs
+        flagged = self.jobs.assign(fails_more_under_load=[fails_under_load(r) for _, r in self.jobs.iterrows()])
+        return flagged.sort_values("cpu_added", ascending=False)
+
+
+def learn_day(
+    points: pd.DataFrame,
+    calls: pd.DataFrame,
+    runs: pd.DataFrame,
+    day_start: pd.Timestamp,
+    planned_hosts: dict[str, str],
+    default_host: str,
+) -> Day:
+    """One day's profile and job rows from its host ``points`` (from ``BEFORE`` ahead of ``day_start``: the
+    first runs' baselines), ``calls`` and ``runs`` (job, status, start, end). A run's host is its planned job's
+    (``planned_hosts``: job -> host), else ``default_host``; what the planned runs measurably add is taken out
+    of the rhythm (the planner adds their cost itself)."""
+    if len(runs):
+        runs = runs.assign(host=runs["job"].map(planned_hosts).fillna(default_host))
+    jobs = job_profile(runs, points)
+    planned = runs[runs["job"].isin(planned_hosts)] if len(runs) else runs
+    day = without_runs(points[points["ts"] >= day_start], planned, jobs)
+    return Day(day_profile(day, calls, runs), jobs)

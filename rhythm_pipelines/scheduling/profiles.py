@@ -46,27 +46,7 @@ def merge_profiles(a: pd.DataFrame, b: pd.DataFrame) -> pd.DataFrame:
         return b.copy()
     if b.empty:
         return a.copy()
-    keys = ["source", "metric", "how"]
-    m = a.merge(b, on=keys, how="outer", suffixes=("_a", "_b")).fillna(
-        {"count_a": 0, "count_b": 0, "mean_a": 0.0, "mean_b": 0.0, "std_a": 0.0, "std_b": 0.0}
-    )
-    n = m["count_a"] + m["count_b"]
-    mean = (m["mean_a"] * m["count_a"] + m["mean_b"] * m["count_b"]) / n
-    # the sample variance of both together: within-group sums of squares plus between-group parts
-    ss = sum(
-        (m[f"count_{k}"] - 1).clip(lower=0) * m[f"std_{k}"] ** 2 + m[f"count_{k}"] * (m[f"mean_{k}"] - mean) ** 2
-        for k in ("a", "b")
-    )
-    var = (ss / (n - 1)).where(n > 1, 0.0)
-    return pd.DataFrame(
-        {
-            **{k: m[k] for k in keys},
-            "mean": mean,
-            "p95": m[["p95_a", "p95_b"]].max(axis=1),
-            "std": np.sqrt(var),
-            "count": n.astype("int64"),
-        }
-    )[PROFILE_COLUMNS]
+    return pooled(pd.concat([a[PROFILE_COLUMNS], b[PROFILE_COLUMNS]], ignore_index=True), ["source", "metric", "how"])
 
 
 def _level(p: pd.DataFrame, upper: bool, z: float) -> np.ndarray:
