@@ -18,7 +18,7 @@ from rhythm_pipelines.defs.demo import demo_planned_jobs
 from rhythm_pipelines.defs.demo import enabled as demo_enabled
 from rhythm_pipelines.defs.healing import CANCELED_BY_TAG, healing_job, run_request
 from rhythm_pipelines.defs.ingestion import window
-from rhythm_pipelines.defs.metadata import dashboard_link, md_table, plot_plan, plot_week
+from rhythm_pipelines.defs.metadata import md_table, plot_plan, plot_week
 from rhythm_pipelines.defs.partitions import daily_partitions
 from rhythm_pipelines.defs.resources import HealingResource, MetricsStoreResource, sampler_host
 from rhythm_pipelines.healing.events import HealthEvent
@@ -118,15 +118,11 @@ def plan_metadata(p: PlanNow) -> dict:
         "placements": md_table(shown, max_rows=40),
         "moved_and_why": md_table(moved[["job", "host", "nominal", "start", "reason"]] if len(moved) else moved),
         "breaches_to_preempt": md_table(pd.DataFrame([b.__dict__ for b in p.breaches])),
-        "costs": md_table(
-            pd.DataFrame(
-                [
-                    {"job": job, **{k: str(v) for k, v in c.cost.__dict__.items()}, "from": json.dumps(c.source)}
-                    for job, c in p.costs.items()
-                ]
-            )
-        ),  # fmt: skip
-        "dashboard": dashboard_link("/healing"),
+        "costs": md_table(pd.DataFrame([
+            {"job": job, "cpu %": c.cost.cpu, "mem %": c.cost.mem, "minutes": c.cost.duration / pd.Timedelta(minutes=1),
+             "from": ", ".join(f"{k} {v}" for k, v in c.source.items())}
+            for job, c in p.costs.items()
+        ])),  # fmt: skip
     }
 
 
