@@ -26,8 +26,11 @@ KINDS = (
     "disk_pressure",
     "forecast_peak",  # a host's load is forecast over its target soon (raised by the predictive scheduler)
     "forecast_slo",  # a channel@region's latency is forecast over its SLO soon
+    "recurrence_risk",  # a learned failure pattern's precursor: apply its fix before the breach (learning/)
 )
 FORECAST_KINDS = ("forecast_peak", "forecast_slo")  # optional in a playbook file: no playbook, no pre-emption
+PREVENTION_KIND = "recurrence_risk"  # never in a playbook file: its one step is its pattern's fix, from the
+# playbook of the pattern's kind (learning/prevention.py)
 LEVELS = ("soft", "hard", "critical")  # in escalation order
 
 

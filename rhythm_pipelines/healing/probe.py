@@ -147,6 +147,14 @@ class LocalProbe:
             return False, f"{event.source} is not rerouted"
         return True, f"{event.source} routed to {route['to']} until {route['until']}"
 
+    def _recurrence_risk(self, event, since):
+        fix = event.detail.get("fix", "")
+        if fix == "pause_low_priority":
+            return self._forecast_peak(event, since)
+        if fix == "reroute_channel":
+            return self._forecast_slo(event, since)
+        return True, f"{fix} applied ahead of the breach; failure_patterns judges after the horizon whether it helped"
+
     # -- jobs and alerts -----------------------------------------------------------------------------------
 
     def _task_failure_pattern(self, event, since):

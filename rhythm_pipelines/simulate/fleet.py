@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from rhythm_pipelines.metrics.calls import LOG_COLUMNS, channel_source
+from rhythm_pipelines.simulate import recurring
 
 HOST_ROLES = ("db", "api", "web", "worker")
 CHANNELS = {  # name: (median latency ms, $ per 1k input tokens, $ per 1k output tokens)
@@ -59,6 +60,7 @@ class SimConfig:
     calls_per_minute: float = 3.0  # per channel and region, at the daily peak
     incidents_per_day: float = 6.0
     warmup_fraction: float = 0.2  # no incident starts in the first part of the run
+    recurring: bool = False  # add the recurring causes of simulate/recurring.py (leak, batch cascade, rate limit)
 
 
 @dataclass
@@ -151,7 +153,9 @@ def simulate(config: SimConfig | None = None) -> Simulation:
     minutes = lambda m: max(1, int(round(m * per_min)))  # noqa: E731
     incidents: list[dict] = []
 
-    def label(a: int, b: int, source: str, metric: str, kind: str, magnitude: float, root: str) -> None:
+    def label(
+        a: int, b: int, source: str, metric: str, kind: str, magnitude: float, root: str, cause: str = ""
+    ) -> None:
         """Record an incident over grid steps [a, b)."""
         incidents.append(
             dict(
@@ -162,12 +166,17 @@ def simulate(config: SimConfig | None = None) -> Simulation:
                 kind=kind,
                 magnitude=magnitude,
                 root=root,
+                cause=cause,
             )
         )
 
     host_fx = {h: {k: np.zeros(n) for k in ("cpu", "mem", "zombie", "hung", "cpu_dep")} for h in hosts}
-    chan_fx = {channel_source(c, r): {k: np.zeros(n) for k in ("lat", "err", "tok")} for c, r in pairs}
+    chan_fx = {channel_source(c, r): {k: np.zeros(n) for k in ("lat", "err", "tok", "rate")} for c, r in pairs}
 
+    if cfg.recurring and pairs:
+        rec_rng = np.random.default_rng([cfg.seed, 11])  # its own stream
+        place = recurring.Placement.choose(hosts, dependents, [channel_source(c, r) for c, r in pairs], rec_rng)
+        recurring.plan(grid, timeline.first, place, dependents, host_fx, chan_fx, timeline.busy, label, rec_rng)
     total = int(round(cfg.incidents_per_day * cfg.days))
     kinds = [*HOST_KINDS, *CHANNEL_KINDS]
     order = [kinds[j] for j in rng.permutation(len(kinds))]
@@ -245,7 +254,7 @@ def simulate(config: SimConfig | None = None) -> Simulation:
 
     metrics = _host_metrics(cfg, rng, grid, rhythm, hosts, host_fx, step)
     calls = _calls(cfg, rng, grid, daily, weekly, pairs, chan_fx, per_min)
-    inc = pd.DataFrame(incidents, columns=["start", "end", "source", "metric", "kind", "magnitude", "root"])
+    inc = pd.DataFrame(incidents, columns=["start", "end", "source", "metric", "kind", "magnitude", "root", "cause"])
     inc = inc.sort_values(["start", "source"], ignore_index=True)
     return Simulation(cfg, metrics, calls, inc, hosts, {h: d for h, d in dependents.items() if d})
 
@@ -314,7 +323,7 @@ def _calls(cfg, rng, grid, daily, weekly, pairs, fx, per_min) -> pd.DataFrame:
         src = channel_source(c, r)
         med, p_in, p_out = CHANNELS[c]
         region_factor = 1.0 + 0.15 * REGIONS.index(r)
-        rate = cfg.calls_per_minute * (0.2 + 0.8 * daily[idx]) * weekly[idx]
+        rate = cfg.calls_per_minute * (0.2 + 0.8 * daily[idx]) * weekly[idx] * (1 + fx[src]["rate"][idx])
         counts = rng.poisson(rate)
         total = int(counts.sum())
         minute_of = np.repeat(np.arange(len(minute_grid)), counts)
