@@ -34,6 +34,7 @@ from rhythm_pipelines.defs.healing import (
 )
 from rhythm_pipelines.defs.ingestion import ingestion_assets, ingestion_checks
 from rhythm_pipelines.defs.jobs import anomaly_job, hourly_ingestion_job
+from rhythm_pipelines.defs.learning import learning_assets, learning_jobs, learning_schedules, learning_sensors
 from rhythm_pipelines.defs.resources import healing_from_env, landing_from_env, registry_from_env, store_from_env
 from rhythm_pipelines.defs.scheduling import (
     scheduling_assets,
@@ -52,6 +53,7 @@ defs = dg.Definitions(
         healing_report,
         *cost_assets,
         *scheduling_assets,
+        *learning_assets,
         *(chaos.chaos_assets if chaos.enabled() else []),
     ],
     asset_checks=[*ingestion_checks, incidents_resolved],
@@ -67,6 +69,7 @@ defs = dg.Definitions(
         *cost_jobs,
         *demo_planned_jobs,
         *scheduling_jobs,
+        *learning_jobs,
         *(chaos.chaos_jobs if chaos.enabled() else []),
     ],
     schedules=[
@@ -75,6 +78,7 @@ defs = dg.Definitions(
         *healing_schedules,
         *cost_schedules,
         *scheduling_schedules,
+        *learning_schedules,
     ],
     sensors=[
         host_sampler,
@@ -84,6 +88,7 @@ defs = dg.Definitions(
         forecast_drift_sensor,
         demo_traffic,
         *scheduling_sensors,
+        *learning_sensors,
     ],
     resources={
         "store": store_from_env(),

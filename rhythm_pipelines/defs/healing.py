@@ -26,7 +26,7 @@ from rhythm_pipelines.healing import pause
 from rhythm_pipelines.healing.actions import Actuator
 from rhythm_pipelines.healing.detectors import cascade_failure, task_failure_pattern
 from rhythm_pipelines.healing.engine import SUPPRESSED, UNRESOLVED, Healer
-from rhythm_pipelines.healing.events import HealthEvent
+from rhythm_pipelines.healing.events import PREVENTION_KIND, HealthEvent
 from rhythm_pipelines.healing.evidence import LocalEvidence
 from rhythm_pipelines.healing.playbooks import Step
 from rhythm_pipelines.healing.probe import LocalProbe
@@ -35,6 +35,7 @@ from rhythm_pipelines.healing.report import day_report, open_incidents, replayed
 from rhythm_pipelines.healing.safety import Guard, protected_pids
 from rhythm_pipelines.healing.tracker import EpisodeTracker
 from rhythm_pipelines.healing.watch import HOST_METRICS, Observation, calls_lookback, detect_all, lookback
+from rhythm_pipelines.learning.prevention import with_prevention
 from rhythm_pipelines.metrics.provenance import sampler_key, without_claims
 
 HEALTH_INTERVAL_S = int(os.environ.get("RHYTHM_HEALTH_INTERVAL_S", "10"))
@@ -161,6 +162,8 @@ def heal_event(
 ):
     books = healing.books()
     event = config.event.event()
+    if event.kind == PREVENTION_KIND:  # a learned pattern's fix, as its kind's playbook spells it
+        books = with_prevention(books, event)
     now = pd.Timestamp.now(tz="UTC")
     with store.open() as s:
         history = s.read_table("healing_log", now - max(LOG_LOOKBACK, pd.Timedelta(seconds=books.safety.flap_window_s)))
@@ -202,6 +205,13 @@ def heal_event(
             else None
         )
         result = healer.heal(event, follow_up)
+        if event.kind == PREVENTION_KIND and follow_up is None:
+            horizon = pd.Timestamp(event.detail["until"]) - event.start
+            s.write_table("preventions", pd.DataFrame([{
+                "ts": event.start, "event_id": event.event_id, "pattern_id": event.detail.get("pattern", ""),
+                "of_kind": event.detail.get("of_kind", ""), "root": event.source,
+                "horizon_min": horizon.total_seconds() / 60, "status": result.status, "run_id": context.run_id,
+            }]))  # fmt: skip
         if result.followups:
             s.write_table(
                 "healing_followups",

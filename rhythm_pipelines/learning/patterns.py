@@ -171,8 +171,9 @@ def learn(incidents: pd.DataFrame, signals: Signals | None, until: pd.Timestamp 
         if signals is not None and pos and pat.occurrences >= 2:
             same = inc[(inc["kind"] == kind) & ((roots == root) | (inc["host"] == root) | (inc["source"] == root))]
             quiet = precursors.quiet_mask(signals, list(zip(same["breach"], same["end"], strict=True)))
+            metrics = sorted(set(g["metric"].fillna("")) - {""}) or [""]  # recorded events name no metric
             pat.precursor = precursors.learn(
-                signals, root, sorted(set(g["metric"]) - {""}), list(g["breach"]), list(same["breach"]), pos, quiet
+                signals, root, metrics, list(g["breach"]), list(same["breach"]), pos, quiet
             )
             if pat.precursor is not None:
                 pat.confidence = round(pat.precursor.recall * (1 - pat.precursor.unneeded), 3)

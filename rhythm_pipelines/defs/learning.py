@@ -1,0 +1,180 @@
+"""Learning from failures: the ``failure_patterns`` asset and the ``recurrence_prevention`` sensor.
+
+``failure_patterns`` clusters what healing and Dagster recorded (healing events, failed runs with their error
+templates) into patterns with their root cause, the fix that worked, how often they recur and, where the
+stored metrics show one, a precursor. ``recurrence_prevention`` watches those precursors every minute and,
+when one fires, launches ``healing_job`` with a ``recurrence_risk`` event: the pattern's fix through the
+healing engine and its rails. Domain logic: ``rhythm_pipelines/learning/``.
+"""
+
+
+import json
+import os
+
+import dagster as dg
+import pandas as pd
+
+from rhythm_pipelines.defs.healing import healing_job, run_request
+from rhythm_pipelines.defs.metadata import _png, _pyplot, md_table, num
+from rhythm_pipelines.defs.resources import MetricsStoreResource
+from rhythm_pipelines.learning import incidents as incs
+from rhythm_pipelines.learning import labels as pattern_labels
+from rhythm_pipelines.learning.live import due, learn_recorded
+from rhythm_pipelines.learning.patterns import Pattern
+from rhythm_pipelines.learning.prevention import prevention_event
+from rhythm_pipelines.learning.signals import CHANNEL_PRECURSORS, HOST_PRECURSORS, RISES_MIN
+
+LEARNING_GROUP = "learning"
+PREVENT_INTERVAL_S = int(os.environ.get("RHYTHM_PREVENT_INTERVAL_S", "60"))
+SNAPSHOT_LOOKBACK = pd.Timedelta(days=3)  # the sensor reads the newest snapshot written within this
+
+
+class FailurePatternsConfig(dg.Config):
+    lookback_days: float = 28.0  # learn on this much history
+    labels_file: str = ""  # operator labels (default: $RHYTHM_PATTERN_LABELS, else $RHYTHM_HOME/pattern_labels.yaml)
+
+
+def plot_timelines(patterns: list[Pattern], incidents: pd.DataFrame, title: str, top: int = 12):
+    """One row per pattern (the most frequent first): a mark at each of its incidents."""
+    plt = _pyplot()
+    shown = sorted(patterns, key=lambda p: (-p.count, p.pattern_id))[:top]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(shown) + 1.4), dpi=90)
+    starts = incidents.set_index("incident_id")["start"]
+    for y, p in enumerate(reversed(shown)):
+        ts = starts.reindex(p.members).dropna()
+        ax.scatter(ts, [y] * len(ts), s=18, marker="|" if p.precursor is None else "o")
+    names = [f"{(p.label or p.kind)[:28]} @ {p.root[:18]} ({p.count})" for p in reversed(shown)]
+    ax.set_yticks(range(len(shown)), names, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return _png(fig, title)
+
+
+@dg.asset(
+    group_name=LEARNING_GROUP,
+    kinds={"sqlite"},
+    description="Failure patterns: healing events and failed runs (error text mined into templates with Drain) "
+    "clustered by root cause (the first cause in lineage and time order), each with the fix that worked, its "
+    "recurrence and, where the metrics before its incidents show one, a precursor that recurrence_prevention "
+    "watches. Operator labels ($RHYTHM_HOME/pattern_labels.yaml) name patterns or stop their prevention; a "
+    "prevention its breach followed anyway lowers its pattern's confidence. Each run writes a snapshot.",
+)
+def failure_patterns(
+    context: dg.AssetExecutionContext, config: FailurePatternsConfig, store: MetricsStoreResource
+) -> dg.MaterializeResult:
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    since = now - pd.Timedelta(days=config.lookback_days)
+    labels = pattern_labels.load(config.labels_file or None)  # a bad file fails here, naming file and line
+    with store.open() as s:
+        log = s.read_table("healing_log", since, now + pd.Timedelta(seconds=1))
+        runs = s.read_table("runs", since, now + pd.Timedelta(seconds=1))
+        preventions = s.read_table("preventions", since, now + pd.Timedelta(seconds=1))
+        inc = incs.recorded(log, runs)
+        roots = sorted(set(inc["host"]) | set(inc["source"]))
+        metrics = (
+            s.read_metrics(since, now, sources=roots, metrics=[*HOST_PRECURSORS, *CHANNEL_PRECURSORS])
+            if roots
+            else pd.DataFrame()
+        )
+        context.log.info(f"{len(inc)} incident(s) since {since:%Y-%m-%d %H:%M}, {len(metrics)} metric points")
+        learned = learn_recorded(log, runs, metrics, now, labels, preventions)
+        rows = pd.DataFrame([{**p.row(), "ts": now} for p in learned.model.patterns])
+        if len(rows):
+            s.write_table("failure_patterns", rows)
+    pats = learned.model.patterns
+    recurring = learned.model.recurring()
+    table = pd.DataFrame(
+        [
+            {
+                "pattern": p.pattern_id,
+                "label": p.label,
+                "kind": p.kind,
+                "count": p.count,
+                "last seen": p.last_seen.strftime("%Y-%m-%d %H:%M"),
+                "root cause": p.root,
+                "fix that worked": p.fix,
+                "recurs every": f"{p.recurrence_min / 60:.1f} h" if p.recurrence_min else "–",
+                "precursor": p.precursor.describe() if p.precursor else "–",
+                "lead": f"{p.precursor.lead_min:.0f} min" if p.precursor else "–",
+                "confidence": num(p.confidence, 2),
+                "template": p.template[:60],
+            }
+            for p in sorted(recurring, key=lambda p: (-p.count, p.pattern_id))
+        ]
+    )
+    meta = {
+        "incidents": len(learned.incidents),
+        "patterns": len(pats),
+        "recurring": len(recurring),
+        "watched": len(learned.model.watching()),
+        "preventions_missed": dg.MetadataValue.json(learned.misses),
+        "preventions_helped": dg.MetadataValue.json(learned.helped),
+        "labels": len(labels),
+        "pattern_table": md_table(table, 30),
+    }
+    if recurring:
+        meta["timeline"] = plot_timelines(recurring, learned.incidents, "incidents per recurring pattern")
+    return dg.MaterializeResult(metadata=meta)
+
+
+failure_patterns_job = dg.define_asset_job(
+    "failure_patterns_job",
+    selection=dg.AssetSelection.assets(failure_patterns),
+    description="Learn failure patterns from the last 28 days of healing events and failed runs.",
+)
+failure_patterns_schedule = dg.ScheduleDefinition(
+    job=failure_patterns_job,
+    cron_schedule="40 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Hourly: new incidents join their patterns, and past preventions are judged.",
+)
+
+
+def latest_patterns(store, now: pd.Timestamp) -> list[Pattern]:
+    snap = store.read_table("failure_patterns", now - SNAPSHOT_LOOKBACK, now + pd.Timedelta(seconds=1))
+    if snap.empty:
+        return []
+    snap = snap[snap["ts"] == snap["ts"].max()]
+    return [Pattern.from_row(r) for r in snap.to_dict("records")]
+
+
+@dg.sensor(
+    jobs=[healing_job],
+    minimum_interval_seconds=PREVENT_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Every minute: each learned failure pattern's precursor on its fresh metrics; when one holds (and "
+    "it has not fired within its horizon, and no incident of it is open), a healing_job run applies the pattern's "
+    "fix before the breach as a recurrence_risk event, under healing's rails (run_key = pattern, root, minute).",
+)
+def recurrence_prevention(context: dg.SensorEvaluationContext, store: MetricsStoreResource) -> dg.SensorResult:
+    now = pd.Timestamp.now(tz="UTC")
+    fired = json.loads(context.cursor) if context.cursor else {}
+    with store.open() as s:
+        patterns = [p for p in latest_patterns(s, now) if p.precursor is not None]
+        from rhythm_pipelines.learning.patterns import CONFIDENCE_FLOOR
+
+        watched = [p for p in patterns if p.confidence >= CONFIDENCE_FLOOR]
+        if not watched:
+            return dg.SensorResult(skip_reason="no learned pattern with a confident precursor", cursor=context.cursor)
+        reach = pd.Timedelta(minutes=max(RISES_MIN) + 10)
+        sources = sorted({p.precursor.source for p in watched})
+        metrics = s.read_metrics(now - reach, now + pd.Timedelta(seconds=1), sources=sources,
+                                 metrics=sorted({p.precursor.metric for p in watched}))  # fmt: skip
+        log = s.read_table("healing_log", now - pd.Timedelta(hours=6), now + pd.Timedelta(seconds=1))
+    from rhythm_pipelines.learning.signals import Signals
+
+    signals = Signals.build(metrics) if len(metrics) else Signals(pd.DataFrame())
+    open_inc = incs.from_healing_log(log)
+    requests = []
+    for p in due(watched, signals, now, fired, open_inc):
+        event = prevention_event(p, now)
+        requests.append(run_request(event, run_key=f"prevent|{event.event_id}", job_name=healing_job.name))
+        fired[p.pattern_id] = now.isoformat()
+    fired = {k: v for k, v in fired.items() if pd.Timestamp(v) > now - pd.Timedelta(days=1)}
+    msg = f"{len(watched)} precursor(s) watched, none holds" if not requests else None
+    return dg.SensorResult(run_requests=requests, skip_reason=msg, cursor=json.dumps(fired))
+
+
+learning_assets = [failure_patterns]
+learning_jobs = [failure_patterns_job]
+learning_schedules = [failure_patterns_schedule]
+learning_sensors = [recurrence_prevention]
