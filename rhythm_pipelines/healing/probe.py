@@ -28,6 +28,9 @@ JobRecovered = Callable[[str, pd.Timestamp], tuple[bool, str]]  # (job or asset,
 AlertEnd = Callable[[str], pd.Timestamp | None]  # alert event id -> its stored end
 
 
+ONE_SHOT_FIXES = ("terminate_process", "reap_zombies", "clear_cache", "remove_temp_files", "rerun_failed")
+
+
 @dataclass
 class LocalProbe:
     settings: DetectorSettings
@@ -153,6 +156,10 @@ class LocalProbe:
             return self._forecast_peak(event, since)
         if fix == "reroute_channel":
             return self._forecast_slo(event, since)
+        if fix not in ONE_SHOT_FIXES:
+            return False, f"no fix applied ({fix!r} is not a playbook remedy)"
+        if since <= event.start:  # the engine's look before acting: the risk is there, nothing is applied yet
+            return False, f"pattern {event.detail.get('pattern', '?')}'s precursor holds"
         return True, f"{fix} applied ahead of the breach; failure_patterns judges after the horizon whether it helped"
 
     # -- jobs and alerts -----------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import json
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from rhythm_pipelines.healing import playbooks as playbook_files
@@ -58,24 +59,36 @@ def read_dir(path: Path | str) -> Data:
         frames = []
         for f in files:
             try:
-                frames.append(pd.read_json(f, lines=True) if sub == "calls" else pd.read_csv(f))
+                frame = pd.read_json(f, lines=True) if sub == "calls" else pd.read_csv(f)
             except ValueError as exc:
                 raise DataDirError(f"{f}: {exc}") from None
+            if sub == "metrics":
+                _check_metrics(frame, f)
+            frames.append(frame)
         parts[sub] = (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(), files)
-    metrics, mfiles = parts["metrics"]
-    need = {"ts", "source", "metric", "value"}
-    if not need <= set(metrics.columns):
-        raise DataDirError(f"{mfiles[0]}: columns {', '.join(sorted(need - set(metrics.columns)))} missing")
-    metrics["ts"] = pd.to_datetime(metrics["ts"], utc=True, format="mixed")
-    bad = metrics["value"].map(lambda v: not isinstance(v, int | float))
-    if bad.any():
-        raise DataDirError(f"{mfiles[0].parent}: row {int(bad.idxmax()) + 2}: value: not a number")
+    metrics, _ = parts["metrics"]
+    metrics["ts"] = pd.to_datetime(metrics["ts"], utc=True, format="ISO8601")
     calls, _ = parts["calls"]
     if len(calls):
         ts = "timestamp" if "timestamp" in calls else "ts"
         calls["ts"] = pd.to_datetime(calls[ts], utc=True, format="mixed")
     labels, lfiles = parts["incidents"]
     return Data(metrics, calls, labels, str(lfiles[0]) if len(lfiles) == 1 else str(root / "incidents"))
+
+
+def _check_metrics(frame: pd.DataFrame, path: Path) -> None:
+    """Columns, numeric values and ISO timestamps, or an error naming the file, line and field."""
+    need = {"ts", "source", "metric", "value"}
+    if not need <= set(frame.columns):
+        raise DataDirError(f"{path}: column(s) {', '.join(sorted(need - set(frame.columns)))} missing")
+    value = pd.to_numeric(frame["value"], errors="coerce")
+    ts = pd.to_datetime(frame["ts"], utc=True, format="ISO8601", errors="coerce")
+    for field, bad in (("ts", ts.isna()), ("value", value.isna() & frame["value"].notna())):
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise DataDirError(f"{path}: line {i + 2}: {field}: {frame[field].iloc[i]!r} is not "
+                               f"{'an ISO 8601 time' if field == 'ts' else 'a number'}")  # fmt: skip
+    frame["value"] = value
 
 
 def simulated(seed: int, days: float = 14.0) -> Data:
@@ -148,7 +161,8 @@ def _prevent(model: pats.Model, signals: Signals, start: int, books, state_dir: 
                                  evidence=lambda e: (False, "evaluation"))  # fmt: skip
         result = Healer(b, actuator, probe, log.append, run_id=f"eval:{event.event_id}", sleep=lambda _: None,
                         now=lambda: now["t"]).heal(event)  # fmt: skip
-        applied = any(a.outcome == "dry_run" for a in result.actions)
+        applied = any(a.outcome == DRY_RUN and a.action != "notify_admin" for a in result.actions)  # a warning
+        # alone prevents nothing
         out.append({"ts": t, "pattern": p.pattern_id, "kind": p.kind, "root": p.root,
                     "horizon_min": p.precursor.horizon_min, "applied": applied, "status": result.status})  # fmt: skip
     return out, log

@@ -32,6 +32,7 @@ LABEL_KIND = {  # a labelled file's kinds (the simulator's) → the healing engi
 }
 METRIC_KIND = (  # an unknown kind, by a word of its metric
     ("cpu", "cpu_spike"),
+    ("load", "cpu_spike"),
     ("mem", "memory_leak"),
     ("rss", "memory_leak"),
     ("latency", "high_latency"),
@@ -101,10 +102,12 @@ def from_labels(labels: pd.DataFrame, signals: Signals, origin: str = "<incident
     rows = []
     for i, r in enumerate(labels.itertuples(index=False)):
         line = i + 2  # the header is line 1
-        try:
-            start, end = pd.Timestamp(r.start), pd.Timestamp(r.end)
-        except (ValueError, TypeError) as exc:
-            raise IncidentFileError(f"{origin}: line {line}: start/end: not a timestamp ({exc})") from None
+        try:  # ISO 8601 only: a lenient parser reads "March 4" as the year 1
+            start, end = (pd.to_datetime(str(v), utc=True, format="ISO8601") for v in (r.start, r.end))
+        except (ValueError, TypeError):
+            raise IncidentFileError(
+                f"{origin}: line {line}: start/end: not an ISO 8601 timestamp ({r.start!r}, {r.end!r})"
+            ) from None
         if pd.isna(start) or pd.isna(end):
             raise IncidentFileError(f"{origin}: line {line}: start/end: empty")
         start = start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC")

@@ -106,9 +106,11 @@ def occurrences(times: list[pd.Timestamp], gap: pd.Timedelta = OCCURRENCE_GAP) -
     return out
 
 
-def tod_gate(breaches: list[pd.Timestamp], horizon: int) -> tuple[tuple[float, float] | None, bool]:
-    """A time-of-day window (and weekdays only) when most breaches keep to one time of day: the densest
-    ``TOD_SPREAD_MIN``-wide band of their minutes of day, if it holds at least half of them (and 3)."""
+def tod_gate(breaches: list[pd.Timestamp], horizon: int, weekend_seen: bool = True
+             ) -> tuple[tuple[float, float] | None, bool]:  # fmt: skip
+    """A time-of-day window when most breaches keep to one time of day: the densest ``TOD_SPREAD_MIN``-wide band
+    of their minutes of day, if it holds at least half of them (and 3); weekdays only when those all fell on
+    weekdays and the learning days held a weekend (else nothing says weekends are spared)."""
     breaches = occurrences(breaches)
     if len(breaches) < 3:
         return None, False
@@ -120,7 +122,7 @@ def tod_gate(breaches: list[pd.Timestamp], horizon: int) -> tuple[tuple[float, f
         return None, False
     off = (m[band] - best + 720) % 1440 - 720  # minutes from the band's centre
     a, b = best + off.min() - horizon - 10, best + off.max() + 10
-    weekdays = all(t.dayofweek < 5 for t, inside in zip(breaches, band, strict=True) if inside)
+    weekdays = weekend_seen and all(t.dayofweek < 5 for t, inside in zip(breaches, band, strict=True) if inside)
     return (float(a % 1440), float(b % 1440)), weekdays
 
 
@@ -151,6 +153,7 @@ def learn(signals: Signals, anchor: str, metrics: list[str], breaches: list[pd.T
     """The best rule on ``anchor``'s series (``metrics``: the incidents' own) catching ``breaches`` ahead,
     judged on grid positions before ``until`` (the learning days; never firing while ``quiet``), or None."""
     calm = ~quiet[:until] if quiet is not None else np.ones(until, dtype=bool)
+    weekend_seen = bool((signals.index[:until].dayofweek >= 5).any())
     if len(occurrences(breaches)) < 2 or until < 60:
         return None
     members = np.array(sorted({signals.position(b) for b in breaches}))
@@ -169,7 +172,7 @@ def learn(signals: Signals, anchor: str, metrics: list[str], breaches: list[pd.T
                 if len(tops) < max(2, MIN_RECALL * len(members)):
                     continue
                 thresholds = np.unique(np.quantile(tops, np.linspace(0, 0.5, MAX_THRESHOLDS)))
-                tod, weekdays = tod_gate(breaches, horizon)
+                tod, weekdays = tod_gate(breaches, horizon, weekend_seen)
                 for gated in (False, True) if tod else (False,):
                     rule = Precursor(src, metric, feature, 0.0, horizon, tod if gated else None, weekdays and gated)
                     gate = rule.gate(signals.index[:until]) & calm

@@ -52,6 +52,8 @@ def fix_steps(books: PlaybookSet, event: HealthEvent) -> tuple[Step, ...]:
         for level in ("soft", "hard", "critical"):
             for step in pb.steps(level):
                 if step.action == fix and not step.follow_up:
+                    if step.params.get("select") == "event" and "/proc/" not in event.source:
+                        continue  # a root host names no process: a level that picks one (top_memory) fits
                     if fix == "reroute_channel":  # the route holds until the undo at the horizon's end
                         until = pd.Timestamp(event.detail["until"]) - event.start
                         ttl = max(float(step.params.get("ttl_s") or 0), until.total_seconds() + 300)

@@ -1,0 +1,130 @@
+"""The learning wiring over a real SQLite store and Dagster instance: failure_patterns learns the patterns of a
+simulated fleet's recorded history (the same ids on a second materialization, operator labels kept, a bad
+labels file refused with its file and line); recurrence_prevention launches one healing run when a precursor
+holds; healing_job applies the prevention under the rails and records it."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import numpy as np
+import pandas as pd
+import pytest
+
+from rhythm_pipelines.defs.healing import healing_job, run_request
+from rhythm_pipelines.defs.learning import failure_patterns, recurrence_prevention
+from rhythm_pipelines.defs.resources import HealingResource, SQLiteStoreResource
+from rhythm_pipelines.learning.patterns import Pattern
+from rhythm_pipelines.learning.precursors import Precursor
+from rhythm_pipelines.learning.prevention import prevention_event
+from rhythm_pipelines.simulate import history
+from rhythm_pipelines.simulate.fleet import SimConfig, simulate
+
+NOW = pd.Timestamp.now(tz="UTC").floor("min")
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    monkeypatch.setenv("RHYTHM_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RHYTHM_HOST", "this-host")
+    monkeypatch.delenv("RHYTHM_PLAYBOOKS", raising=False)
+    monkeypatch.delenv("RHYTHM_PATTERN_LABELS", raising=False)
+    return {
+        "store": SQLiteStoreResource(path=str(tmp_path / "metrics.db")),
+        "healing": HealingResource(state_dir=str(tmp_path / "healing"), dry_run=True),
+    }
+
+
+def snapshot(env) -> pd.DataFrame:
+    with env["store"].open() as s:
+        rows = s.read_table("failure_patterns")
+    return rows[rows["ts"] == rows["ts"].max()]
+
+
+def test_failure_patterns_learns_the_recorded_history_and_keeps_ids_and_labels(env, tmp_path):
+    sim = simulate(SimConfig(days=4, seed=5, recurring=True, incidents_per_day=3))
+    with env["store"].open() as s:
+        history.fill(s, sim, seed=5)
+    first = dg.materialize([failure_patterns], resources=env)
+    assert first.success
+    meta = first.asset_materializations_for_node("failure_patterns")[0].metadata
+    assert meta["recurring"].value >= 2 and "| root cause" in meta["pattern_table"].value
+    assert meta["timeline"].value.startswith("![incidents per recurring pattern](data:image/png;base64,")
+    rows = snapshot(env)
+    leak = rows[(rows["kind"] == "memory_leak") & (rows["occurrences"] >= 3)]
+    assert len(leak) == 1 and leak["fix"].iloc[0] == "terminate_process"  # what the recorded healing did
+    pid = leak["pattern_id"].iloc[0]
+    labels = tmp_path / "home" / "pattern_labels.yaml"
+    labels.parent.mkdir(parents=True, exist_ok=True)
+    labels.write_text(f"patterns:\n  {pid}:\n    label: worker leak before OOM\n")
+    assert dg.materialize([failure_patterns], resources=env).success
+    again = snapshot(env)
+    assert sorted(again["pattern_id"]) == sorted(rows["pattern_id"])  # the same patterns, the same ids
+    assert again.set_index("pattern_id").loc[pid, "label"] == "worker leak before OOM"
+    assert (
+        again.set_index("pattern_id").loc[rows["pattern_id"], "members"].to_numpy() == rows["members"].to_numpy()
+    ).all()
+
+
+def test_a_bad_labels_file_fails_the_materialization_naming_file_and_line(env, tmp_path):
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("patterns:\n  0a1b2c3d:\n    prevent: sometimes\n")
+    result = dg.materialize(
+        [failure_patterns], resources=env, raise_on_error=False,
+        run_config={"ops": {"failure_patterns": {"config": {"labels_file": str(labels)}}}},
+    )  # fmt: skip
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert f"{labels}:3: patterns.0a1b2c3d.prevent: expected true or false" in str(failure.event_specific_data)
+
+
+def store_pattern(env, confidence=0.9) -> Pattern:
+    rule = Precursor("db-01", "cpu_percent", "rise15", 10.0, 30, lead_min=8, recall=0.9, fired=5)
+    p = Pattern("0a1b2c3d", "cpu_spike", "db-01", "(no message)", ["a", "b", "c"], NOW - pd.Timedelta(days=3),
+                NOW - pd.Timedelta(days=1), 1440.0, "pause_low_priority", {}, rule, confidence,
+                occurrences=3)  # fmt: skip
+    with env["store"].open() as s:
+        s.write_table("failure_patterns", pd.DataFrame([{**p.row(), "ts": NOW - pd.Timedelta(minutes=20)}]))
+        idx = pd.date_range(end=NOW, periods=40, freq="min", tz="UTC")
+        s.write_metrics(pd.DataFrame({"ts": idx, "source": "db-01", "metric": "cpu_percent",
+                                      "value": np.linspace(20, 70, 40), "tags": None}))  # fmt: skip
+    return p
+
+
+def test_a_holding_precursor_launches_one_prevention_run(env):
+    store_pattern(env)
+    with dg.instance_for_test() as instance:
+        ctx = dg.build_sensor_context(instance=instance, resources=env)
+        result = recurrence_prevention(ctx)
+        (req,) = result.run_requests
+        assert req.job_name == "healing_job" and req.run_key.startswith("prevent|db-01|recurrence_risk|")
+        event = req.run_config["ops"]["heal_event"]["config"]["event"]
+        assert event["kind"] == "recurrence_risk" and json.loads(event["detail_json"])["pattern"] == "0a1b2c3d"
+        ctx = dg.build_sensor_context(instance=instance, resources=env, cursor=result.cursor)
+        assert recurrence_prevention(ctx).run_requests == []  # within its horizon: once
+
+
+def test_an_unconfident_pattern_is_not_acted_on(env):
+    store_pattern(env, confidence=0.1)
+    with dg.instance_for_test() as instance:
+        result = recurrence_prevention(dg.build_sensor_context(instance=instance, resources=env))
+        assert result.run_requests == [] and "no learned pattern" in result.skip_reason.skip_message
+
+
+def test_healing_job_applies_a_prevention_in_dry_run_and_records_it(env):
+    p = store_pattern(env)
+    event = prevention_event(p, NOW)
+    with dg.DagsterInstance.ephemeral() as instance:
+        result = healing_job.execute_in_process(run_config=run_request(event).run_config, resources=env,
+                                                instance=instance)  # fmt: skip
+        assert result.success and result.output_for_node("heal_event") == "dry_run"
+    with env["store"].open() as s:
+        prev = s.read_table("preventions")
+        log = s.read_table("healing_log")
+    assert prev[["pattern_id", "of_kind", "root", "status"]].values.tolist() == [
+        ["0a1b2c3d", "cpu_spike", "db-01", "dry_run"]
+    ]
+    assert prev["horizon_min"].iloc[0] == 30
+    act = log[log["step"] == "act"].iloc[0]
+    assert act["action"] == "pause_low_priority" and act["outcome"] == "dry_run" and act["kind"] == "recurrence_risk"
