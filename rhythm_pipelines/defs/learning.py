@@ -7,7 +7,6 @@ when one fires, launches ``healing_job`` with a ``recurrence_risk`` event: the p
 healing engine and its rails. Domain logic: ``rhythm_pipelines/learning/``.
 """
 
-
 import json
 import os
 
@@ -19,8 +18,8 @@ from rhythm_pipelines.defs.metadata import _png, _pyplot, md_table, num
 from rhythm_pipelines.defs.resources import MetricsStoreResource
 from rhythm_pipelines.learning import incidents as incs
 from rhythm_pipelines.learning import labels as pattern_labels
-from rhythm_pipelines.learning.live import due, learn_recorded
-from rhythm_pipelines.learning.patterns import Pattern
+from rhythm_pipelines.learning.live import STALE, due, learn_recorded
+from rhythm_pipelines.learning.patterns import Pattern, acts
 from rhythm_pipelines.learning.prevention import prevention_event
 from rhythm_pipelines.learning.signals import CHANNEL_PRECURSORS, HOST_PRECURSORS, RISES_MIN
 
@@ -149,12 +148,11 @@ def recurrence_prevention(context: dg.SensorEvaluationContext, store: MetricsSto
     now = pd.Timestamp.now(tz="UTC")
     fired = json.loads(context.cursor) if context.cursor else {}
     with store.open() as s:
-        patterns = [p for p in latest_patterns(s, now) if p.precursor is not None]
-        from rhythm_pipelines.learning.patterns import CONFIDENCE_FLOOR
-
-        watched = [p for p in patterns if p.confidence >= CONFIDENCE_FLOOR]
+        watched = [p for p in latest_patterns(s, now) if acts(p)]
         if not watched:
-            return dg.SensorResult(skip_reason="no learned pattern with a confident precursor", cursor=context.cursor)
+            return dg.SensorResult(
+                skip_reason="no learned pattern with a confident precursor and a fix", cursor=context.cursor
+            )
         reach = pd.Timedelta(minutes=max(RISES_MIN) + 10)
         sources = sorted({p.precursor.source for p in watched})
         metrics = s.read_metrics(now - reach, now + pd.Timedelta(seconds=1), sources=sources,
@@ -170,7 +168,13 @@ def recurrence_prevention(context: dg.SensorEvaluationContext, store: MetricsSto
         requests.append(run_request(event, run_key=f"prevent|{event.event_id}", job_name=healing_job.name))
         fired[p.pattern_id] = now.isoformat()
     fired = {k: v for k, v in fired.items() if pd.Timestamp(v) > now - pd.Timedelta(days=1)}
-    msg = f"{len(watched)} precursor(s) watched, none holds" if not requests else None
+    msg = None
+    if not requests:
+        age = (now - signals.index[-1]) if len(signals.index) else None
+        msg = f"{len(watched)} precursor(s) watched, none holds"
+        if age is None or age > STALE:
+            seen = "no metrics" if age is None else f"metrics {age.total_seconds() / 60:.0f} min old"
+            msg += f" ({seen} for their roots: nothing acts on data older than {STALE.total_seconds() / 60:.0f} min)"
     return dg.SensorResult(run_requests=requests, skip_reason=msg, cursor=json.dumps(fired))
 
 

@@ -133,18 +133,20 @@ def from_labels(labels: pd.DataFrame, signals: Signals, origin: str = "<incident
 
 
 def from_healing_log(log: pd.DataFrame) -> pd.DataFrame:
-    """One incident per healed event (preventions and replays left out): when it was detected, what its
-    detect step said, whether it was resolved and the action done at the level that resolved it."""
+    """One incident per healing event (preventions left out): when it was detected, what its detect step said,
+    whether it was resolved and the action done at the level that resolved it. A replayed event (``rhythm
+    healing replay``: detection on stored history, actions in dry run) is an incident too; its fix is what
+    healing would have done, and it ends when the history says it cleared."""
     if log.empty:
         return pd.DataFrame(columns=COLUMNS)
     log = log.assign(ts=pd.to_datetime(log["ts"], utc=True)).sort_values(["ts", "entry_id"], kind="stable")
-    log = log[~log["run_id"].astype(str).str.startswith("replay:") & (log["kind"] != "recurrence_risk")]
+    log = log[log["kind"] != "recurrence_risk"]
     rows = []
     for event_id, g in log.groupby("event_id", sort=False):
         first = g.iloc[0]
-        resolved = bool((g["step"] == "resolve").any())
-        level = g.loc[g["step"] == "resolve", "level"].iloc[-1] if resolved else ""
-        acts = g[(g["step"] == "act") & (g["outcome"] == "done") & ~g["action"].isin(ALERT_ONLY)]
+        resolved = bool(g["step"].isin(["resolve", "clear"]).any())
+        level = g.loc[g["step"] == "resolve", "level"].iloc[-1] if (g["step"] == "resolve").any() else ""
+        acts = g[(g["step"] == "act") & g["outcome"].isin(["done", "dry_run"]) & ~g["action"].isin(ALERT_ONLY)]
         acts = acts[acts["level"] == level] if resolved and (acts["level"] == level).any() else acts
         fix, params = (
             (acts.iloc[0]["action"], acts.iloc[0]["params"])

@@ -20,6 +20,7 @@ import pandas as pd
 from sklearn.cluster import AgglomerativeClustering
 
 from rhythm_pipelines.learning import precursors
+from rhythm_pipelines.learning.incidents import ALERT_ONLY
 from rhythm_pipelines.learning.lineage import Lineage
 from rhythm_pipelines.learning.signals import Signals, host_of
 from rhythm_pipelines.learning.templates import mine
@@ -135,8 +136,12 @@ class Model:
         return [p for p in self.patterns if p.occurrences >= 2]
 
     def watching(self) -> list[Pattern]:
-        """Patterns whose precursor acts: learned, and confident enough."""
-        return [p for p in self.patterns if p.precursor is not None and p.confidence >= CONFIDENCE_FLOOR]
+        """Patterns whose precursor acts: learned, confident enough, with a fix that is more than an alert."""
+        return [p for p in self.patterns if acts(p)]
+
+
+def acts(p: Pattern) -> bool:
+    return p.precursor is not None and p.confidence >= CONFIDENCE_FLOOR and p.fix not in ALERT_ONLY
 
 
 def learn(incidents: pd.DataFrame, signals: Signals | None, until: pd.Timestamp | None = None) -> Model:
