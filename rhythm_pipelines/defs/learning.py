@@ -178,7 +178,81 @@ def recurrence_prevention(context: dg.SensorEvaluationContext, store: MetricsSto
     return dg.SensorResult(run_requests=requests, skip_reason=msg, cursor=json.dumps(fired))
 
 
-learning_assets = [failure_patterns]
-learning_jobs = [failure_patterns_job]
-learning_schedules = [failure_patterns_schedule]
+class TunedPoliciesConfig(dg.Config):
+    lookback_hours: float = 24.0  # tune each channel@region on this much of its call log
+    rollback_to: int = 0  # > 0: instead of tuning, put this policy version back in force (as a new version)
+
+
+def policy_file():
+    from rhythm_pipelines.home import rhythm_home
+    from rhythm_pipelines.learning.tuning import PolicyFile
+
+    return PolicyFile(rhythm_home() / "policies")
+
+
+@dg.asset(
+    group_name=LEARNING_GROUP,
+    kinds={"json"},
+    description="Per channel@region, from its own call log: the timeout (1.5 x p99.9 latency), retries within a "
+    "20 % retry budget with full-jitter backoff, and circuit-breaker thresholds (failure rate, slow calls, window, "
+    "open interval). Each change moves a number at most x2 and says why; the policies are versioned files under "
+    "$RHYTHM_HOME/policies that the health sensor's breaker reads. rollback_to=N puts version N back in force.",
+)
+def tuned_policies(
+    context: dg.AssetExecutionContext, config: TunedPoliciesConfig, store: MetricsStoreResource
+) -> dg.MaterializeResult:
+    from rhythm_pipelines.learning.tuning import tune
+
+    files = policy_file()
+    if config.rollback_to:
+        version = files.rollback(config.rollback_to)  # an unknown version fails here, naming the ones there are
+        context.log.info(f"policy version {config.rollback_to} is back in force as version {version}")
+        current, reasons, calls = files.policies(version), files.read(version)["reasons"], {}
+    else:
+        now = pd.Timestamp.now(tz="UTC")
+        with store.open() as s:
+            log = s.read_table("channel_calls", now - pd.Timedelta(hours=config.lookback_hours), now)
+        before = files.policies()
+        current, reasons, calls = dict(before), {}, {}
+        if len(log):
+            log = log.assign(source=log["channel"] + "@" + log["region"])
+            for source, g in log.groupby("source", sort=True):
+                t = tune(g[["ts", "latency_ms", "status"]], before.get(source))
+                calls[source] = t.calls
+                if t.policy != before.get(source):
+                    current[source], reasons[source] = t.policy, t.reasons
+        version = files.write(current, reasons, note="tuned") if reasons else files.current()
+        context.log.info(f"{len(reasons)} channel(s) changed" + (f": version {version}" if reasons else ""))
+    table = pd.DataFrame([
+        {"channel": k, "calls": calls.get(k), "timeout_s": num(p.timeout_s, 3), "retries": p.retries,
+         "retry_budget": p.retry_budget, "breaker_at": p.breaker.failure_rate if p.breaker else None,
+         "window": p.breaker.window if p.breaker else None, "open_s": num(p.breaker.open_s, 3) if p.breaker else None,
+         "why": "; ".join(reasons.get(k, ["unchanged"]))}
+        for k, p in sorted(current.items())
+    ])  # fmt: skip
+    return dg.MaterializeResult(metadata={
+        "version": version or 0,
+        "channels": len(current),
+        "changed": len(reasons),
+        "versions": dg.MetadataValue.json(files.versions()),
+        "policy_file": dg.MetadataValue.path(str(files.root / f"v{version:04d}.json")) if version else "none yet",
+        "policies": md_table(table, 40),
+    })  # fmt: skip
+
+
+tuned_policies_job = dg.define_asset_job(
+    "tuned_policies_job",
+    selection=dg.AssetSelection.assets(tuned_policies),
+    description="Tune each channel's timeout, retries and breaker from its last 24 h of calls.",
+)
+tuned_policies_schedule = dg.ScheduleDefinition(
+    job=tuned_policies_job,
+    cron_schedule="50 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Hourly: a channel whose calls changed gets a new policy version (a bounded step).",
+)
+
+learning_assets = [failure_patterns, tuned_policies]
+learning_jobs = [failure_patterns_job, tuned_policies_job]
+learning_schedules = [failure_patterns_schedule, tuned_policies_schedule]
 learning_sensors = [recurrence_prevention]

@@ -26,11 +26,11 @@ KINDS = (
     "disk_pressure",
     "forecast_peak",  # a host's load is forecast over its target soon (raised by the predictive scheduler)
     "forecast_slo",  # a channel@region's latency is forecast over its SLO soon
-    "recurrence_risk",  # a learned failure pattern's precursor: apply its fix before the breach (learning/)
-)
+)  # the kinds a playbook file holds
 FORECAST_KINDS = ("forecast_peak", "forecast_slo")  # optional in a playbook file: no playbook, no pre-emption
-PREVENTION_KIND = "recurrence_risk"  # never in a playbook file: its one step is its pattern's fix, from the
-# playbook of the pattern's kind (learning/prevention.py)
+PREVENTION_KIND = "recurrence_risk"  # a learned failure pattern's precursor fired: never in a playbook file, its
+# one step is its pattern's fix as a playbook spells it (learning/prevention.py)
+EVENT_KINDS = (*KINDS, PREVENTION_KIND)
 LEVELS = ("soft", "hard", "critical")  # in escalation order
 
 
@@ -54,8 +54,8 @@ class HealthEvent:
     detail: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown event kind {self.kind!r}; choose from {', '.join(KINDS)}")
+        if self.kind not in EVENT_KINDS:
+            raise ValueError(f"unknown event kind {self.kind!r}; choose from {', '.join(EVENT_KINDS)}")
         start = pd.Timestamp(self.start)
         object.__setattr__(self, "start", start.tz_localize("UTC") if start.tzinfo is None else start.tz_convert("UTC"))
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from rhythm_pipelines.healing.detectors import DetectorSettings, Watch
-from rhythm_pipelines.healing.events import FORECAST_KINDS, KINDS, LEVELS, PREVENTION_KIND, HealthEvent, level_index
+from rhythm_pipelines.healing.events import FORECAST_KINDS, KINDS, LEVELS, HealthEvent, level_index
 from rhythm_pipelines.healing.files import root_problem
 from rhythm_pipelines.healing.safety import ProcessRule, SafetyPolicy
 from rhythm_pipelines.yaml_lines import ConfigError, Reader, config_text
@@ -260,8 +260,7 @@ def parse(text: str, origin: str = "<playbooks>") -> PlaybookSet:
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in fallbacks.items()):
         raise r.fail(routing, "routing.fallbacks", "expected channel: fallback pairs", "fallbacks")
 
-    file_kinds = tuple(k for k in KINDS if k != PREVENTION_KIND)
-    books = r.mapping(doc.get("playbooks"), "playbooks", file_kinds, doc, "playbooks")
+    books = r.mapping(doc.get("playbooks"), "playbooks", KINDS, doc, "playbooks")
     playbooks = {}
     for kind in _keys(books):
         node = r.mapping(books[kind], f"playbooks.{kind}", (*LEVELS, "severity", "verify_timeout_s"), books, kind)
@@ -279,7 +278,7 @@ def parse(text: str, origin: str = "<playbooks>") -> PlaybookSet:
             else None
         )
         playbooks[kind] = Playbook(kind, levels, sev, r.number(node, "verify_timeout_s", f"playbooks.{kind}"))
-    missing = [k for k in file_kinds if k not in playbooks and k not in FORECAST_KINDS]
+    missing = [k for k in KINDS if k not in playbooks and k not in FORECAST_KINDS]
     if missing:
         raise r.fail(doc, "playbooks", f"no playbook for {', '.join(missing)}", "playbooks")
     return PlaybookSet(

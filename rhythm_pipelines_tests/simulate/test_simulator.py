@@ -123,7 +123,7 @@ def test_written_files_read_back_through_ingestion(tmp_path):
     assert not bad and len(calls) == len(sim.calls)
     assert calls["call_id"].tolist() == sim.calls["request_id"].tolist()
     incidents = pd.read_csv(paths["incidents"])
-    assert list(incidents.columns) == ["start", "end", "source", "metric", "kind", "magnitude", "root"]
+    assert list(incidents.columns) == ["start", "end", "source", "metric", "kind", "magnitude", "root", "cause"]
 
 
 @pytest.mark.parametrize("step", ["10s", "5min"])
