@@ -43,6 +43,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         start=pd.Timestamp(args.start) if args.start else None,
         calls_per_minute=args.calls_per_minute,
         incidents_per_day=args.incidents_per_day,
+        recurring=args.recurring,
     )
     sim = simulate(cfg)
     paths = sim.write(args.out)
@@ -498,6 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--start", default=None, help="UTC start (default: DAYS ending at the current hour)")
     s.add_argument("--calls-per-minute", type=float, default=3.0)
     s.add_argument("--incidents-per-day", type=float, default=6.0)
+    s.add_argument(
+        "--recurring", action="store_true", help="add causes that recur with jitter (leak, weekday batch, rate limit)"
+    )
     s.set_defaults(func=cmd_simulate)
 
     a = sub.add_parser("agent", help="sample this host every INTERVAL seconds into a store")

@@ -35,6 +35,7 @@ from rhythm_pipelines.healing.report import day_report, open_incidents, replayed
 from rhythm_pipelines.healing.safety import Guard, protected_pids
 from rhythm_pipelines.healing.tracker import EpisodeTracker
 from rhythm_pipelines.healing.watch import HOST_METRICS, Observation, calls_lookback, detect_all, lookback
+from rhythm_pipelines.home import rhythm_home
 from rhythm_pipelines.learning.prevention import with_prevention
 from rhythm_pipelines.metrics.provenance import sampler_key, without_claims
 
@@ -288,7 +289,21 @@ def _observe(store, healing: HealingResource, books, now: pd.Timestamp) -> tuple
     points, unsigned = without_claims(points, host, sampler_key())
     procs = snapshot()
     own = instance_roles(procs, os.getpid())
-    return Observation(host, now, points, calls, alerts, procs, books.safety.temp_roots, own), unsigned
+    return Observation(
+        host, now, points, calls, alerts, procs, books.safety.temp_roots, own, tuned_breakers()
+    ), unsigned
+
+
+def tuned_breakers() -> dict:
+    """channel@region -> the breaker of the tuned policy in force (none before tuned_policies first runs)."""
+    from rhythm_pipelines.learning.tuning import PolicyFile
+
+    try:
+        policies = PolicyFile(rhythm_home() / "policies").policies()
+    except (OSError, ValueError) as exc:  # a damaged file must not stop healing: the default breaker judges
+        dg.get_dagster_logger().warning(f"tuned policies unreadable, default breaker used: {exc}")
+        return {}
+    return {k: p.breaker for k, p in policies.items() if p.breaker is not None}
 
 
 @dg.sensor(

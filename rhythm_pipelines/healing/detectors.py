@@ -254,13 +254,16 @@ def high_latency(calls: pd.DataFrame, now: pd.Timestamp, s: DetectorSettings) ->
     return out
 
 
-def circuit_breaker_open(calls: pd.DataFrame, now: pd.Timestamp, s: DetectorSettings) -> list[HealthEvent]:
+def circuit_breaker_open(
+    calls: pd.DataFrame, now: pd.Timestamp, s: DetectorSettings, tuned: Mapping[str, BreakerConfig] | None = None
+) -> list[HealthEvent]:
     """A channel@region whose breaker, replayed over its recent calls, is open or half-open now; the event
-    starts when it tripped (re-opening after a failed probe is the same outage)."""
+    starts when it tripped (re-opening after a failed probe is the same outage). A channel with a tuned
+    breaker (``tuned_policies``' file in force) is judged by it; the others by the settings' one."""
     out = []
     recent = calls[pd.to_datetime(calls["ts"], utc=True) > now - pd.Timedelta(seconds=s.breaker_history_s)]
     for (channel, region), g in recent.groupby(["channel", "region"], sort=True):
-        b = replay(g.sort_values("ts"), s.breaker, now)
+        b = replay(g.sort_values("ts"), (tuned or {}).get(f"{channel}@{region}", s.breaker), now)
         if b.tripped_at is not None:
             failure, slow = b.transitions[-1].failure_rate, b.transitions[-1].slow_rate
             out.append(

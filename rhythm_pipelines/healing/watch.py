@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 import pandas as pd
 
 from rhythm_pipelines.healing import detectors as d
+from rhythm_pipelines.healing.breaker import BreakerConfig
 from rhythm_pipelines.healing.detectors import DetectorSettings, Watch
 from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.processes import ProcInfo
@@ -35,6 +36,7 @@ class Observation:
     procs: list[ProcInfo] = field(default_factory=list)
     temp_roots: tuple[str, ...] = ()
     own: dict[int, str] = field(default_factory=dict)  # this Dagster instance's processes: pid -> role
+    breakers: dict[str, BreakerConfig] = field(default_factory=dict)  # channel@region -> its tuned breaker
 
 
 def detect_all(
@@ -48,7 +50,7 @@ def detect_all(
         events += d.memory_leak(obs.points, obs.now, s)
     if not obs.calls.empty:
         events += d.high_latency(obs.calls, obs.now, s)
-        events += d.circuit_breaker_open(obs.calls, obs.now, s)
+        events += d.circuit_breaker_open(obs.calls, obs.now, s, obs.breakers)
     events += d.anomaly(obs.alerts, obs.now, s)
     events += d.process_zombie(obs.procs, obs.host, obs.now, state.setdefault("zombies", {}), s)
     events += d.process_hung(obs.procs, list(watches), obs.host, obs.now, state.setdefault("cpu", {}), s)

@@ -126,7 +126,7 @@ def from_labels(labels: pd.DataFrame, signals: Signals, origin: str = "<incident
             "kind": kind, "source": r.source, "host": host_of(r.source), "metric": r.metric,
             "start": start, "end": end, "breach": breach_time(signals, r.source, r.metric, start, end),
             "message": f"{r.kind} on {r.metric}", "fix": fix, "fix_params": json.dumps(params, sort_keys=True),
-            "resolved": True, "root": root, "cause": str(getattr(r, "cause", "") or ""),
+            "resolved": True, "root": root, "cause": "" if pd.isna(cause := getattr(r, "cause", "")) else str(cause),
         })  # fmt: skip
     out = pd.DataFrame(rows, columns=COLUMNS)
     return out.drop_duplicates("incident_id").sort_values(["start", "source"], ignore_index=True)

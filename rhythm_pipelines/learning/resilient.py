@@ -75,7 +75,16 @@ class ResilientClient:
             return False
         return self._breaker.allow(self._ts()) if self._breaker else True
 
-    def _budget_ok(self) -> bool:
+    def _reopens_in(self) -> float | None:
+        """Seconds until the open breaker lets a probe through, when the policy waits for it (else None)."""
+        b = self._breaker
+        if not (self.policy.wait_for_breaker and b is not None and b.state == OPEN and b.opened_at is not None):
+            return None
+        due = b.opened_at + pd.Timedelta(seconds=b.config.open_s)
+        return max(0.01, (due - self._ts()).total_seconds())
+
+    def _take_retry(self) -> bool:
+        """May this request retry? Taken from the budget at once, so concurrent failures cannot all pass."""
         if self.policy.retry_budget is None:
             return True
         t = self.now()
@@ -83,7 +92,10 @@ class ResilientClient:
             self._window.popleft()
         firsts = sum(1 for _, retry in self._window if not retry)
         retries = len(self._window) - firsts
-        return retries < max(3.0, self.policy.retry_budget * firsts)  # a few retries always (Finagle's reserve)
+        if retries >= max(3.0, self.policy.retry_budget * firsts):  # a few retries always (Finagle's reserve)
+            return False
+        self._window.append((t, True))
+        return True
 
     def _record(self, status: str, seconds: float) -> None:
         self.attempts.append({"ts": self._ts(), "latency_ms": seconds * 1000, "status": status})
@@ -111,12 +123,17 @@ class ResilientClient:
         while True:
             if not self._allowed():
                 why = "rejected (breaker open)" if self._breaker else "rejected (cooling down)"
-                break
+                wait = self._reopens_in()
+                if wait is None or self.now() - start + wait >= DEADLINE_S:
+                    break
+                await asyncio.sleep(wait + self._rng.uniform(0, 0.05))  # not sent: no attempt, no load
+                continue
             left = DEADLINE_S - (self.now() - start)
             if left <= 0:
                 why = "deadline"
                 break
-            self._window.append((self.now(), n > 0))
+            if n == 0:
+                self._window.append((self.now(), False))
             status, secs = await self.send(rid, n, min(self.policy.timeout_s, left))
             self._record(status, secs)
             n += 1
@@ -124,7 +141,7 @@ class ResilientClient:
                 ok = True
                 break
             why = status
-            if n > self.policy.retries or not self._budget_ok():
+            if n > self.policy.retries or not self._take_retry():
                 break
             await asyncio.sleep(min(self._backoff(n), max(0.0, DEADLINE_S - (self.now() - start))))
         self.requests.append({"t": start, "ok": ok, "attempts": n, "seconds": self.now() - start, "why": why})

@@ -7,10 +7,12 @@
   the median latency up to the timeout (AWS's "exponential backoff and jitter").
 - **Circuit breaker** (``healing/breaker.py``, resilience4j's model): a failure-rate bar well above the
   channel's usual error rate, slow calls at the timeout, a window of about ``WINDOW_S`` of its traffic and an
-  open interval from how long its failure bursts last.
+  open interval from how long its failure bursts last. A request the open breaker refuses is not failed at
+  once: it waits for the breaker's next probe while its deadline allows (the channel is spared either way).
 
-Each step moves a number at most ``STEP`` times up or down (retries by one) from the policy in force, and says
-why; policies are versioned files that can be rolled back (:class:`PolicyFile`).
+Each step moves a number at most ``STEP`` times down, and a timeout at most ``TIMEOUT_UP`` times up (a channel
+turning slow fails every call the old timeout cuts: waiting costs less), retries by one, from the policy in
+force, and says why; policies are versioned files that can be rolled back (:class:`PolicyFile`).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ TIMEOUT_K = 1.5
 TIMEOUT_BOUNDS_S = (0.05, 120.0)
 RETRY_BUDGET = 0.2  # retries per request, at most (Envoy's default budget is 20 % of active requests)
 WINDOW_S = 10.0
-STEP = 2.0  # a tuning step moves a number at most x2 or /2
+STEP = 2.0  # a tuning step moves a number at most x2 or /2...
+TIMEOUT_UP = 4.0  # ...but a timeout up to x4
 MIN_CALLS = 50  # fewer calls in the history: keep the policy in force
 
 
@@ -49,6 +52,7 @@ class Policy:
     breaker: BreakerConfig | None
     cooldown: tuple[int, float, float] | None = None
     name: str = "tuned"
+    wait_for_breaker: bool = False  # a request the breaker refuses waits for its next probe (within its deadline)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -66,9 +70,9 @@ class Policy:
 # window (100 calls at least), slow calls at 60 s (100 %), open 60 s, 10 calls half-open
 RESILIENCE4J = Policy(1.0, 2, None, 0.5, 0.5, False, BreakerConfig(100, 100, 0.5, 60_000.0, 1.0, 60.0, 10),
                       name="resilience4j defaults")  # fmt: skip
-# LiteLLM's router defaults: 600 s timeout, 2 retries at once, a deployment cooled down for 60 s after 3 fails
-# in a minute (no breaker)
-LITELLM = Policy(600.0, 2, None, 0.0, 0.0, False, None, (3, 60.0, 60.0), name="LiteLLM defaults")
+# LiteLLM's router defaults: 600 s timeout, 2 retries at once, no breaker; its cooldown (60 s after 3 fails in a
+# minute) never takes the only deployment of a model group out, so one channel is never cooled down
+LITELLM = Policy(600.0, 2, None, 0.0, 0.0, False, None, None, name="LiteLLM defaults")
 
 
 @dataclass
@@ -78,11 +82,11 @@ class Tuning:
     calls: int = 0
 
 
-def _bounded(new: float, old: float | None, lo: float, hi: float) -> float:
+def _bounded(new: float, old: float | None, lo: float, hi: float, up: float = STEP) -> float:
     new = min(max(new, lo), hi)
     if old is None or old <= 0:
         return new
-    return min(max(new, old / STEP), old * STEP)
+    return min(max(new, old / STEP), old * up)
 
 
 def _bursts_s(failed: np.ndarray, ts: np.ndarray) -> list[float]:
@@ -121,7 +125,7 @@ def tune(calls: pd.DataFrame, previous: Policy | None = None) -> Tuning:
         p50, p999 = base.backoff_base_s, base.timeout_s / TIMEOUT_K
         reasons.append(f"only {len(lat)} successful calls: latency-based settings kept")
     old = previous
-    timeout = _bounded(TIMEOUT_K * p999, old.timeout_s if old else None, *TIMEOUT_BOUNDS_S)
+    timeout = _bounded(TIMEOUT_K * p999, old.timeout_s if old else None, *TIMEOUT_BOUNDS_S, up=TIMEOUT_UP)
     backoff = _bounded(p50, old.backoff_base_s if old else None, 0.01, timeout)
     bursts = _bursts_s(failed, ts)
     open_s = _bounded(float(np.median(bursts)) / 2 if bursts else 5.0,
@@ -132,9 +136,9 @@ def tune(calls: pd.DataFrame, previous: Policy | None = None) -> Tuning:
     retries = 2 if err < 0.5 else 1
     if old is not None:
         retries = min(max(retries, old.retries - 1), old.retries + 1)
-    policy = Policy(timeout, retries, RETRY_BUDGET, backoff, timeout, True, breaker, None, "tuned")
+    policy = Policy(timeout, retries, RETRY_BUDGET, backoff, timeout, True, breaker, None, "tuned", True)
     if old is None or not math.isclose(policy.timeout_s, old.timeout_s, rel_tol=0.05):
-        was = f" (was {old.timeout_s:.3g} s; a step moves it x{STEP:g} at most)" if old else ""
+        was = f" (was {old.timeout_s:.3g} s; a step moves it /{STEP:g} to x{TIMEOUT_UP:g} at most)" if old else ""
         reasons.append(f"timeout {policy.timeout_s:.3g} s = {TIMEOUT_K} x p99.9 latency {p999:.3g} s{was}")
     if old is None or old.breaker is None or abs(fail_bar - old.breaker.failure_rate) > 0.02:
         reasons.append(f"breaker opens at {fail_bar:.0%} failures of {window} calls (error rate {err:.1%}); "

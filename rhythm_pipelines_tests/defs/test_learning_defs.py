@@ -128,3 +128,39 @@ def test_healing_job_applies_a_prevention_in_dry_run_and_records_it(env):
     assert prev["horizon_min"].iloc[0] == 30
     act = log[log["step"] == "act"].iloc[0]
     assert act["action"] == "pause_low_priority" and act["outcome"] == "dry_run" and act["kind"] == "recurrence_risk"
+
+
+def test_tuned_policies_writes_a_version_per_change_and_rolls_back(env, tmp_path):
+    from rhythm_pipelines.defs.learning import tuned_policies
+    from rhythm_pipelines.learning.tuning import PolicyFile
+
+    rng = np.random.default_rng(0)
+
+    def calls(median_ms: float, n: int = 600) -> pd.DataFrame:
+        ts = NOW - pd.to_timedelta(np.sort(rng.uniform(60, 3600, n)), unit="s")
+        return pd.DataFrame({"ts": ts, "call_id": [f"c{median_ms}-{i}" for i in range(n)], "channel": "gpt-4o",
+                             "region": "eu-west-1", "latency_ms": median_ms * np.exp(rng.normal(0, 0.3, n)),
+                             "status": "ok", "tokens_in": 10, "tokens_out": 10, "cost_usd": 0.001})  # fmt: skip
+
+    with env["store"].open() as s:
+        s.write_table("channel_calls", calls(200.0))
+    first = dg.materialize([tuned_policies], resources=env)
+    assert first.success
+    meta = first.asset_materializations_for_node("tuned_policies")[0].metadata
+    assert meta["version"].value == 1 and "gpt-4o@eu-west-1" in meta["policies"].value and "timeout" in meta[
+        "policies"].value  # fmt: skip
+    files = PolicyFile(tmp_path / "home" / "policies")
+    v1 = files.policies()["gpt-4o@eu-west-1"]
+    with env["store"].open() as s:
+        s.write_table("channel_calls", calls(3000.0, 3000))  # the channel got much slower
+    assert dg.materialize([tuned_policies], resources=env).success
+    v2 = files.policies()["gpt-4o@eu-west-1"]
+    assert files.current() == 2 and v1.timeout_s < v2.timeout_s <= 4 * v1.timeout_s + 1e-9  # one bounded step (x4 up)
+    back = dg.materialize([tuned_policies], resources=env,
+                          run_config={"ops": {"tuned_policies": {"config": {"rollback_to": 1}}}})  # fmt: skip
+    assert back.success and files.current() == 3 and files.policies()["gpt-4o@eu-west-1"] == v1
+    bad = dg.materialize([tuned_policies], resources=env, raise_on_error=False,
+                         run_config={"ops": {"tuned_policies": {"config": {"rollback_to": 7}}}})  # fmt: skip
+    assert not bad.success
+    (failure,) = [e for e in bad.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert "no policy version 7 (have 1, 2, 3)" in str(failure.event_specific_data)

@@ -14,7 +14,7 @@ import pytest
 
 from rhythm_pipelines.chaos.fault_server import answer, parse_schedule, regime_at
 from rhythm_pipelines.learning.resilient import ResilientClient, http_send
-from rhythm_pipelines.learning.tuning import MIN_CALLS, RESILIENCE4J, RETRY_BUDGET, STEP, PolicyFile, tune
+from rhythm_pipelines.learning.tuning import MIN_CALLS, RESILIENCE4J, RETRY_BUDGET, STEP, TIMEOUT_UP, PolicyFile, tune
 
 T0 = pd.Timestamp("2026-01-05", tz="UTC")
 
@@ -39,11 +39,14 @@ def test_a_policy_from_the_call_log():
 
 def test_a_step_is_bounded_and_a_short_history_changes_nothing():
     fast = tune(calls(median_ms=100.0)).policy
+    target = tune(calls(median_ms=2000.0)).policy.timeout_s
     slow = tune(calls(median_ms=2000.0), fast)
-    assert slow.policy.timeout_s == pytest.approx(fast.timeout_s * STEP)  # x20 slower, one step: x2
-    assert "a step moves it x2 at most" in slow.reasons[0]
+    assert slow.policy.timeout_s == pytest.approx(fast.timeout_s * TIMEOUT_UP)  # x20 slower, one step: x4
+    assert "a step moves it /2 to x4 at most" in slow.reasons[0]
     again = tune(calls(median_ms=2000.0), slow.policy)
-    assert again.policy.timeout_s == pytest.approx(fast.timeout_s * STEP**2)
+    assert again.policy.timeout_s == pytest.approx(min(target, fast.timeout_s * TIMEOUT_UP**2))
+    back = tune(calls(median_ms=100.0), again.policy)
+    assert back.policy.timeout_s == pytest.approx(again.policy.timeout_s / STEP)  # down: /2 a step
     few = tune(calls(n=MIN_CALLS - 1), fast)
     assert few.policy == fast and "fewer than" in few.reasons[0]
 
@@ -101,3 +104,25 @@ def test_a_client_against_a_real_fault_server_keeps_retries_within_its_budget():
     assert amp(unlimited) > 2.0 > 1.3 > amp(budgeted), (amp(unlimited), amp(budgeted))
     timed_out = [a for a in budgeted.attempts if a["status"] == "timeout"]
     assert timed_out and max(a["latency_ms"] for a in timed_out) < 5000  # cut at its timeout, not the 5 s hang
+
+
+def test_the_health_sensor_judges_a_channel_by_its_tuned_breaker():
+    from rhythm_pipelines.healing.breaker import BreakerConfig
+    from rhythm_pipelines.healing.detectors import DetectorSettings, circuit_breaker_open
+
+    n = 40
+    ts = pd.Timestamp.now(tz="UTC").floor("s") - pd.to_timedelta(np.arange(n)[::-1], unit="s")
+    log = pd.DataFrame(
+        {
+            "ts": ts,
+            "channel": "gpt",
+            "region": "eu",
+            "latency_ms": 100.0,
+            "status": ["error" if i % 3 == 0 else "ok" for i in range(n)],
+        }
+    )  # fmt: skip  (a third fail)
+    now = ts[-1] + pd.Timedelta(seconds=1)
+    assert circuit_breaker_open(log, now, DetectorSettings()) == []  # the default bar: 50 %
+    tuned = {"gpt@eu": BreakerConfig(20, 10, 0.25, 5000.0, 0.8, 30.0, 3)}
+    (event,) = circuit_breaker_open(log, now, DetectorSettings(), tuned)
+    assert event.source == "gpt@eu" and event.kind == "circuit_breaker_open"
