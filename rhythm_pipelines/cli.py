@@ -904,15 +904,20 @@ def cmd_learn_evaluate(args: argparse.Namespace) -> int:
         print(ev.to_json(report))
         return 0
     d = report["detail"]
+
+    def pct(x: float | None) -> str:
+        return "–" if x is None else f"{x:.1%}"
+
     print(f"{data.origin}: learned on the first {args.train_days:g} days ({d['train_incidents']} incidents), "
           f"scored the rest ({d['test_incidents']}) in {time.monotonic() - t0:.0f} s")  # fmt: skip
     print(f"  recurring patterns learned: {report['patterns']} ({d['watching_patterns']} with a precursor)")
-    print(f"  recurrence prevention: {report['recurrence_prevention']:.1%} ({d['prevented']} of {d['recurrences']}); "
-          f"seen once or more: {d['seen_once_or_more']['rate']:.1%}")  # fmt: skip
-    print(f"  unneeded preventive actions: {report['unneeded_actions']:.1%} ({d['unneeded']} of {d['preventions']}); "
+    print(f"  recurrence prevention: {pct(report['recurrence_prevention'])} ({d['prevented']} of {d['recurrences']}, "
+          f"{d['prevented_ahead_of_onset']} before the incident began); seen once or more: "
+          f"{pct(d['seen_once_or_more']['rate'])}")  # fmt: skip
+    print(f"  unneeded preventive actions: {pct(report['unneeded_actions'])} ({d['unneeded']} of {d['preventions']}); "
           f"held back by the rails: {d['held_by_rails']}")  # fmt: skip
-    print(f"  root cause top-1: {report['root_cause_top1']:.1%} (every incident its own host's: "
-          f"{d['root_cause_top1_baseline']:.1%})")  # fmt: skip
+    print(f"  root cause top-1: {pct(report['root_cause_top1'])} (every incident its own host's: "
+          f"{pct(d['root_cause_top1_baseline'])})")  # fmt: skip
     for p in d["precursors"]:
         print(f"  - {p['kind']} on {p['root']} ({p['members']} incidents): {p['rule']}, lead {p['lead_min']:.0f} min")
     return 0

@@ -198,6 +198,7 @@ def heal_event(
             job_recovered=_job_recovered(context.instance),
             alert_end=alert_end,
             paused_file=healing.paused_file,
+            breakers=tuned_breakers(),
         )
         healer = Healer(books, actuator, probe, record, run_id=context.run_id)
         follow_up = (
@@ -300,7 +301,7 @@ def tuned_breakers() -> dict:
 
     try:
         policies = PolicyFile(rhythm_home() / "policies").policies()
-    except (OSError, ValueError) as exc:  # a damaged file must not stop healing: the default breaker judges
+    except Exception as exc:  # noqa: BLE001 - a damaged file must not stop healing: the default breaker judges
         dg.get_dagster_logger().warning(f"tuned policies unreadable, default breaker used: {exc}")
         return {}
     return {k: p.breaker for k, p in policies.items() if p.breaker is not None}

@@ -25,7 +25,8 @@ from rhythm_pipelines.learning.signals import CHANNEL_PRECURSORS, HOST_PRECURSOR
 
 LEARNING_GROUP = "learning"
 PREVENT_INTERVAL_S = int(os.environ.get("RHYTHM_PREVENT_INTERVAL_S", "60"))
-SNAPSHOT_LOOKBACK = pd.Timedelta(days=3)  # the sensor reads the newest snapshot written within this
+SNAPSHOT_LOOKBACK = pd.Timedelta(hours=3)  # the sensor acts on the newest snapshot only when it is this fresh
+NO_PATTERN = "(none)"  # a snapshot that learned nothing: it still replaces the one before
 
 
 class FailurePatternsConfig(dg.Config):
@@ -77,8 +78,9 @@ def failure_patterns(
         context.log.info(f"{len(inc)} incident(s) since {since:%Y-%m-%d %H:%M}, {len(metrics)} metric points")
         learned = learn_recorded(log, runs, metrics, now, labels, preventions)
         rows = pd.DataFrame([{**p.row(), "ts": now} for p in learned.model.patterns])
-        if len(rows):
-            s.write_table("failure_patterns", rows)
+        if rows.empty:
+            rows = pd.DataFrame([{"ts": now, "pattern_id": NO_PATTERN, "kind": "", "members": "[]"}])
+        s.write_table("failure_patterns", rows)
     pats = learned.model.patterns
     recurring = learned.model.recurring()
     table = pd.DataFrame(
@@ -128,11 +130,15 @@ failure_patterns_schedule = dg.ScheduleDefinition(
 )
 
 
+_ALL = pattern_labels.Label()
+
+
 def latest_patterns(store, now: pd.Timestamp) -> list[Pattern]:
+    """The patterns of the newest failure_patterns snapshot, if it is fresher than ``SNAPSHOT_LOOKBACK``."""
     snap = store.read_table("failure_patterns", now - SNAPSHOT_LOOKBACK, now + pd.Timedelta(seconds=1))
     if snap.empty:
         return []
-    snap = snap[snap["ts"] == snap["ts"].max()]
+    snap = snap[(snap["ts"] == snap["ts"].max()) & (snap["pattern_id"] != NO_PATTERN)]
     return [Pattern.from_row(r) for r in snap.to_dict("records")]
 
 
@@ -147,8 +153,13 @@ def latest_patterns(store, now: pd.Timestamp) -> list[Pattern]:
 def recurrence_prevention(context: dg.SensorEvaluationContext, store: MetricsStoreResource) -> dg.SensorResult:
     now = pd.Timestamp.now(tz="UTC")
     fired = json.loads(context.cursor) if context.cursor else {}
+    try:  # read every tick: an operator's prevent: false holds at once
+        labels = pattern_labels.load()
+    except pattern_labels.LabelError as exc:
+        return dg.SensorResult(skip_reason=f"nothing prevented until the labels file is fixed: {exc}",
+                               cursor=context.cursor)  # fmt: skip
     with store.open() as s:
-        watched = [p for p in latest_patterns(s, now) if acts(p)]
+        watched = [p for p in latest_patterns(s, now) if acts(p) and (labels.get(p.pattern_id) or _ALL).prevent]
         if not watched:
             return dg.SensorResult(
                 skip_reason="no learned pattern with a confident precursor and a fix", cursor=context.cursor
@@ -164,7 +175,8 @@ def recurrence_prevention(context: dg.SensorEvaluationContext, store: MetricsSto
     open_inc = incs.from_healing_log(log)
     requests = []
     for p in due(watched, signals, now, fired, open_inc):
-        event = prevention_event(p, now)
+        src, metric = p.precursor.source, p.precursor.metric
+        event = prevention_event(p, now, float(signals.series(src, metric)[-1]))  # what it read: local evidence
         requests.append(run_request(event, run_key=f"prevent|{event.event_id}", job_name=healing_job.name))
         fired[p.pattern_id] = now.isoformat()
     fired = {k: v for k, v in fired.items() if pd.Timestamp(v) > now - pd.Timedelta(days=1)}

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import pandas as pd
 
 from rhythm_pipelines.healing.actions import DONE, DRY_RUN, FAILED, REFUSED, ActionRecord, Actuator
-from rhythm_pipelines.healing.events import HealthEvent
+from rhythm_pipelines.healing.events import PREVENTION_KIND, HealthEvent
 from rhythm_pipelines.healing.playbooks import PlaybookSet, Step
 
 RAILS = ("cooldown", "rate limit")  # refusals that must not be escalated around
@@ -237,7 +237,13 @@ class Healer:
                 result.status = DRY
                 self._log(result, "verify", DRY, "dry run: nothing was done, nothing to verify", level)
                 return result
-            ok, detail = self._verify(event, since)
+            if event.kind == PREVENTION_KIND:  # the breach is ahead: applied or not is all there is to check
+                done = [r for r in records if r.outcome == DONE and r.action != "notify_admin"]
+                ok = bool(done)
+                detail = (f"{', '.join(r.action for r in done)} applied ahead of the breach; failure_patterns judges "
+                          "after the horizon whether it helped") if ok else "no fix was applied"  # fmt: skip
+            else:
+                ok, detail = self._verify(event, since)
             self._log(result, "verify", "ok" if ok else "still_active", detail, level)
             if ok:
                 result.status = RESOLVED

@@ -61,6 +61,8 @@ class HealthEvent:
 
     @property
     def event_id(self) -> str:
+        if self.kind == PREVENTION_KIND:  # two patterns on one root at one minute are two preventions
+            return f"{self.source}|{self.kind}|{self.detail.get('pattern', '')}|{self.start.isoformat()}"
         return f"{self.source}|{self.kind}|{self.start.isoformat()}"
 
     @property

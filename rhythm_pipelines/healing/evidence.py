@@ -7,7 +7,8 @@ needs the event to hold on this machine *now*, read here with psutil: the host's
 bar; the host's memory at the level the event reports (within ``MEM_TOLERANCE`` points, and not fallen back
 by the leak's margin); the process alive with the start time the detector saw (or started before the event)
 and, for a leaking process, its real RSS at the level the event reports (from 90 % to twice it); one of the
-configured temp roots over its limit. Events that only the store knows (anomaly alerts, channel or job
+configured temp roots over its limit; a prevention's precursor metric (CPU or memory) at the value the sensor
+read. Events that only the store knows (anomaly alerts, channel or job
 events) give no local evidence.
 """
 
@@ -24,6 +25,7 @@ from rhythm_pipelines.healing.detectors import DetectorSettings, disk_pressure, 
 from rhythm_pipelines.healing.events import HealthEvent
 
 MEM_TOLERANCE = 5.0  # points of mem_percent between the event's level and this machine's reading
+CPU_TOLERANCE = 15.0  # points of cpu_percent (CPU moves faster than memory)
 
 
 def _cpu() -> float:
@@ -86,6 +88,17 @@ class LocalEvidence:
         margin = leak_margin(event)
         ok = event.value - margin <= mem <= event.value + MEM_TOLERANCE
         return ok, f"mem_percent here {mem:.1f} (event {event.value:.1f}, margin {margin:.1f})"
+
+    def _recurrence_risk(self, event: HealthEvent) -> tuple[bool, str]:
+        """A precursor read from the store: this machine's own reading of its metric must match the value the
+        sensor read (CPU within ``CPU_TOLERANCE`` points, memory within ``MEM_TOLERANCE``)."""
+        readers = {"cpu_percent": (self.cpu_percent, CPU_TOLERANCE), "mem_percent": (self.mem_percent, MEM_TOLERANCE)}
+        if event.metric not in readers or math.isnan(event.value):
+            return False, f"a precursor on {event.metric or 'an unnamed metric'} cannot be read on this machine"
+        read, tolerance = readers[event.metric]
+        here = read()
+        ok = abs(here - event.value) <= tolerance
+        return ok, f"{event.metric} here {here:.1f} (the precursor read {event.value:.1f}, tolerance {tolerance:g})"
 
     def _disk_pressure(self, event: HealthEvent) -> tuple[bool, str]:
         root = str(event.detail.get("root") or event.source.partition(":")[2])

@@ -28,9 +28,6 @@ JobRecovered = Callable[[str, pd.Timestamp], tuple[bool, str]]  # (job or asset,
 AlertEnd = Callable[[str], pd.Timestamp | None]  # alert event id -> its stored end
 
 
-ONE_SHOT_FIXES = ("terminate_process", "reap_zombies", "clear_cache", "remove_temp_files", "rerun_failed")
-
-
 @dataclass
 class LocalProbe:
     settings: DetectorSettings
@@ -40,6 +37,7 @@ class LocalProbe:
     job_recovered: JobRecovered | None = None
     alert_end: AlertEnd | None = None
     paused_file: Path | None = None
+    breakers: dict | None = None  # channel@region -> its tuned BreakerConfig: verified by the one that detected
     cpu_interval_s: float = 1.0
     mem_percent: Callable[[], float] = lambda: psutil.virtual_memory().percent  # injectable in tests
 
@@ -131,7 +129,7 @@ class LocalProbe:
         n = len(calls)
         if n < self.settings.breaker_probe_calls:
             return False, f"{serving}: {n} call(s) since the action, too few to tell"
-        b = replay(calls, self.settings.breaker, self._now())
+        b = replay(calls, (self.breakers or {}).get(event.source, self.settings.breaker), self._now())
         failures = float((calls["status"] != "ok").mean())
         return b.tripped_at is None, f"{serving}: breaker {b.state}, {failures:.0%} failed over {n} calls"
 
@@ -151,16 +149,7 @@ class LocalProbe:
         return True, f"{event.source} routed to {route['to']} until {route['until']}"
 
     def _recurrence_risk(self, event, since):
-        fix = event.detail.get("fix", "")
-        if fix == "pause_low_priority":
-            return self._forecast_peak(event, since)
-        if fix == "reroute_channel":
-            return self._forecast_slo(event, since)
-        if fix not in ONE_SHOT_FIXES:
-            return False, f"no fix applied ({fix!r} is not a playbook remedy)"
-        if since <= event.start:  # the engine's look before acting: the risk is there, nothing is applied yet
-            return False, f"pattern {event.detail.get('pattern', '?')}'s precursor holds"
-        return True, f"{fix} applied ahead of the breach; failure_patterns judges after the horizon whether it helped"
+        return False, f"pattern {event.detail.get('pattern', '?')}'s precursor holds: the breach is still ahead"
 
     # -- jobs and alerts -----------------------------------------------------------------------------------
 

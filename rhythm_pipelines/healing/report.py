@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from rhythm_pipelines.healing.events import PREVENTION_KIND
+
 SEVERE = ("hard", "critical")
 REPLAY_PREFIX = "replay:"  # run ids of dry-run replays of history (healing/replay.py): not real healing
 OPEN = ("unresolved", "suppressed")
@@ -117,7 +119,9 @@ def day_report(log: pd.DataFrame, runs: pd.DataFrame, start: pd.Timestamp, end: 
     if log.empty:
         return report
     log = log.assign(ts=pd.to_datetime(log["ts"], utc=True)).sort_values("ts", kind="stable")
-    detect = log[(log["step"] == "detect") & (log["ts"] >= start) & (log["ts"] < end)]
+    # incidents only: a prevention (a learned precursor's fix ahead of a breach) is not one; its actions count
+    incident = log["kind"] != PREVENTION_KIND
+    detect = log[(log["step"] == "detect") & (log["ts"] >= start) & (log["ts"] < end) & incident]
     rows = []
     for event_id, d in detect.groupby("event_id", sort=False):
         mine = log[log["event_id"] == event_id]

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from rhythm_pipelines.healing.events import PREVENTION_KIND
 from rhythm_pipelines.healing.files import root_problem
 from rhythm_pipelines.healing.processes import dagster_role
 
@@ -221,6 +222,8 @@ class Guard:
             return Decision(True)
         ts = pd.to_datetime(h["ts"], utc=True)
         mine = h[(h["source"] == target) & (ts > now - pd.Timedelta(seconds=self.policy.flap_window_s))]
+        if "kind" in mine:  # preventions are not incidents: a root's learned precursors must not make it "flap"
+            mine = mine[mine["kind"] != PREVENTION_KIND]
         events = set(mine["event_id"]) - {event_id}
         if len(events) >= self.policy.flap_max_events:
             return Decision(

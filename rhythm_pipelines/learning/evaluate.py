@@ -140,8 +140,8 @@ def _prevent(model: pats.Model, signals: Signals, start: int, books, state_dir: 
     A precursor is quiet while an incident of its kind on its root is open (healing has it)."""
     firings = []
     for p in model.watching():
-        mine = open_incidents[(open_incidents["kind"] == p.kind) & open_incidents[["host", "source", "root"]].eq(
-            p.root).any(axis=1)]  # fmt: skip
+        o = open_incidents
+        mine = o[(o["kind"] == p.kind) & o[["host", "source", "predicted_root"]].eq(p.root).any(axis=1)]
         quiet = precursors.quiet_mask(signals, list(zip(mine["breach"], mine["end"], strict=True)))
         for pos in p.precursor.firings(signals, start, len(signals.index), quiet):
             firings.append((signals.index[pos], p))
@@ -156,6 +156,8 @@ def _prevent(model: pats.Model, signals: Signals, start: int, books, state_dir: 
         event = prevention_event(p, t)
         b = with_prevention(replace(books, safety=policy, verify_wait_s=0.0, verify_timeout_s=0.0), event)
         history = pd.DataFrame(log) if log else pd.DataFrame()
+        if len(history):  # what a dry run decided counts for the cooldown and the rate limit as if done
+            history = history.assign(outcome=history["outcome"].replace(DRY_RUN, "done"))
         actuator = FleetActuator(policy, Guard(policy, history), "(evaluation)", state_dir, SilentNotifier(),
                                  fallbacks=books.fallbacks, now=lambda: now["t"],
                                  evidence=lambda e: (False, "evaluation"))  # fmt: skip
@@ -182,10 +184,12 @@ def evaluate(data: Data, train_days: float = 7.0, state_dir: Path | None = None)
                            f"--train-days {train_days:g}")  # fmt: skip
     train, test = inc[inc["start"] < split], inc[inc["start"] >= split]
     model = pats.learn(train, signals, split)
+    roots = model.lineage.roots(inc)  # learned on the first days; each incident's root from those before it
     books = playbook_files.load()
     books = replace(books, fallbacks=books.fallbacks or fallbacks(list(inc["source"])))
     with tempfile.TemporaryDirectory() as tmp:
-        firings, log = _prevent(model, signals, signals.position(split), books, Path(state_dir or tmp), test)
+        detected = test.assign(predicted_root=roots.loc[test.index])  # open from its breach to its end
+        firings, log = _prevent(model, signals, signals.position(split), books, Path(state_dir or tmp), detected)
     applied = [f for f in firings if f["applied"]]
 
     def matches(f: dict, r) -> bool:
@@ -196,12 +200,21 @@ def evaluate(data: Data, train_days: float = 7.0, state_dir: Path | None = None)
     once = test[[k in times.index for k in key]]
     rec = test[[k in times.index and times[k] >= 2 for k in key]]
 
+    lead = pd.Timedelta(minutes=precursors.LEAD_MIN)  # a fix needs time to act, as the learning demands
+
     def prevented_of(frame: pd.DataFrame) -> list[bool]:
         return [
-            any(matches(f, r) and r.breach - pd.Timedelta(minutes=f["horizon_min"]) <= f["ts"] < r.breach
+            any(matches(f, r) and r.breach - pd.Timedelta(minutes=f["horizon_min"]) <= f["ts"] <= r.breach - lead
                 for f in applied)
             for r in frame.itertuples(index=False)
         ]  # fmt: skip
+
+    def ahead_of_onset(frame: pd.DataFrame) -> int:
+        return sum(
+            any(matches(f, r) and r.breach - pd.Timedelta(minutes=f["horizon_min"]) <= f["ts"] < r.start
+                for f in applied)
+            for r in frame.itertuples(index=False)
+        )  # fmt: skip
 
     prevented = prevented_of(rec)
     prevented_once = prevented_of(once)
@@ -209,7 +222,7 @@ def evaluate(data: Data, train_days: float = 7.0, state_dir: Path | None = None)
     for f in applied:
         after = test[(test["breach"] > f["ts"]) & (test["breach"] <= f["ts"] + pd.Timedelta(minutes=f["horizon_min"]))]
         unneeded += not any(matches(f, r) for r in after.itertuples(index=False))
-    roots = model.lineage.roots(inc).loc[test.index]
+    roots = roots.loc[test.index]
     labelled = test["root"].astype(str) != ""
     top1 = float((roots[labelled] == test.loc[labelled, "root"]).mean()) if labelled.any() else float("nan")
     own = float((test.loc[labelled, "host"] == test.loc[labelled, "root"]).mean()) if labelled.any() else float("nan")
@@ -219,15 +232,16 @@ def evaluate(data: Data, train_days: float = 7.0, state_dir: Path | None = None)
         if "cause" in rec and len(rec) else {}
     )  # fmt: skip
     return {
-        "recurrence_prevention": round(float(pd.Series(prevented).mean()), 4) if prevented else 0.0,
-        "unneeded_actions": round(unneeded / len(applied), 4) if applied else 0.0,
-        "root_cause_top1": round(top1, 4),
+        "recurrence_prevention": round(float(pd.Series(prevented).mean()), 4) if prevented else None,
+        "unneeded_actions": round(unneeded / len(applied), 4) if applied else None,
+        "root_cause_top1": round(top1, 4) if top1 == top1 else None,
         "patterns": len(model.recurring()),
         "detail": {
             "train_incidents": len(train),
             "test_incidents": len(test),
             "recurrences": len(rec),
             "prevented": int(sum(prevented)),
+            "prevented_ahead_of_onset": ahead_of_onset(rec[prevented]) if len(rec) else 0,  # before it began
             # the broader reading: a (root, kind) seen once on the learning days recurs too
             "seen_once_or_more": {
                 "recurrences": len(once),
@@ -238,7 +252,7 @@ def evaluate(data: Data, train_days: float = 7.0, state_dir: Path | None = None)
             "held_by_rails": len(firings) - len(applied),
             "unneeded": unneeded,
             "watching_patterns": len(model.watching()),
-            "root_cause_top1_baseline": round(own, 4),  # the simple rule: every incident is its own host's
+            "root_cause_top1_baseline": round(own, 4) if own == own else None,  # every incident its own host's
             "prevention_by_cause": by_cause,
             "precursors": [
                 {

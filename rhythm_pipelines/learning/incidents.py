@@ -55,6 +55,7 @@ PREVENTIVE_FIX = {
     "task_failure_pattern": ("rerun_failed", {"max_attempts": 3, "backoff_s": 5}),
     "anomaly": ("notify_admin", {}),
 }
+OPEN_FOR = pd.Timedelta(hours=2)  # an incident healing did not close counts as open this long after its last entry
 ALERT_ONLY = ("notify_admin", "recheck", "resume_low_priority", "restore_route")
 
 
@@ -154,11 +155,12 @@ def from_healing_log(log: pd.DataFrame) -> pd.DataFrame:
             else PREVENTIVE_FIX.get(first["kind"], ("notify_admin", {}))
         )
         detect = g.loc[g["step"] == "detect", "detail"]
-        end = g.loc[g["step"].isin(["resolve", "clear", "alert"]), "ts"]
+        closed = g.loc[g["step"].isin(["resolve", "clear"]), "ts"]
+        # healing did not close it (it alerted, or ran dry): open for OPEN_FOR after its last entry
+        end = closed.iloc[-1] if len(closed) else g["ts"].iloc[-1] + OPEN_FOR
         rows.append({
             "incident_id": event_id, "kind": first["kind"], "source": first["source"],
-            "host": host_of(first["source"]), "metric": "", "start": first["ts"],
-            "end": end.iloc[-1] if len(end) else g["ts"].iloc[-1], "breach": first["ts"],
+            "host": host_of(first["source"]), "metric": "", "start": first["ts"], "end": end, "breach": first["ts"],
             "message": detect.iloc[0] if len(detect) else "", "fix": fix,
             "fix_params": params if isinstance(params, str) else json.dumps(params, sort_keys=True),
             "resolved": resolved, "root": "", "cause": "",
@@ -180,7 +182,8 @@ def from_failed_runs(runs: pd.DataFrame) -> pd.DataFrame:
             "incident_id": f"{r.job}|task_failure_pattern|{r.run_id}", "kind": "task_failure_pattern",
             "source": r.job, "host": r.job, "metric": "", "start": ts,
             "end": pd.Timestamp(r.end) if pd.notna(getattr(r, "end", None)) else ts, "breach": ts,
-            "message": str(r.failure or ""), "fix": fix, "fix_params": json.dumps(params, sort_keys=True),
+            "message": "" if pd.isna(r.failure) else str(r.failure), "fix": fix,
+            "fix_params": json.dumps(params, sort_keys=True),
             "resolved": False, "root": "", "cause": "",
         })  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)

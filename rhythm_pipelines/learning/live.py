@@ -37,8 +37,8 @@ def judge(preventions: pd.DataFrame, incidents: pd.DataFrame, now: pd.Timestamp)
     if preventions.empty:
         return misses, helped
     for p in preventions.itertuples(index=False):
-        if str(p.status) not in ("resolved", "dry_run"):
-            continue  # held back by the rails or failed: it prevented nothing, and says nothing of the pattern
+        if str(p.status) != "resolved":
+            continue  # held back by the rails, failed or a dry run: nothing was done, so it says nothing of the fix
         end = pd.Timestamp(p.ts) + pd.Timedelta(minutes=float(p.horizon_min))
         if end > now:
             continue

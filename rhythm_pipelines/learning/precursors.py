@@ -44,7 +44,7 @@ class Precursor:
         what = f"{self.metric} {self.feature} ≥ {self.threshold:.3g} on {self.source}"
         if self.tod:
             a, b = self.tod
-            what += f" between {int(a) // 60:02d}:{int(a) % 60:02d} and {int(b) // 60:02d}:{int(b) % 60:02d}"
+            what += f" between {int(a) // 60:02d}:{int(a) % 60:02d} and {int(b) // 60:02d}:{int(b) % 60:02d} UTC"
         return what + (" on weekdays" if self.weekdays_only else "")
 
     def to_dict(self) -> dict:

@@ -21,8 +21,9 @@ from rhythm_pipelines.learning.patterns import Pattern
 UNDO = {"pause_low_priority": "resume_low_priority", "reroute_channel": "restore_route"}
 
 
-def prevention_event(pattern: Pattern, at: pd.Timestamp) -> HealthEvent:
-    """The event a firing raises: ``recurrence_risk`` on the pattern's root, until its horizon ends."""
+def prevention_event(pattern: Pattern, at: pd.Timestamp, value: float = float("nan")) -> HealthEvent:
+    """The event a firing raises: ``recurrence_risk`` on the pattern's root, until its horizon ends; ``value``:
+    the precursor series' reading (what a local action checks against this machine's own reading)."""
     p = pattern.precursor
     horizon = pd.Timedelta(minutes=p.horizon_min if p else 60)
     return HealthEvent(
@@ -30,7 +31,7 @@ def prevention_event(pattern: Pattern, at: pd.Timestamp) -> HealthEvent:
         pattern.root,
         pd.Timestamp(at).floor("min"),
         metric=p.metric if p else "",
-        value=float("nan"),
+        value=value,
         detail={
             "pattern": pattern.pattern_id,
             "of_kind": pattern.kind,

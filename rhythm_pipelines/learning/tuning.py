@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +61,13 @@ class Policy:
 
     @classmethod
     def from_dict(cls, d: dict) -> Policy:
+        """From a policy file's entry; keys this version does not know are left out (a file from a newer one)."""
+        known = {f.name for f in fields(cls)}
         b = d.get("breaker")
-        return cls(**{**d, "breaker": BreakerConfig(**b) if b else None,
+        breaker = (
+            BreakerConfig(**{k: v for k, v in b.items() if k in {f.name for f in fields(BreakerConfig)}}) if b else None
+        )
+        return cls(**{**{k: v for k, v in d.items() if k in known}, "breaker": breaker,
                       "cooldown": tuple(d["cooldown"]) if d.get("cooldown") else None})  # fmt: skip
 
 

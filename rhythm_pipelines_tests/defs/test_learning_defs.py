@@ -79,13 +79,13 @@ def test_a_bad_labels_file_fails_the_materialization_naming_file_and_line(env, t
     assert f"{labels}:3: patterns.0a1b2c3d.prevent: expected true or false" in str(failure.event_specific_data)
 
 
-def store_pattern(env, confidence=0.9) -> Pattern:
+def store_pattern(env, confidence=0.9, at=None) -> Pattern:
     rule = Precursor("db-01", "cpu_percent", "rise15", 10.0, 30, lead_min=8, recall=0.9, fired=5)
     p = Pattern("0a1b2c3d", "cpu_spike", "db-01", "(no message)", ["a", "b", "c"], NOW - pd.Timedelta(days=3),
                 NOW - pd.Timedelta(days=1), 1440.0, "pause_low_priority", {}, rule, confidence,
                 occurrences=3)  # fmt: skip
     with env["store"].open() as s:
-        s.write_table("failure_patterns", pd.DataFrame([{**p.row(), "ts": NOW - pd.Timedelta(minutes=20)}]))
+        s.write_table("failure_patterns", pd.DataFrame([{**p.row(), "ts": at or NOW - pd.Timedelta(minutes=20)}]))
         idx = pd.date_range(end=NOW, periods=40, freq="min", tz="UTC")
         s.write_metrics(pd.DataFrame({"ts": idx, "source": "db-01", "metric": "cpu_percent",
                                       "value": np.linspace(20, 70, 40), "tags": None}))  # fmt: skip
@@ -164,3 +164,22 @@ def test_tuned_policies_writes_a_version_per_change_and_rolls_back(env, tmp_path
     assert not bad.success
     (failure,) = [e for e in bad.all_events if e.event_type_value == "STEP_FAILURE"]
     assert "no policy version 7 (have 1, 2, 3)" in str(failure.event_specific_data)
+
+
+def test_an_operators_prevent_false_and_a_stale_snapshot_stop_preventions(env, tmp_path, monkeypatch):
+    store_pattern(env)
+    labels = tmp_path / "labels.yaml"
+    labels.write_text("patterns:\n  0a1b2c3d:\n    prevent: false\n")
+    monkeypatch.setenv("RHYTHM_PATTERN_LABELS", str(labels))
+    with dg.instance_for_test() as instance:
+        assert recurrence_prevention(dg.build_sensor_context(instance=instance, resources=env)).run_requests == []
+        labels.write_text("patterns:\n  0a1b2c3d:\n    prevent: perhaps\n")
+        result = recurrence_prevention(dg.build_sensor_context(instance=instance, resources=env))
+        assert result.run_requests == [] and "labels.yaml:3" in result.skip_reason.skip_message
+
+
+def test_a_snapshot_older_than_three_hours_is_not_acted_on(env):
+    store_pattern(env, at=NOW - pd.Timedelta(hours=4))  # failure_patterns has not run since
+    with dg.instance_for_test() as instance:
+        result = recurrence_prevention(dg.build_sensor_context(instance=instance, resources=env))
+        assert result.run_requests == [] and "no learned pattern" in result.skip_reason.skip_message

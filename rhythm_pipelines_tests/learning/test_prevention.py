@@ -170,3 +170,56 @@ def test_a_restart_before_a_leak_needs_an_allowlisted_process(tmp_path):
     books = with_prevention(load(), event)
     (step,) = books.playbook("recurrence_risk").steps("soft")
     assert step.action == "terminate_process" and step.params["select"] == "top_memory"  # memory_leak's hard level
+
+
+def test_a_one_shot_fix_the_machine_does_not_confirm_is_not_applied_nor_called_resolved(tmp_path):
+    from rhythm_pipelines.healing.evidence import LocalEvidence
+    from rhythm_pipelines.healing.safety import ProcessRule
+
+    leak = pattern(fix="terminate_process", kind="memory_leak", root="this-host", horizon=120)
+    leak.precursor = Precursor("this-host", "mem_percent", "rise60", 8.0, 120, lead_min=50, recall=1.0)
+    event = prevention_event(leak, NOW, 91.0)  # the store says 91 % memory on this host
+    books = replace(load(), verify_wait_s=0.0, verify_timeout_s=0.0)
+    safety = replace(books.safety, processes=(ProcessRule(None, "my_leaky_worker", "svc"),))
+    books = with_prevention(replace(books, safety=safety), event)
+    evidence = LocalEvidence(DetectorSettings(), "this-host", mem_percent=lambda: 40.0)  # this machine reads 40 %
+    entries: list[dict] = []
+    act = Actuator(books.safety, Guard(books.safety), "this-host", tmp_path, Notifier(None, tmp_path / "a.jsonl"),
+                   FileWork(tmp_path / "p.json"), evidence=evidence)  # fmt: skip
+    probe = LocalProbe(DetectorSettings(), "this-host", act.routes_file)
+    r = Healer(books, act, probe, entries.append, run_id="r", sleep=lambda s: None).heal(event)
+    assert [(a.action, a.outcome) for a in r.actions] == [("terminate_process", REFUSED)]
+    assert "mem_percent here 40.0 (the precursor read 91.0" in r.actions[0].detail
+    assert r.status == UNRESOLVED and any(
+        e["step"] == "verify" and e["detail"] == "no fix was applied" for e in entries
+    )
+    ok, _ = LocalEvidence(DetectorSettings(), "this-host", mem_percent=lambda: 89.0)(event)
+    assert ok  # within 5 points of what the sensor read
+
+
+def test_two_patterns_on_one_root_in_one_minute_are_two_preventions():
+    a, b = pattern(), pattern()
+    b.pattern_id = "9f9f9f9f"
+    ea, eb = prevention_event(a, NOW), prevention_event(b, NOW)
+    assert ea.event_id != eb.event_id and "0a1b2c3d" in ea.event_id
+
+
+def test_dry_run_firings_say_nothing_of_the_fix():
+    prev = pd.DataFrame([{"ts": NOW - pd.Timedelta(hours=3), "pattern_id": "p1", "of_kind": "cpu_spike",
+                          "root": "db-01", "horizon_min": 30.0, "status": "dry_run"}])  # fmt: skip
+    inc = pd.DataFrame([{"kind": "cpu_spike", "host": "db-01", "source": "db-01",
+                         "start": NOW - pd.Timedelta(hours=3) + pd.Timedelta(minutes=10)}])  # fmt: skip
+    assert judge(prev, inc, NOW) == ({}, {})
+
+
+def test_an_incident_healing_could_not_close_keeps_its_precursor_quiet():
+    t = NOW - pd.Timedelta(minutes=20)
+    log = pd.DataFrame([
+        {"ts": t + pd.Timedelta(seconds=k), "entry_id": f"e:{k}", "event_id": "db-01|cascade_failure|t", "run_id": "r",
+         "kind": "cascade_failure", "source": "db-01", "level": "soft", "step": step, "action": "", "target": "db-01",
+         "params": "{}", "outcome": outcome, "detail": "", "duration_ms": 1.0}
+        for k, (step, outcome) in enumerate([("detect", "received"), ("verify", "still_active"), ("alert", "sent")])
+    ])  # fmt: skip
+    opened = incs.from_healing_log(log)
+    assert opened["end"].iloc[0] > NOW  # alerted, not resolved: still open
+    assert due([pattern()], signals(list(np.linspace(20, 60, 40)), NOW), NOW, {}, opened) == []
