@@ -7,8 +7,9 @@
   the median latency up to the timeout (AWS's "exponential backoff and jitter").
 - **Circuit breaker** (``healing/breaker.py``, resilience4j's model): a failure-rate bar well above the
   channel's usual error rate, slow calls at the timeout, a window of about ``WINDOW_S`` of its traffic and an
-  open interval from how long its failure bursts last. A request the open breaker refuses is not failed at
-  once: it waits for the breaker's next probe while its deadline allows (the channel is spared either way).
+  open interval of a quarter of its failure bursts (at most ``OPEN_MAX_S``: three probes are cheap). A request
+  the open breaker refuses is not failed at once: it waits for the breaker's next probe while its deadline
+  allows (the channel is spared either way).
 
 Each step moves a number at most ``STEP`` times down, and a timeout at most ``TIMEOUT_UP`` times up (a channel
 turning slow fails every call the old timeout cuts: waiting costs less), retries by one, from the policy in
@@ -34,6 +35,7 @@ RETRY_BUDGET = 0.2  # retries per request, at most (Envoy's default budget is 20
 WINDOW_S = 10.0
 STEP = 2.0  # a tuning step moves a number at most x2 or /2...
 TIMEOUT_UP = 4.0  # ...but a timeout up to x4
+OPEN_MAX_S = 5.0  # a breaker stays open at most this long before it probes again
 MIN_CALLS = 50  # fewer calls in the history: keep the policy in force
 
 
@@ -133,8 +135,9 @@ def tune(calls: pd.DataFrame, previous: Policy | None = None) -> Tuning:
     timeout = _bounded(TIMEOUT_K * p999, old.timeout_s if old else None, *TIMEOUT_BOUNDS_S, up=TIMEOUT_UP)
     backoff = _bounded(p50, old.backoff_base_s if old else None, 0.01, timeout)
     bursts = _bursts_s(failed, ts)
-    open_s = _bounded(float(np.median(bursts)) / 2 if bursts else 5.0,
-                      old.breaker.open_s if old and old.breaker else None, 1.0, 60.0)  # fmt: skip
+    # short opens with a few probes: cheap for a channel that is down, quick to notice it is back
+    open_s = _bounded(float(np.median(bursts)) / 4 if bursts else 5.0,
+                      old.breaker.open_s if old and old.breaker else None, 1.0, OPEN_MAX_S)  # fmt: skip
     window = int(min(max(round(rate * WINDOW_S), 10), 200))
     fail_bar = float(min(max(3 * err, 0.25), 0.6)) if err < 0.3 else 0.5  # in an outage: the usual bar
     breaker = BreakerConfig(window, max(5, window // 2), fail_bar, timeout * 1000, 0.5, open_s, 3)

@@ -24,6 +24,7 @@ import pandas as pd
 
 from rhythm_pipelines.metrics.calls import LOG_COLUMNS, channel_source
 from rhythm_pipelines.simulate import recurring
+from rhythm_pipelines.simulate.recurring import ramp as _ramp
 
 HOST_ROLES = ("db", "api", "web", "worker")
 CHANNELS = {  # name: (median latency ms, $ per 1k input tokens, $ per 1k output tokens)
@@ -94,15 +95,6 @@ class Simulation:
         )
         inc.to_csv(paths["incidents"], index=False)
         return paths
-
-
-def _ramp(n: int, a: int, onset: int, b: int) -> np.ndarray:
-    """0 before a, rising linearly to 1 over `onset` steps, 1 until b, 0 after."""
-    x = np.zeros(n)
-    idx = np.arange(n)
-    on = (idx >= a) & (idx < b)
-    x[on] = np.minimum(1.0, (idx[on] - a + 1) / max(onset, 1))
-    return x
 
 
 class _Timeline:

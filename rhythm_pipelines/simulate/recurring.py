@@ -43,7 +43,8 @@ class Placement:
         return cls(leak[int(rng.integers(0, len(leak)))], batch, pairs[int(rng.integers(0, len(pairs)))])
 
 
-def _ramp(n: int, a: int, onset: int, b: int) -> np.ndarray:
+def ramp(n: int, a: int, onset: int, b: int) -> np.ndarray:
+    """0 before a, rising linearly to 1 over `onset` steps, 1 until b, 0 after."""
     x = np.zeros(n)
     idx = np.arange(n)
     on = (idx >= a) & (idx < b)
@@ -75,7 +76,7 @@ def plan(
         if t + length >= n - 1:
             break
         rise = rng.uniform(30, 42)
-        host_fx[place.leak_host]["mem"] += rise * _ramp(n, t, length, t + length)
+        host_fx[place.leak_host]["mem"] += rise * ramp(n, t, length, t + length)
         busy.setdefault(place.leak_host, []).append((t, t + length))
         label(t, t + length, place.leak_host, "mem_percent", "memory_leak", round(float(rise), 1), place.leak_host,
               cause="leak_oom")  # fmt: skip
@@ -91,16 +92,16 @@ def plan(
         if at - stage < first or at + length + m(10) >= n:
             continue
         fx = host_fx[place.batch_host]
-        fx["cpu_dep"] += rng.uniform(12, 18) * _ramp(n, at - stage, stage, at)
+        fx["cpu_dep"] += rng.uniform(12, 18) * ramp(n, at - stage, stage, at)
         level = rng.uniform(92, 98)
-        fx["cpu"] = np.maximum(fx["cpu"], level * _ramp(n, at, m(2), at + length))
+        fx["cpu"] = np.maximum(fx["cpu"], level * ramp(n, at, m(2), at + length))
         busy.setdefault(place.batch_host, []).append((at - stage, at + length))
         label(at, at + length, place.batch_host, "cpu_percent", "cascade", round(float(level), 1), place.batch_host,
               cause="batch_cascade")  # fmt: skip
         for d in dependents.get(place.batch_host, []):
             lag = m(rng.uniform(2, 6))
             bump = rng.uniform(25, 40)
-            host_fx[d]["cpu_dep"] += bump * _ramp(n, at + lag, m(2), at + length + lag)
+            host_fx[d]["cpu_dep"] += bump * ramp(n, at + lag, m(2), at + length + lag)
             busy.setdefault(d, []).append((at + lag, at + length + lag))
             label(at + lag, at + length + lag, d, "cpu_percent", "cascade", round(float(bump), 1), place.batch_host,
                   cause="batch_cascade")  # fmt: skip
@@ -118,7 +119,7 @@ def plan(
                 continue
             fx["rate"][reset:end] += 2.0
             p = rng.uniform(0.5, 0.8)
-            fx["err"] += p * _ramp(n, out, m(2), end)
+            fx["err"] += p * ramp(n, out, m(2), end)
             busy.setdefault(place.channel, []).append((reset, end))
             label(out, end, place.channel, "error_rate", "error_burst", round(float(p), 3), place.channel,
                   cause="rate_limit")  # fmt: skip
