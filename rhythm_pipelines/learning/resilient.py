@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from rhythm_pipelines.healing.breaker import OPEN, CircuitBreaker
+from rhythm_pipelines.healing.breaker import HALF_OPEN, OPEN, CircuitBreaker
 from rhythm_pipelines.learning.tuning import Policy, tune
 
 Send = Callable[[str, int, float], Awaitable[tuple[str, float]]]  # (request id, attempt, timeout) -> (status, s)
@@ -76,9 +76,14 @@ class ResilientClient:
         return self._breaker.allow(self._ts()) if self._breaker else True
 
     def _reopens_in(self) -> float | None:
-        """Seconds until the open breaker lets a probe through, when the policy waits for it (else None)."""
+        """Seconds to wait before asking the breaker again, when the policy waits for it (else None): until an
+        open breaker lets its probes through, or, half-open, about one attempt's time for the probes' verdict."""
         b = self._breaker
-        if not (self.policy.wait_for_breaker and b is not None and b.state == OPEN and b.opened_at is not None):
+        if not (self.policy.wait_for_breaker and b is not None):
+            return None
+        if b.state == HALF_OPEN:
+            return min(self.policy.timeout_s, 0.5)
+        if b.state != OPEN or b.opened_at is None:
             return None
         due = b.opened_at + pd.Timedelta(seconds=b.config.open_s)
         return max(0.01, (due - self._ts()).total_seconds())

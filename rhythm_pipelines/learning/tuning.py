@@ -132,7 +132,17 @@ def tune(calls: pd.DataFrame, previous: Policy | None = None) -> Tuning:
         p50, p999 = base.backoff_base_s, base.timeout_s / TIMEOUT_K
         reasons.append(f"only {len(lat)} successful calls: latency-based settings kept")
     old = previous
-    timeout = _bounded(TIMEOUT_K * p999, old.timeout_s if old else None, *TIMEOUT_BOUNDS_S, up=TIMEOUT_UP)
+    target = TIMEOUT_K * p999
+    if old is not None and len(lat) >= 10:
+        # successes are censored at the timeout: when attempts time out while many successes come close to it,
+        # the channel's real tail is beyond it (slow, not down), whatever the successes' p99.9 says
+        timed_out = float((calls["status"] == "timeout").mean())
+        pressing = float((lat >= 0.7 * old.timeout_s).mean())
+        if timed_out >= 0.01 and pressing >= 0.05:
+            target = max(target, old.timeout_s * TIMEOUT_UP)
+            reasons.append(f"{timed_out:.0%} of attempts timed out and {pressing:.0%} of successes took over 70 % of "
+                           f"the timeout: the channel is slower than it")  # fmt: skip
+    timeout = _bounded(target, old.timeout_s if old else None, *TIMEOUT_BOUNDS_S, up=TIMEOUT_UP)
     backoff = _bounded(p50, old.backoff_base_s if old else None, 0.01, timeout)
     bursts = _bursts_s(failed, ts)
     # short opens with a few probes: cheap for a channel that is down, quick to notice it is back

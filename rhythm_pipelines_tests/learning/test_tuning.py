@@ -126,3 +126,16 @@ def test_the_health_sensor_judges_a_channel_by_its_tuned_breaker():
     tuned = {"gpt@eu": BreakerConfig(20, 10, 0.25, 5000.0, 0.8, 30.0, 3)}
     (event,) = circuit_breaker_open(log, now, DetectorSettings(), tuned)
     assert event.source == "gpt@eu" and event.kind == "circuit_breaker_open"
+
+
+def test_timeouts_among_slow_successes_raise_the_timeout_but_hangs_alone_do_not():
+    fast = tune(calls(median_ms=100.0)).policy
+    slow = calls(median_ms=100.0).assign(latency_ms=lambda f: f["latency_ms"].clip(upper=fast.timeout_s * 1000 * 0.9))
+    slow.loc[slow.index[::3], "latency_ms"] = fast.timeout_s * 1000 * 0.8  # a third of calls near the timeout
+    slow.loc[slow.index[::20], "status"] = "timeout"  # and 5 % cut by it: censored successes
+    raised = tune(slow, fast)
+    assert raised.policy.timeout_s == pytest.approx(fast.timeout_s * TIMEOUT_UP)
+    assert "the channel is slower than it" in " ".join(raised.reasons)
+    hangs = calls(median_ms=100.0)
+    hangs.loc[hangs.index[::2], "status"] = "timeout"  # half hang (a channel going down): no slow successes
+    assert tune(hangs, fast).policy.timeout_s <= fast.timeout_s * STEP
