@@ -132,8 +132,10 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
         print(f"demo data already in {landing} (use --force to regenerate)")
         return 0
     end = pd.Timestamp.now(tz="UTC").floor("h")
-    sim = simulate(SimConfig(days=args.days, seed=args.seed, start=end - pd.Timedelta(days=args.days),
-                             recurring=True))  # fmt: skip  (causes that come back: what failure_patterns learns)
+    # recurring causes (a leak, a weekday batch, a rate limit): what failure_patterns learns
+    sim = simulate(
+        SimConfig(days=args.days, seed=args.seed, start=end - pd.Timedelta(days=args.days), recurring=True)
+    )
     for old in (landing / "metrics" / "demo", landing / "calls" / "demo"):
         shutil.rmtree(old, ignore_errors=True)  # --force: a fresh demo, not a second one appended to the first
     write_hour_files(sim, landing)  # hour files: each hourly ingestion reads only its own hour
@@ -171,7 +173,7 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
         "--partition",
         f"{yesterday:%Y-%m-%d}",
     ]
-    patterns = [*base, "--select", "failure_patterns"]
+    patterns = [*base, "--select", "failure_patterns,tuned_policies"]
     today = end.floor("D")
     replay = ["healing", "replay", "--start", f"{first + pd.Timedelta(hours=1):%Y-%m-%dT%H:%M}Z",
               "--end", f"{end:%Y-%m-%dT%H:%M}Z", "--step-s", "120"]  # fmt: skip
@@ -203,7 +205,7 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
     steps += [
         ("replay the demo's history through healing (dry run: nothing is touched)", 50, lambda: main(replay)),
         (f"healing reports of {days[0]} … {days[-1]}", 10, report),
-        ("learn failure patterns from the replayed incidents", 15, lambda: _quiet(patterns, log)),
+        ("learn failure patterns; tune each channel's timeout, retries and breaker", 15, lambda: _quiet(patterns, log)),
     ]
     if whole:
         steps.append((f"learn the fleet's rhythm (load_profiles of {whole[0]} … {whole[-1]})", 10,
