@@ -133,9 +133,7 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
         return 0
     end = pd.Timestamp.now(tz="UTC").floor("h")
     # recurring causes (a leak, a weekday batch, a rate limit): what failure_patterns learns
-    sim = simulate(
-        SimConfig(days=args.days, seed=args.seed, start=end - pd.Timedelta(days=args.days), recurring=True)
-    )
+    sim = simulate(SimConfig(days=args.days, seed=args.seed, start=end - pd.Timedelta(days=args.days), recurring=True))
     for old in (landing / "metrics" / "demo", landing / "calls" / "demo"):
         shutil.rmtree(old, ignore_errors=True)  # --force: a fresh demo, not a second one appended to the first
     write_hour_files(sim, landing)  # hour files: each hourly ingestion reads only its own hour
