@@ -176,7 +176,6 @@ class SafetyPolicy:
         return self.process_refusal(pid, name, cmdline, user, protected) is None
 
 
-
 @dataclass(frozen=True)
 class Decision:
     allowed: bool
