@@ -80,13 +80,15 @@ def test_a_bad_labels_file_fails_the_materialization_naming_file_and_line(env, t
 
 
 def store_pattern(env, confidence=0.9, at=None) -> Pattern:
+    """A confident pattern whose precursor holds on metrics ending now (the sensor reads the wall clock)."""
+    now = pd.Timestamp.now(tz="UTC").floor("min")
     rule = Precursor("db-01", "cpu_percent", "rise15", 10.0, 30, lead_min=8, recall=0.9, fired=5)
     p = Pattern("0a1b2c3d", "cpu_spike", "db-01", "(no message)", ["a", "b", "c"], NOW - pd.Timedelta(days=3),
                 NOW - pd.Timedelta(days=1), 1440.0, "pause_low_priority", {}, rule, confidence,
                 occurrences=3)  # fmt: skip
     with env["store"].open() as s:
-        s.write_table("failure_patterns", pd.DataFrame([{**p.row(), "ts": at or NOW - pd.Timedelta(minutes=20)}]))
-        idx = pd.date_range(end=NOW, periods=40, freq="min", tz="UTC")
+        s.write_table("failure_patterns", pd.DataFrame([{**p.row(), "ts": at or now - pd.Timedelta(minutes=20)}]))
+        idx = pd.date_range(end=now, periods=40, freq="min", tz="UTC")
         s.write_metrics(pd.DataFrame({"ts": idx, "source": "db-01", "metric": "cpu_percent",
                                       "value": np.linspace(20, 70, 40), "tags": None}))  # fmt: skip
     return p

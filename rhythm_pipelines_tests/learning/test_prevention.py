@@ -69,7 +69,8 @@ def test_dry_run_and_the_cooldown_hold_a_prevention_back_and_say_why(tmp_path):
     r = h.heal(event)
     assert r.status == DRY and r.actions[0].outcome == DRY_RUN and not paused.exists()
     recent = pd.DataFrame([{  # healing acted on db-01 a minute ago for another event
-        "ts": NOW - pd.Timedelta(minutes=1), "entry_id": "x:1", "event_id": "db-01|cpu_spike|t", "run_id": "x",
+        "ts": pd.Timestamp.now(tz="UTC") - pd.Timedelta(minutes=1), "entry_id": "x:1",  # the wall clock: the Guard's
+        "event_id": "db-01|cpu_spike|t", "run_id": "x",
         "kind": "cpu_spike", "source": "db-01", "level": "soft", "step": "act", "action": "pause_low_priority",
         "target": "db-01", "params": "{}", "outcome": DONE, "detail": "", "duration_ms": 1.0,
     }])  # fmt: skip
