@@ -97,7 +97,7 @@ def failure_patterns(
                 "precursor": p.precursor.describe() if p.precursor else "–",
                 "lead": f"{p.precursor.lead_min:.0f} min" if p.precursor else "–",
                 "confidence": num(p.confidence, 2),
-                "template": p.template[:60],
+                "template": "`" + p.template[:60].replace("`", "'") + "`",  # a code span: <NUM> is not HTML
             }
             for p in sorted(recurring, key=lambda p: (-p.count, p.pattern_id))
         ]
@@ -207,8 +207,9 @@ def policy_file():
     kinds={"json"},
     description="Per channel@region, from its own call log: the timeout (1.5 x p99.9 latency), retries within a "
     "20 % retry budget with full-jitter backoff, and circuit-breaker thresholds (failure rate, slow calls, window, "
-    "open interval). Each change moves a number at most x2 and says why; the policies are versioned files under "
-    "$RHYTHM_HOME/policies that the health sensor's breaker reads. rollback_to=N puts version N back in force.",
+    "open interval). Each change is bounded (a timeout /2 to x4, the rest x2) and says why; the policies are "
+    "versioned files under $RHYTHM_HOME/policies that the health sensor's breaker reads. rollback_to=N puts version "
+    "N back in force.",
 )
 def tuned_policies(
     context: dg.AssetExecutionContext, config: TunedPoliciesConfig, store: MetricsStoreResource
@@ -237,7 +238,7 @@ def tuned_policies(
         context.log.info(f"{len(reasons)} channel(s) changed" + (f": version {version}" if reasons else ""))
     table = pd.DataFrame([
         {"channel": k, "calls": calls.get(k), "timeout_s": num(p.timeout_s, 3), "retries": p.retries,
-         "retry_budget": p.retry_budget, "breaker_at": p.breaker.failure_rate if p.breaker else None,
+         "retry_budget": p.retry_budget, "breaker_at": num(p.breaker.failure_rate, 2) if p.breaker else None,
          "window": p.breaker.window if p.breaker else None, "open_s": num(p.breaker.open_s, 3) if p.breaker else None,
          "why": "; ".join(reasons.get(k, ["unchanged"]))}
         for k, p in sorted(current.items())
