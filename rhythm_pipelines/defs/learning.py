@@ -21,7 +21,7 @@ from rhythm_pipelines.learning import labels as pattern_labels
 from rhythm_pipelines.learning.live import STALE, due, learn_recorded
 from rhythm_pipelines.learning.patterns import Pattern, acts
 from rhythm_pipelines.learning.prevention import prevention_event
-from rhythm_pipelines.learning.signals import CHANNEL_PRECURSORS, HOST_PRECURSORS, RISES_MIN
+from rhythm_pipelines.learning.signals import CHANNEL_PRECURSORS, HOST_PRECURSORS, RISES_MIN, Signals
 
 LEARNING_GROUP = "learning"
 PREVENT_INTERVAL_S = int(os.environ.get("RHYTHM_PREVENT_INTERVAL_S", "60"))
@@ -169,9 +169,8 @@ def recurrence_prevention(context: dg.SensorEvaluationContext, store: MetricsSto
         metrics = s.read_metrics(now - reach, now + pd.Timedelta(seconds=1), sources=sources,
                                  metrics=sorted({p.precursor.metric for p in watched}))  # fmt: skip
         log = s.read_table("healing_log", now - pd.Timedelta(hours=6), now + pd.Timedelta(seconds=1))
-    from rhythm_pipelines.learning.signals import Signals
-
-    signals = Signals.build(metrics) if len(metrics) else Signals(pd.DataFrame())
+    names = {p.precursor.metric for p in watched}  # a precursor on a metric of its own is read too
+    signals = Signals.build(metrics, metric_names=names) if len(metrics) else Signals(pd.DataFrame())
     open_inc = incs.from_healing_log(log)
     requests = []
     for p in due(watched, signals, now, fired, open_inc):

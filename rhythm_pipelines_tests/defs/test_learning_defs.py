@@ -80,23 +80,24 @@ def test_a_bad_labels_file_fails_the_materialization_naming_file_and_line(env, t
     assert f"{labels}:3: patterns.0a1b2c3d.prevent: expected true or false" in str(failure.event_specific_data)
 
 
-def store_pattern(env, confidence=0.9, at=None) -> Pattern:
+def store_pattern(env, confidence=0.9, at=None, metric="cpu_percent") -> Pattern:
     """A confident pattern whose precursor holds on metrics ending now (the sensor reads the wall clock)."""
     now = pd.Timestamp.now(tz="UTC").floor("min")
-    rule = Precursor("db-01", "cpu_percent", "rise15", 10.0, 30, lead_min=8, recall=0.9, fired=5)
+    rule = Precursor("db-01", metric, "rise15", 10.0, 30, lead_min=8, recall=0.9, fired=5)
     p = Pattern("0a1b2c3d", "cpu_spike", "db-01", "(no message)", ["a", "b", "c"], NOW - pd.Timedelta(days=3),
                 NOW - pd.Timedelta(days=1), 1440.0, "pause_low_priority", {}, rule, confidence,
                 occurrences=3)  # fmt: skip
     with env["store"].open() as s:
         s.write_table("failure_patterns", pd.DataFrame([{**p.row(), "ts": at or now - pd.Timedelta(minutes=20)}]))
         idx = pd.date_range(end=now, periods=40, freq="min", tz="UTC")
-        s.write_metrics(pd.DataFrame({"ts": idx, "source": "db-01", "metric": "cpu_percent",
+        s.write_metrics(pd.DataFrame({"ts": idx, "source": "db-01", "metric": metric,
                                       "value": np.linspace(20, 70, 40), "tags": None}))  # fmt: skip
     return p
 
 
-def test_a_holding_precursor_launches_one_prevention_run(env):
-    store_pattern(env)
+@pytest.mark.parametrize("metric", ["cpu_percent", "queue_depth"])  # a precursor on a metric of its own too
+def test_a_holding_precursor_launches_one_prevention_run(env, metric):
+    store_pattern(env, metric=metric)
     with dg.instance_for_test() as instance:
         ctx = dg.build_sensor_context(instance=instance, resources=env)
         result = recurrence_prevention(ctx)
