@@ -35,7 +35,6 @@ from rhythm_pipelines.healing.report import day_report, open_incidents, replayed
 from rhythm_pipelines.healing.safety import Guard, protected_pids
 from rhythm_pipelines.healing.tracker import EpisodeTracker
 from rhythm_pipelines.healing.watch import HOST_METRICS, Observation, calls_lookback, detect_all, lookback
-from rhythm_pipelines.home import rhythm_home
 from rhythm_pipelines.learning.prevention import with_prevention
 from rhythm_pipelines.metrics.provenance import sampler_key, without_claims
 
@@ -300,7 +299,7 @@ def tuned_breakers() -> dict:
     from rhythm_pipelines.learning.tuning import PolicyFile
 
     try:
-        policies = PolicyFile(rhythm_home() / "policies").policies()
+        policies = PolicyFile.at_home().policies()
     except Exception as exc:  # noqa: BLE001 - a damaged file must not stop healing: the default breaker judges
         dg.get_dagster_logger().warning(f"tuned policies unreadable, default breaker used: {exc}")
         return {}

@@ -14,7 +14,7 @@ import dagster as dg
 import pandas as pd
 
 from rhythm_pipelines.defs.healing import healing_job, run_request
-from rhythm_pipelines.defs.metadata import _png, _pyplot, md_table, num
+from rhythm_pipelines.defs.metadata import md_table, num, plot_timelines
 from rhythm_pipelines.defs.resources import MetricsStoreResource
 from rhythm_pipelines.learning import incidents as incs
 from rhythm_pipelines.learning import labels as pattern_labels
@@ -22,6 +22,7 @@ from rhythm_pipelines.learning.live import STALE, due, learn_recorded
 from rhythm_pipelines.learning.patterns import Pattern, acts
 from rhythm_pipelines.learning.prevention import prevention_event
 from rhythm_pipelines.learning.signals import CHANNEL_PRECURSORS, HOST_PRECURSORS, RISES_MIN, Signals
+from rhythm_pipelines.learning.tuning import PolicyFile, tune_channels
 
 LEARNING_GROUP = "learning"
 PREVENT_INTERVAL_S = int(os.environ.get("RHYTHM_PREVENT_INTERVAL_S", "60"))
@@ -32,21 +33,6 @@ NO_PATTERN = "(none)"  # a snapshot that learned nothing: it still replaces the 
 class FailurePatternsConfig(dg.Config):
     lookback_days: float = 28.0  # learn on this much history
     labels_file: str = ""  # operator labels (default: $RHYTHM_PATTERN_LABELS, else $RHYTHM_HOME/pattern_labels.yaml)
-
-
-def plot_timelines(patterns: list[Pattern], incidents: pd.DataFrame, title: str, top: int = 12):
-    """One row per pattern (the most frequent first): a mark at each of its incidents."""
-    plt = _pyplot()
-    shown = sorted(patterns, key=lambda p: (-p.count, p.pattern_id))[:top]
-    fig, ax = plt.subplots(figsize=(9, 0.45 * len(shown) + 1.4), dpi=90)
-    starts = incidents.set_index("incident_id")["start"]
-    for y, p in enumerate(reversed(shown)):
-        ts = starts.reindex(p.members).dropna()
-        ax.scatter(ts, [y] * len(ts), s=18, marker="|" if p.precursor is None else "o")
-    names = [f"{(p.label or p.kind)[:28]} @ {p.root[:18]} ({p.count})" for p in reversed(shown)]
-    ax.set_yticks(range(len(shown)), names, fontsize=8)
-    ax.set_title(title, fontsize=10)
-    return _png(fig, title)
 
 
 @dg.asset(
@@ -194,13 +180,6 @@ class TunedPoliciesConfig(dg.Config):
     rollback_to: int = 0  # > 0: instead of tuning, put this policy version back in force (as a new version)
 
 
-def policy_file():
-    from rhythm_pipelines.home import rhythm_home
-    from rhythm_pipelines.learning.tuning import PolicyFile
-
-    return PolicyFile(rhythm_home() / "policies")
-
-
 @dg.asset(
     group_name=LEARNING_GROUP,
     kinds={"json"},
@@ -213,9 +192,7 @@ def policy_file():
 def tuned_policies(
     context: dg.AssetExecutionContext, config: TunedPoliciesConfig, store: MetricsStoreResource
 ) -> dg.MaterializeResult:
-    from rhythm_pipelines.learning.tuning import tune
-
-    files = policy_file()
+    files = PolicyFile.at_home()
     if config.rollback_to:
         version = files.rollback(config.rollback_to)  # an unknown version fails here, naming the ones there are
         context.log.info(f"policy version {config.rollback_to} is back in force as version {version}")
@@ -224,15 +201,7 @@ def tuned_policies(
         now = pd.Timestamp.now(tz="UTC")
         with store.open() as s:
             log = s.read_table("channel_calls", now - pd.Timedelta(hours=config.lookback_hours), now)
-        before = files.policies()
-        current, reasons, calls = dict(before), {}, {}
-        if len(log):
-            log = log.assign(source=log["channel"] + "@" + log["region"])
-            for source, g in log.groupby("source", sort=True):
-                t = tune(g[["ts", "latency_ms", "status"]], before.get(source))
-                calls[source] = t.calls
-                if t.policy != before.get(source):
-                    current[source], reasons[source] = t.policy, t.reasons
+        current, reasons, calls = tune_channels(log, files.policies())
         version = files.write(current, reasons, note="tuned") if reasons else files.current()
         context.log.info(f"{len(reasons)} channel(s) changed" + (f": version {version}" if reasons else ""))
     table = pd.DataFrame([

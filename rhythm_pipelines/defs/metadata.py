@@ -281,3 +281,18 @@ def plot_week(heat: pd.DataFrame, title: str, label: str = "mean CPU %") -> dg.M
     fig.colorbar(im, ax=ax, label=label)
     ax.set_title(title, fontsize=10)
     return _png(fig, title, dates=False)
+
+
+def plot_timelines(patterns: list, incidents: pd.DataFrame, title: str, top: int = 12):
+    """One row per pattern (the most frequent first): a mark at each of its incidents."""
+    plt = _pyplot()
+    shown = sorted(patterns, key=lambda p: (-p.count, p.pattern_id))[:top]
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(shown) + 1.4), dpi=90)
+    starts = incidents.set_index("incident_id")["start"]
+    for y, p in enumerate(reversed(shown)):
+        ts = starts.reindex(p.members).dropna()
+        ax.scatter(ts, [y] * len(ts), s=18, marker="|" if p.precursor is None else "o")
+    names = [f"{(p.label or p.kind)[:28]} @ {p.root[:18]} ({p.count})" for p in reversed(shown)]
+    ax.set_yticks(range(len(shown)), names, fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return _png(fig, title)

@@ -167,6 +167,24 @@ def tune(calls: pd.DataFrame, previous: Policy | None = None) -> Tuning:
     return Tuning(policy, reasons, len(calls))
 
 
+def tune_channels(
+    calls: pd.DataFrame, before: dict[str, Policy]
+) -> tuple[dict[str, Policy], dict[str, list[str]], dict[str, int]]:
+    """Each ``channel@region`` of a call log (``channel``, ``region``, ``ts``, ``latency_ms``, ``status``) tuned
+    from its own calls, a step from the policy in force: (policies in force after, reasons of the changed ones,
+    calls read per channel)."""
+    current, reasons, counts = dict(before), {}, {}
+    if calls.empty:
+        return current, reasons, counts
+    calls = calls.assign(source=calls["channel"] + "@" + calls["region"])
+    for source, g in calls.groupby("source", sort=True):
+        t = tune(g[["ts", "latency_ms", "status"]], before.get(source))
+        counts[source] = t.calls
+        if t.policy != before.get(source):
+            current[source], reasons[source] = t.policy, t.reasons
+    return current, reasons, counts
+
+
 class PolicyFile:
     """Versioned policy files: ``v0001.json``… each holds every channel's policy and the reasons of its changes;
     ``current`` names the one in force. A rollback writes a new version equal to an old one, so the history
@@ -174,6 +192,13 @@ class PolicyFile:
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
+
+    @classmethod
+    def at_home(cls) -> PolicyFile:
+        """The policies in force on this machine: ``$RHYTHM_HOME/policies``."""
+        from rhythm_pipelines.home import rhythm_home
+
+        return cls(rhythm_home() / "policies")
 
     def versions(self) -> list[int]:
         return sorted(int(p.stem[1:]) for p in self.root.glob("v[0-9][0-9][0-9][0-9].json"))
