@@ -27,10 +27,9 @@ from rhythm_pipelines.healing.files import Removal, remove_old_files, root_probl
 from rhythm_pipelines.healing.notify import Notifier
 from rhythm_pipelines.healing.playbooks import Step
 from rhythm_pipelines.healing.routing import clear_route, set_route
-from rhythm_pipelines.healing.safety import Guard, SafetyPolicy, protected_pids
+from rhythm_pipelines.healing.safety import UNGUARDED_ACTIONS, Guard, SafetyPolicy, protected_pids
 
 DONE, DRY_RUN, REFUSED, NOOP, FAILED = "done", "dry_run", "refused", "noop", "failed"
-UNGUARDED = ("notify_admin", "prepare_reboot", "recheck", "resume_low_priority", "restore_route")  # never held back
 
 
 def host_level(event: HealthEvent) -> bool:
@@ -120,7 +119,7 @@ class Actuator:
         started, t0 = self.now(), time.monotonic()
         params = dict(step.params)
         try:
-            if step.action not in UNGUARDED:
+            if step.action not in UNGUARDED_ACTIONS:
                 decision = self.guard.check_action(event.source, event.event_id, started)
                 if not decision.allowed:
                     return ActionRecord(step.action, event.source, params, REFUSED, decision.reason, started)

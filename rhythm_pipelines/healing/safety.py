@@ -29,6 +29,8 @@ from rhythm_pipelines.healing.files import root_problem
 from rhythm_pipelines.healing.processes import dagster_role
 
 DONE = "done"
+# never held back by the rails (alerts, re-checks, undos, a reboot plan), so they hold nothing back either
+UNGUARDED_ACTIONS = ("notify_admin", "prepare_reboot", "recheck", "resume_low_priority", "restore_route")
 
 
 # (name, command line) of processes found on most machines: an allowlist rule matching any of them is too broad
@@ -193,8 +195,14 @@ class Guard:
     history: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["ts", "event_id", "source", "outcome"]))
 
     def _done(self) -> pd.DataFrame:
+        """Actions done; an alert, a re-check or an undo is never held back, so it holds nothing back either."""
         h = self.history
-        return h[h["outcome"] == DONE] if len(h) else h
+        if not len(h):
+            return h
+        done = h["outcome"] == DONE
+        if "action" in h:
+            done &= ~h["action"].isin(UNGUARDED_ACTIONS)
+        return h[done]
 
     def check_action(self, target: str, event_id: str, now: pd.Timestamp) -> Decision:
         """Cooldown on the target (another event's action on it, lately) and the hourly rate limit."""

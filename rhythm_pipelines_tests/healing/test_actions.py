@@ -281,6 +281,17 @@ def test_cooldown_and_rate_limit_hold(tmp_path):
     assert actuator(tmp_path, policy, busy).run(Step("notify_admin"), ev, "soft").outcome == DONE
 
 
+def test_an_alert_holds_no_action_back(tmp_path):
+    policy = SafetyPolicy(cooldown_s=300, max_actions_per_hour=2, cache_dirs=(str(tmp_path),))
+    ev = HealthEvent("memory_leak", HOST, NOW)
+    alerts = pd.DataFrame([(NOW - pd.Timedelta(seconds=s), f"e{s}", HOST, "done", "notify_admin") for s in (30, 60)],
+                          columns=["ts", "event_id", "source", "outcome", "action"])  # fmt: skip
+    assert actuator(tmp_path, policy, alerts).run(Step("clear_cache"), ev, "soft").outcome != REFUSED
+    acted = alerts.assign(action="clear_cache")  # the same rows as remediations: cooldown
+    rec = actuator(tmp_path, policy, acted).run(Step("clear_cache"), ev, "soft")
+    assert rec.outcome == REFUSED and rec.detail.startswith("cooldown")
+
+
 def test_flapping_target_is_suppressed():
     policy = SafetyPolicy(flap_max_events=2)
     g = Guard(policy, history([(NOW, f"e{i}", "h", "received") for i in range(2)]))
