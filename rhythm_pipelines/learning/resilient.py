@@ -88,8 +88,8 @@ class ResilientClient:
         due = b.opened_at + pd.Timedelta(seconds=b.config.open_s)
         return max(0.01, (due - self._ts()).total_seconds())
 
-    def _take_retry(self) -> bool:
-        """May this request retry? Taken from the budget at once, so concurrent failures cannot all pass."""
+    def _budget_left(self) -> bool:
+        """Would the retry budget grant a retry now?"""
         if self.policy.retry_budget is None:
             return True
         t = self.now()
@@ -97,9 +97,14 @@ class ResilientClient:
             self._window.popleft()
         firsts = sum(1 for _, retry in self._window if not retry)
         retries = len(self._window) - firsts
-        if retries >= max(3.0, self.policy.retry_budget * firsts):  # a few retries always (Finagle's reserve)
+        return retries < max(3.0, self.policy.retry_budget * firsts)  # a few retries always (Finagle's reserve)
+
+    def _take_retry(self) -> bool:
+        """May this request retry? Taken from the budget at once, so concurrent failures cannot all pass."""
+        if not self._budget_left():
             return False
-        self._window.append((t, True))
+        if self.policy.retry_budget is not None:
+            self._window.append((self.now(), True))
         return True
 
     def _record(self, status: str, seconds: float) -> None:
@@ -139,7 +144,10 @@ class ResilientClient:
                 break
             if n == 0:
                 self._window.append((self.now(), False))
-            status, secs = await self.send(rid, n, min(self.policy.timeout_s, left))
+            last = n >= self.policy.retries or not self._budget_left()
+            # the timeout frees the request for a retry; when none can follow, cutting it only loses a slow answer
+            timeout = left if self.policy.last_try_waits and last else min(self.policy.timeout_s, left)
+            status, secs = await self.send(rid, n, timeout)
             self._record(status, secs)
             n += 1
             if status == "ok":
@@ -162,10 +170,11 @@ class ResilientClient:
                 continue
             t = tune(recent, self.policy)
             if t.policy != self.policy:
-                self._swap(t.policy)
+                self.adopt(t.policy)
                 self.versions.append((self.now(), t.policy, t.reasons))
 
-    def _swap(self, policy: Policy) -> None:
+    def adopt(self, policy: Policy) -> None:
+        """Put ``policy`` in force (an open breaker stays open for its new interval)."""
         old = self._breaker
         self.policy = policy
         if policy.breaker is None:

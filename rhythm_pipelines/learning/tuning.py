@@ -55,6 +55,7 @@ class Policy:
     cooldown: tuple[int, float, float] | None = None
     name: str = "tuned"
     wait_for_breaker: bool = False  # a request the breaker refuses waits for its next probe (within its deadline)
+    last_try_waits: bool = False  # an attempt no retry can follow waits out the request's deadline, not the timeout
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -154,7 +155,7 @@ def tune(calls: pd.DataFrame, previous: Policy | None = None) -> Tuning:
     retries = 2 if err < 0.5 else 1
     if old is not None:
         retries = min(max(retries, old.retries - 1), old.retries + 1)
-    policy = Policy(timeout, retries, RETRY_BUDGET, backoff, timeout, True, breaker, None, "tuned", True)
+    policy = Policy(timeout, retries, RETRY_BUDGET, backoff, timeout, True, breaker, None, "tuned", True, True)
     if old is None or not math.isclose(policy.timeout_s, old.timeout_s, rel_tol=0.05):
         was = f" (was {old.timeout_s:.3g} s; a step moves it /{STEP:g} to x{TIMEOUT_UP:g} at most)" if old else ""
         reasons.append(f"timeout {policy.timeout_s:.3g} s = {TIMEOUT_K} x p99.9 latency {p999:.3g} s{was}")
