@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rhythm_pipelines.chaos.fault_server import REGIMES, answer, parse_schedule  # noqa: E402
+from rhythm_pipelines.chaos.fault_server import REGIMES, answer, parse_schedule, spawn, stop  # noqa: E402
 from rhythm_pipelines.learning.resilient import DEADLINE_S, ResilientClient, http_send  # noqa: E402
 from rhythm_pipelines.learning.tuning import LITELLM, RESILIENCE4J, tune  # noqa: E402
 
@@ -54,15 +53,6 @@ def recorded_history(seed: int, rate: float, seconds: float = 60.0) -> pd.DataFr
         rows.append({"ts": t0 + pd.Timedelta(seconds=float(rng.uniform(0, seconds))),
                      "latency_ms": wait * 1000, "status": "ok" if status == 200 else "error"})  # fmt: skip
     return pd.DataFrame(rows)
-
-
-def start_server(schedule: str, seed: int, epoch: float) -> tuple[subprocess.Popen, int]:
-    proc = subprocess.Popen(  # noqa: S603 - our own module
-        [sys.executable, "-m", "rhythm_pipelines.chaos.fault_server", "--schedule", schedule, "--seed", str(seed),
-         "--epoch", repr(epoch)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    port = int(proc.stdout.readline())
-    return proc, port
 
 
 def shares(requests: pd.DataFrame, schedule: list[tuple[str, float]]) -> list[list[float]]:
@@ -146,7 +136,7 @@ def main() -> int:
     first = tune(recorded_history(args.seed, args.rate))
     policies = {"resilience4j": RESILIENCE4J, "litellm": LITELLM, "tuned": first.policy}
     epoch = time.time() + 2.0
-    servers = {name: start_server(text, args.seed, epoch) for name in policies}
+    servers = {name: spawn(text, args.seed, epoch) for name in policies}
     try:
         clients = {}
         for name, policy in policies.items():
@@ -167,8 +157,7 @@ def main() -> int:
         asyncio.run(replay(clients, arrivals, epoch))
     finally:
         for proc, _ in servers.values():
-            proc.stdin.close()
-            proc.wait(timeout=10)
+            stop(proc)
     all_shares = {name: shares(pd.DataFrame(c.requests), schedule) for name, c in clients.items()}
     best = [min(float(np.median(sh[k][len(sh[k]) // 2 :])) for sh in all_shares.values()) for k in range(len(schedule))]
     res = {name: summary(c, schedule, best) for name, c in clients.items()}

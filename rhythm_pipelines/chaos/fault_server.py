@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -97,6 +98,24 @@ def serve(schedule: list[tuple[str, float]], seed: int, port: int = 0, epoch: fl
     server.daemon_threads = True
     server.request_queue_size = 512
     return server
+
+
+def spawn(schedule: str, seed: int = 0, epoch: float | None = None) -> tuple[subprocess.Popen, int]:
+    """Start a fault server as its own process: (the process, its port). It stops when its stdin is closed."""
+    cmd = [sys.executable, "-m", "rhythm_pipelines.chaos.fault_server", "--schedule", schedule, "--seed", str(seed)]
+    if epoch is not None:
+        cmd += ["--epoch", repr(epoch)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # noqa: S603 - our module
+    line = proc.stdout.readline()
+    if not line.strip().isdigit():
+        proc.kill()
+        raise RuntimeError(f"the fault server did not start (schedule {schedule!r}): it printed {line!r}")
+    return proc, int(line)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.stdin.close()
+    proc.wait(timeout=10)
 
 
 def main(argv: list[str] | None = None) -> int:
