@@ -669,6 +669,35 @@ def build_parser() -> argparse.ArgumentParser:
     lv.add_argument("--json", action="store_true", help='print {"recurrence_prevention", "unneeded_actions", ...}')
     lv.set_defaults(func=cmd_learn_evaluate)
 
+    la = le.add_parser(
+        "ab",
+        help="an online A/B of a channel's tuned policy against a default, stopped by a sequential test",
+        description="Calls a channel (--url, or a loopback --fault-server playing a schedule of regimes) with Poisson "
+        "requests, split by request id between a fixed default policy and the tuned one (re-tuned every 2 s from "
+        "its own calls, first from a warm-up sent with the default). An mSPRT on the two failure rates is read "
+        "every second and stops the test when the difference is significant; then every request goes to the "
+        "winner. Each request is written to the store's ab_requests table (the ab_tests asset shows them).",
+    )
+    target = la.add_mutually_exclusive_group()
+    target.add_argument("--url", help="the channel, http://HOST:PORT (GET /call?id=...&n=...)")
+    target.add_argument("--fault-server", help="start a loopback channel playing regime:seconds,... instead")
+    la.add_argument("--channel", default="loopback@local", help="its channel@region (default loopback@local)")
+    la.add_argument("--default", choices=("litellm", "resilience4j"), default="litellm",
+                    help="the default arm's fixed policy (default litellm)")  # fmt: skip
+    la.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
+    la.add_argument("--max-s", type=float, default=300.0, help="stop the test after this long (default 300)")
+    la.add_argument("--warmup-s", type=float, default=20.0, help="default-only calls to tune from first (20)")
+    la.add_argument("--min-s", type=float, default=60.0,
+                    help="no verdict before this long of split traffic (x rate requests; default 60)")  # fmt: skip
+    la.add_argument("--after-stop-s", type=float, default=0.0, help="keep sending to the winner this long")
+    la.add_argument("--share", type=float, default=0.5, help="the tuned arm's share of requests (default 0.5)")
+    la.add_argument("--alpha", type=float, default=0.05, help="the test's level (default 0.05)")
+    la.add_argument("--tau", type=float, default=0.05, help="prior sd of the failure-rate difference (0.05)")
+    la.add_argument("--seed", type=int, default=0)
+    la.add_argument("--store", default=None, help="store URL (default: the one $RHYTHM_STORE names)")
+    la.add_argument("--json", action="store_true", help='print {"stopped", "winner", "p", "diff", "ci", ...}')
+    la.set_defaults(func=cmd_learn_ab)
+
     d = sub.add_parser("demo-seed", help="seed the demo fleet for `make dev` (once)")
     d.add_argument("--days", type=float, default=3.0)
     d.add_argument("--seed", type=int, default=0)
@@ -920,6 +949,86 @@ def cmd_learn_evaluate(args: argparse.Namespace) -> int:
           f"{pct(d['root_cause_top1_baseline'])})")  # fmt: skip
     for p in d["precursors"]:
         print(f"  - {p['kind']} on {p['root']} ({p['members']} incidents): {p['rule']}, lead {p['lead_min']:.0f} min")
+    return 0
+
+
+def cmd_learn_ab(args: argparse.Namespace) -> int:
+    import asyncio
+    from urllib.parse import urlparse
+
+    import pandas as pd
+
+    from rhythm_pipelines.chaos import fault_server as fs
+    from rhythm_pipelines.learning import ab
+    from rhythm_pipelines.learning.resilient import ResilientClient, http_send
+    from rhythm_pipelines.learning.tuning import LITELLM, RESILIENCE4J, PolicyFile
+    from rhythm_pipelines.metrics.store import open_store
+
+    for name in ("rate", "max_s"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')}: must be positive (got {getattr(args, name):g})")
+    if not 0 < args.share < 1:
+        raise ValueError(f"--share: the tuned arm's share must be between 0 and 1 (got {args.share:g})")
+    if (args.url is None) == (args.fault_server is None):
+        raise ValueError("give one of --url (a channel to call) or --fault-server SCHEDULE (a loopback one)")
+    default = {"litellm": LITELLM, "resilience4j": RESILIENCE4J}[args.default]
+    proc = None
+    if args.fault_server is not None:
+        fs.parse_schedule(args.fault_server)  # a bad schedule fails here, naming the part
+        proc, port = fs.spawn(args.fault_server, args.seed)
+        host = "127.0.0.1"
+    else:
+        u = urlparse(args.url)
+        if u.scheme != "http" or not u.hostname or not u.port:
+            raise ValueError(f"--url: expected http://HOST:PORT (got {args.url!r})")
+        host, port = u.hostname, u.port
+    start = pd.Timestamp.now(tz="UTC").floor("s")
+    experiment = f"{args.channel}/{start:%Y%m%dT%H%M%SZ}"
+    first = PolicyFile.at_home().policies().get(args.channel, default)
+
+    async def send(rid: str, n: int, timeout: float) -> tuple[str, float]:
+        return await http_send(host, port, rid, n, timeout)
+
+    clients = {
+        "default": ResilientClient(default, send, seed=args.seed),
+        "tuned": ResilientClient(first, send, retune_s=2.0, seed=args.seed + 1),
+    }
+    split = ab.Split(clients, experiment, share=args.share, alpha=args.alpha, tau=args.tau,
+                     min_n=int(args.min_s * args.rate))  # fmt: skip
+    extra = {"channel": args.channel, "default_policy": default.name, "min_n": split.min_n}
+    say = (lambda *a, **k: None) if args.json else print
+    origin = "the policy in force" if first is not default else "the defaults"
+    say(f"experiment {experiment}: {args.default} defaults against the tuned policy (from {origin}, then tuned "
+        f"on a {args.warmup_s:g} s warm-up), {args.rate:g} requests/s, {args.share:.0%} to tuned; no verdict "
+        f"before {args.min_s:g} s", flush=True)  # fmt: skip
+    with open_store(args.store or _default_store()) as store:
+
+        def sink(rows: list[dict]) -> None:
+            if rows:
+                store.write_table("ab_requests", pd.DataFrame(rows).assign(**extra))
+
+        def progress(t: float, v: ab.Verdict | None) -> None:
+            if v is not None and int(t) % 5 == 0:
+                say(f"  {t:5.0f} s  {v.describe()}", flush=True)
+
+        try:
+            v = asyncio.run(ab.run(split, args.rate, args.max_s, args.seed, warmup_s=args.warmup_s,
+                                   after_stop_s=args.after_stop_s, sink=sink, progress=progress))  # fmt: skip
+        finally:
+            if proc is not None:
+                fs.stop(proc)
+    out = {
+        "experiment": experiment, "stopped": v.stopped, "winner": v.winner, "p": v.p, "diff": v.diff,
+        "ci": v.ci, "requests": v.requests, "failed": v.failed, "rates": v.rates,
+        "stopped_after_s": None if v.at is None else round((v.at - start).total_seconds() - args.warmup_s, 1),
+        "retry_amplification": {a: round(sum(r["attempts"] for r in c.requests) / max(1, len(c.requests)), 3)
+                                for a, c in clients.items()},
+        "tuned_policy": clients["tuned"].policy.to_dict(),
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(v.describe())
     return 0
 
 

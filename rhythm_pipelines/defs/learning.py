@@ -14,11 +14,12 @@ import dagster as dg
 import pandas as pd
 
 from rhythm_pipelines.defs.healing import healing_job, run_request
-from rhythm_pipelines.defs.metadata import md_table, num, plot_timelines
+from rhythm_pipelines.defs.metadata import md_table, num, plot_ab, plot_timelines
 from rhythm_pipelines.defs.resources import MetricsStoreResource
+from rhythm_pipelines.learning import ab
 from rhythm_pipelines.learning import incidents as incs
 from rhythm_pipelines.learning import labels as pattern_labels
-from rhythm_pipelines.learning.live import STALE, due, learn_recorded
+from rhythm_pipelines.learning.live import STALE, due, horizon, learn_recorded, root_fixes
 from rhythm_pipelines.learning.patterns import Pattern, acts
 from rhythm_pipelines.learning.prevention import prevention_event
 from rhythm_pipelines.learning.signals import CHANNEL_PRECURSORS, HOST_PRECURSORS, RISES_MIN, Signals
@@ -134,7 +135,9 @@ def latest_patterns(store, now: pd.Timestamp) -> list[Pattern]:
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Every minute: each learned failure pattern's precursor on its fresh metrics; when one holds (and "
     "it has not fired within its horizon, and no incident of it is open), a healing_job run applies the pattern's "
-    "fix before the breach as a recurrence_risk event, under healing's rails (run_key = pattern, root, minute).",
+    "fix before the breach as a recurrence_risk event, under healing's rails (run_key = pattern, root, minute). "
+    "An incident of a pattern that healing has not closed within 2 min (a cascade's dependent) gets the pattern's "
+    "fix at its root the same way.",
 )
 def recurrence_prevention(context: dg.SensorEvaluationContext, store: MetricsStoreResource) -> dg.SensorResult:
     now = pd.Timestamp.now(tz="UTC")
@@ -145,31 +148,44 @@ def recurrence_prevention(context: dg.SensorEvaluationContext, store: MetricsSto
         return dg.SensorResult(skip_reason=f"nothing prevented until the labels file is fixed: {exc}",
                                cursor=context.cursor)  # fmt: skip
     with store.open() as s:
-        watched = [p for p in latest_patterns(s, now) if acts(p) and (labels.get(p.pattern_id) or _ALL).prevent]
-        if not watched:
+        allowed = [p for p in latest_patterns(s, now) if (labels.get(p.pattern_id) or _ALL).prevent]
+        watched = [p for p in allowed if acts(p)]
+        log = s.read_table("healing_log", now - pd.Timedelta(hours=6), now + pd.Timedelta(seconds=1))
+        open_inc = incs.from_healing_log(log)
+        at_root = root_fixes(allowed, open_inc, now, fired)
+        if not watched and not at_root:
             return dg.SensorResult(
-                skip_reason="no learned pattern with a confident precursor and a fix", cursor=context.cursor
+                skip_reason="no learned pattern with a confident precursor and a fix, and no open incident of one",
+                cursor=context.cursor,
             )
         reach = pd.Timedelta(minutes=max(RISES_MIN) + 10)
         sources = sorted({p.precursor.source for p in watched})
-        metrics = s.read_metrics(now - reach, now + pd.Timedelta(seconds=1), sources=sources,
-                                 metrics=sorted({p.precursor.metric for p in watched}))  # fmt: skip
-        log = s.read_table("healing_log", now - pd.Timedelta(hours=6), now + pd.Timedelta(seconds=1))
+        metrics = (
+            s.read_metrics(now - reach, now + pd.Timedelta(seconds=1), sources=sources,
+                           metrics=sorted({p.precursor.metric for p in watched}))
+            if watched else pd.DataFrame()
+        )  # fmt: skip
     names = {p.precursor.metric for p in watched}  # a precursor on a metric of its own is read too
     signals = Signals.build(metrics, metric_names=names) if len(metrics) else Signals(pd.DataFrame())
-    open_inc = incs.from_healing_log(log)
     requests = []
     for p in due(watched, signals, now, fired, open_inc):
         src, metric = p.precursor.source, p.precursor.metric
         event = prevention_event(p, now, float(signals.series(src, metric)[-1]))  # what it read: local evidence
         requests.append(run_request(event, run_key=f"prevent|{event.event_id}", job_name=healing_job.name))
         fired[p.pattern_id] = now.isoformat()
+    for p in at_root:
+        if p.pattern_id in fired and pd.Timestamp(fired[p.pattern_id]) > now - horizon(p):
+            continue  # its precursor fired this tick
+        event = prevention_event(p, now)
+        event.detail["reason"] = "an incident of the pattern is open and healing has not closed it: the fix at its root"
+        requests.append(run_request(event, run_key=f"rootfix|{event.event_id}", job_name=healing_job.name))
+        fired[p.pattern_id] = now.isoformat()
     fired = {k: v for k, v in fired.items() if pd.Timestamp(v) > now - pd.Timedelta(days=1)}
     msg = None
     if not requests:
         age = (now - signals.index[-1]) if len(signals.index) else None
         msg = f"{len(watched)} precursor(s) watched, none holds"
-        if age is None or age > STALE:
+        if watched and (age is None or age > STALE):
             seen = "no metrics" if age is None else f"metrics {age.total_seconds() / 60:.0f} min old"
             msg += f" ({seen} for their roots: nothing acts on data older than {STALE.total_seconds() / 60:.0f} min)"
     return dg.SensorResult(run_requests=requests, skip_reason=msg, cursor=json.dumps(fired))
@@ -233,7 +249,61 @@ tuned_policies_schedule = dg.ScheduleDefinition(
     description="Hourly: a channel whose calls changed gets a new policy version (a bounded step).",
 )
 
-learning_assets = [failure_patterns, tuned_policies]
-learning_jobs = [failure_patterns_job, tuned_policies_job]
-learning_schedules = [failure_patterns_schedule, tuned_policies_schedule]
+class ABTestsConfig(dg.Config):
+    lookback_days: float = 7.0  # experiments with requests this recent
+    alpha: float = ab.ALPHA
+    tau: float = ab.TAU
+
+
+@dg.asset(
+    group_name=LEARNING_GROUP,
+    kinds={"sqlite"},
+    description="Online A/B tests of each channel's tuned policy against a fixed default (`rhythm learn ab`): the "
+    "requests split by id, the failure rate of each arm, and an mSPRT (always-valid p-value, read after every "
+    "request) that stops when the difference is significant; then every request went to the winner.",
+)
+def ab_tests(context: dg.AssetExecutionContext, config: ABTestsConfig, store: MetricsStoreResource
+             ) -> dg.MaterializeResult:  # fmt: skip
+    now = pd.Timestamp.now(tz="UTC")
+    with store.open() as s:
+        req = s.read_table("ab_requests", now - pd.Timedelta(days=config.lookback_days), now + pd.Timedelta(seconds=1))
+    rows, newest = [], None
+    for name, g in sorted(req.groupby("experiment"), key=lambda kv: kv[1]["ts"].min()) if len(req) else []:
+        split = g[g["in_test"] == 1]
+        v = ab.test(split, config.alpha, config.tau, min_n=int(g["min_n"].max()) if g["min_n"].notna().any() else 0)
+        rates, winner = v.rates, v.winner
+        rows.append({
+            "experiment": name, "channel": g["channel"].iloc[0], "default arm": g["default_policy"].iloc[0],
+            "started": g["ts"].min().strftime("%Y-%m-%d %H:%M"), "requests": len(g), "in test": len(split),
+            "default failed": num(rates["default"], 3), "tuned failed": num(rates["tuned"], 3),
+            "difference": num(v.diff, 3), "interval": f"{v.ci[0]:+.3f} … {v.ci[1]:+.3f}" if v.ci else "–",
+            "p (always valid)": num(v.p, 3),
+            "verdict": f"{winner} fails less" if winner else "no significant difference",
+            "stopped after": f"{v.requests['default'] + v.requests['tuned']} requests" if v.stopped else "–",
+        })  # fmt: skip
+        newest = (name, v)
+    meta: dict = {"experiments": len(rows), "tests": md_table(pd.DataFrame(rows), 20)}
+    if newest is not None:
+        name, v = newest
+        meta["newest"] = v.describe()
+        meta["sequential_test"] = plot_ab(v.path, config.alpha, f"A/B {name}")
+        context.log.info(f"{name}: {v.describe()}")
+    return dg.MaterializeResult(metadata=meta)
+
+
+ab_tests_job = dg.define_asset_job(
+    "ab_tests_job",
+    selection=dg.AssetSelection.assets(ab_tests),
+    description="Read the online A/B tests of channel policies (their requests in ab_requests).",
+)
+ab_tests_schedule = dg.ScheduleDefinition(
+    job=ab_tests_job,
+    cron_schedule="*/15 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Every 15 min: each running A/B test's sequential verdict.",
+)
+
+learning_assets = [failure_patterns, tuned_policies, ab_tests]
+learning_jobs = [failure_patterns_job, tuned_policies_job, ab_tests_job]
+learning_schedules = [failure_patterns_schedule, tuned_policies_schedule, ab_tests_schedule]
 learning_sensors = [recurrence_prevention]

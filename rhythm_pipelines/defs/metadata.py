@@ -296,3 +296,21 @@ def plot_timelines(patterns: list, incidents: pd.DataFrame, title: str, top: int
     ax.set_yticks(range(len(shown)), names, fontsize=8)
     ax.set_title(title, fontsize=10)
     return _png(fig, title)
+
+
+def plot_ab(path: pd.DataFrame, alpha: float, title: str) -> dg.MarkdownMetadataValue:
+    """An A/B's sequential test over its requests: the failure-rate difference with its always-valid interval
+    (top) and the always-valid p-value against the level (bottom)."""
+    plt = _pyplot()
+    ready = path[path["p"] < 1.0]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.4), dpi=90, sharex=True)
+    top.plot(path["n"], path["diff"], linewidth=1, label="tuned − default failure rate")
+    top.fill_between(ready["n"], ready["lo"], ready["hi"], alpha=0.25, label=f"always-valid {1 - alpha:.0%} interval")
+    top.axhline(0, color="grey", linewidth=0.8)
+    top.legend(fontsize=7, loc="upper left")
+    top.set_title(title, fontsize=10)
+    bottom.semilogy(path["n"], path["p"].clip(lower=1e-6), linewidth=1, label="always-valid p")
+    bottom.axhline(alpha, color="red", linewidth=0.8, linestyle="--", label=f"level {alpha:g}")
+    bottom.set_xlabel("requests in the test")
+    bottom.legend(fontsize=7, loc="lower left")
+    return _png(fig, title, dates=False)

@@ -5,6 +5,8 @@
   breach followed anyway (judged on the incidents healing detected, never on the prevention's own log).
 - :func:`due`: the patterns whose precursor holds at the newest minute of fresh signals, not fired within their
   horizon and with no incident of theirs open.
+- :func:`root_fixes`: the patterns whose fix should go to their root now, because an incident of theirs has been
+  open ``SETTLE`` without healing closing it (a cascade's dependent, which healing cannot fix where it shows).
 """
 
 from __future__ import annotations
@@ -15,11 +17,14 @@ import pandas as pd
 
 from rhythm_pipelines.learning import incidents as incs
 from rhythm_pipelines.learning import precursors
+from rhythm_pipelines.learning.incidents import ALERT_ONLY
 from rhythm_pipelines.learning.labels import Label
-from rhythm_pipelines.learning.patterns import MISS_FACTOR, Model, Pattern, learn
+from rhythm_pipelines.learning.patterns import CONFIDENCE_FLOOR, MISS_FACTOR, Model, Pattern, learn
 from rhythm_pipelines.learning.signals import Signals
 
 STALE = pd.Timedelta(minutes=5)  # signals older than this: no prevention acts on them
+SETTLE = pd.Timedelta(minutes=2)  # an incident open this long without healing closing it gets its root's fix
+DEFAULT_HORIZON = pd.Timedelta(minutes=60)  # a pattern with no precursor: its fix holds this long
 
 
 @dataclass
@@ -84,5 +89,31 @@ def due(patterns: list[Pattern], signals: Signals, now: pd.Timestamp, last_fired
         mine = o[(o["kind"] == p.kind) & ((o["host"] == p.root) | (o["source"] == p.root))]
         quiet = precursors.quiet_mask(signals, list(zip(mine["start"], mine["end"], strict=True)))
         if rule.firings(signals, end - 1, end, quiet):
+            out.append(p)
+    return out
+
+
+def horizon(p: Pattern) -> pd.Timedelta:
+    return pd.Timedelta(minutes=p.precursor.horizon_min) if p.precursor else DEFAULT_HORIZON
+
+
+def root_fixes(patterns: list[Pattern], open_incidents: pd.DataFrame, now: pd.Timestamp,
+               last_fired: dict[str, str]) -> list[Pattern]:  # fmt: skip
+    """The patterns whose learned fix goes to their root now (see the module docstring): a confident pattern with
+    an acting fix, an incident of its kind on one of its sources open for ``SETTLE`` and not closed by healing,
+    and no firing of the pattern within its horizon."""
+    o = open_incidents
+    if o.empty:
+        return []
+    o = o[(o["start"] <= now - SETTLE) & (o["end"] > now) & ~o["resolved"].astype(bool)]
+    out = []
+    for p in patterns:
+        if p.confidence < CONFIDENCE_FLOOR or p.fix in ALERT_ONLY:
+            continue
+        last = last_fired.get(p.pattern_id)
+        if last and pd.Timestamp(last) > now - horizon(p):
+            continue
+        members = {*p.sources, p.root}
+        if ((o["kind"] == p.kind) & (o["source"].isin(members) | o["host"].isin(members))).any():
             out.append(p)
     return out

@@ -303,6 +303,24 @@ TABLES: dict[str, TableSpec] = {
             key=("event_id",),
             tags=("of_kind",),
         ),
+        TableSpec(  # online A/B of a channel's policies: one row per request, its arm and outcome (learning/ab.py)
+            "ab_requests",
+            {
+                "ts": "ts",
+                "experiment": "str",
+                "request_id": "str",
+                "channel": "str",
+                "default_policy": "str",
+                "arm": "str",
+                "in_test": "int",  # 1: sent while the sequential test ran; 0: warm-up, or after it stopped
+                "min_n": "int",  # the experiment's: no verdict before this many requests in the test
+                "ok": "int",
+                "attempts": "int",
+                "seconds": "float",
+            },
+            key=("experiment", "request_id"),
+            tags=("channel", "arm"),
+        ),
         TableSpec(  # forecasts served by the forecast assets: ts is the time forecast, issued when it was made
             "forecasts",
             {

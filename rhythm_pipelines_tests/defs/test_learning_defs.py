@@ -187,3 +187,47 @@ def test_a_snapshot_older_than_three_hours_is_not_acted_on(env):
     with dg.instance_for_test() as instance:
         result = recurrence_prevention(dg.build_sensor_context(instance=instance, resources=env))
         assert result.run_requests == [] and "no learned pattern" in result.skip_reason.skip_message
+
+
+def test_an_incident_healing_could_not_close_gets_its_patterns_fix_at_the_root(env):
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+    p = Pattern(
+        "9336aa24",
+        "cascade_failure",
+        "db-02",
+        "(no message)",
+        ["a", "b", "c"],
+        NOW - pd.Timedelta(days=3),
+        NOW - pd.Timedelta(days=1),
+        1440.0,
+        "pause_low_priority",
+        {},
+        None,
+        0.8,
+        sources=["api-01", "db-02"],
+        occurrences=3,
+    )  # fmt: skip  (no precursor: it cannot be prevented)
+    start = now - pd.Timedelta(minutes=3)
+    event_id = f"api-01|cascade_failure|{start.isoformat()}"
+    steps = [("detect", "", "received"), ("act", "rerun_failed", "noop"), ("act", "notify_admin", "done"),
+             ("alert", "notify_admin", "sent")]  # fmt: skip
+    log = pd.DataFrame([{"ts": start + pd.Timedelta(seconds=i), "entry_id": f"e{i}", "event_id": event_id,
+                         "run_id": "r1", "kind": "cascade_failure", "source": "api-01", "level": "soft", "step": st,
+                         "action": a, "target": "api-01", "params": "{}", "outcome": o, "detail": ""}
+                        for i, (st, a, o) in enumerate(steps)])  # fmt: skip
+    with env["store"].open() as s:
+        s.write_table("failure_patterns", pd.DataFrame([{**p.row(), "ts": now - pd.Timedelta(minutes=20)}]))
+        s.write_table("healing_log", log)
+    with dg.instance_for_test() as instance:
+        result = recurrence_prevention(dg.build_sensor_context(instance=instance, resources=env))
+        (req,) = result.run_requests
+        assert req.run_key.startswith("rootfix|db-02|recurrence_risk|9336aa24|")
+        event = req.run_config["ops"]["heal_event"]["config"]["event"]
+        assert event["source"] == "db-02" and "healing has not closed it" in json.loads(event["detail_json"])["reason"]
+        again = recurrence_prevention(dg.build_sensor_context(instance=instance, resources=env, cursor=result.cursor))
+        assert again.run_requests == []  # once within its horizon
+    with env["store"].open() as s:  # healing closed it: nothing goes to the root
+        s.write_table("healing_log", log.head(1).assign(entry_id="e9", step="resolve", outcome="resolved",
+                                                        ts=now - pd.Timedelta(minutes=1)))  # fmt: skip
+    with dg.instance_for_test() as instance:
+        assert recurrence_prevention(dg.build_sensor_context(instance=instance, resources=env)).run_requests == []
