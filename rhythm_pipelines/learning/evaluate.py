@@ -30,8 +30,8 @@ from rhythm_pipelines.healing.engine import Healer
 from rhythm_pipelines.healing.replay import HistoryProbe, SilentNotifier
 from rhythm_pipelines.healing.safety import Guard
 from rhythm_pipelines.learning import incidents as incs
+from rhythm_pipelines.learning import kpis, precursors
 from rhythm_pipelines.learning import patterns as pats
-from rhythm_pipelines.learning import precursors
 from rhythm_pipelines.learning.prevention import prevention_event, with_prevention
 from rhythm_pipelines.learning.signals import Signals
 
@@ -218,6 +218,9 @@ def evaluate(data: Data, train_days: float = 7.0, state_dir: Path | None = None)
 
     prevented = prevented_of(rec)
     prevented_once = prevented_of(once)
+    with tempfile.TemporaryDirectory() as tmp:
+        healing_kpis = kpis.off_and_on(test, prevented_of(test), applied, log, books, Path(state_dir or tmp),
+                                       FleetActuator, model.recurring())  # fmt: skip
     unneeded = 0
     for f in applied:
         after = test[(test["breach"] > f["ts"]) & (test["breach"] <= f["ts"] + pd.Timedelta(minutes=f["horizon_min"]))]
@@ -267,6 +270,7 @@ def evaluate(data: Data, train_days: float = 7.0, state_dir: Path | None = None)
                 }
                 for p in model.watching()
             ],  # fmt: skip
+            "healing_kpis": healing_kpis,  # the scored days healed with learning off and on (learning/kpis.py)
             "engine_log_entries": len(log),
             "engine_outcomes": dict(pd.Series([e["outcome"] for e in log if e["step"] == "act"]).value_counts())
             if log
