@@ -2,8 +2,9 @@
 
 :class:`ChannelServer` answers ``GET /<channel@region>`` quickly, slowly or with HTTP 500, per channel, as the
 scenario sets it. :class:`Gateway` calls each of its sources every ``interval_s``, honouring healing's
-``routes.json`` (a rerouted channel's calls go to its fallback), and writes every call to the store's
-``channel_calls`` table: the log the healing sensor reads.
+``routes.json`` (a rerouted channel's calls go to its fallback) and each channel's tuned timeout (the policy in
+force under ``$RHYTHM_HOME/policies``, re-read every second; 5 s without one), and writes every call to the
+store's ``channel_calls`` table: the log the healing sensor reads.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from pathlib import Path
 import pandas as pd
 
 from rhythm_pipelines.healing.routing import route_for
+from rhythm_pipelines.learning.tuning import PolicyFile
 from rhythm_pipelines.metrics.store import open_store
 
 OK, SLOW, FAIL = "ok", "slow", "fail"
+TIMEOUT_S = 5.0  # a channel with no tuned policy
 DELAY_S = {OK: 0.03, SLOW: 0.9, FAIL: 0.02}
 
 
@@ -68,13 +71,26 @@ class Gateway(threading.Thread):
         self._halt = threading.Event()
         self._pending: list[dict] = []
         self.calls = 0
+        self._policies: tuple[float, dict] = (-1.0, {})
+
+    def timeout_for(self, channel: str) -> float:
+        """The tuned timeout of ``channel@region`` (a damaged or missing policy file: the default)."""
+        read_at, policies = self._policies
+        if time.monotonic() - read_at >= 1.0:
+            try:
+                policies = PolicyFile.at_home().policies()
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
+                policies = {}
+            self._policies = (time.monotonic(), policies)
+        p = policies.get(channel)
+        return p.timeout_s if p is not None else TIMEOUT_S
 
     def _call(self, source: str) -> dict:
         target = route_for(self.routes_file, source, pd.Timestamp.now(tz="UTC"))
         t0 = time.monotonic()
         try:
             # the sandbox's own local HTTP channel (self.url is http://127.0.0.1:PORT)
-            with urllib.request.urlopen(f"{self.url}/{target}", timeout=5) as resp:  # noqa: S310
+            with urllib.request.urlopen(f"{self.url}/{target}", timeout=self.timeout_for(target)) as resp:  # noqa: S310
                 status = "ok" if resp.status == 200 else "error"
         except urllib.error.HTTPError:
             status = "error"

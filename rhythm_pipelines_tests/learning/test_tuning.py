@@ -139,3 +139,19 @@ def test_timeouts_among_slow_successes_raise_the_timeout_but_hangs_alone_do_not(
     hangs = calls(median_ms=100.0)
     hangs.loc[hangs.index[::2], "status"] = "timeout"  # half hang (a channel going down): no slow successes
     assert tune(hangs, fast).policy.timeout_s <= fast.timeout_s * STEP
+
+
+def test_the_gateway_calls_each_channel_with_its_tuned_timeout(tmp_path, monkeypatch):
+    from rhythm_pipelines.chaos.channel import TIMEOUT_S, Gateway
+
+    monkeypatch.setenv("RHYTHM_HOME", str(tmp_path / "home"))
+    gw = Gateway("http://127.0.0.1:9", ["a@x"], tmp_path / "routes.json", f"sqlite:///{tmp_path / 'm.db'}")
+    assert gw.timeout_for("gpt-4o@eu-west-1") == TIMEOUT_S  # no policy yet
+    files = PolicyFile.at_home()
+    tuned = tune(calls()).policy
+    files.write({"gpt-4o@eu-west-1": tuned}, {"gpt-4o@eu-west-1": ["tuned"]})
+    gw._policies = (-1.0, {})  # re-read now rather than within the second
+    assert gw.timeout_for("gpt-4o@eu-west-1") == tuned.timeout_s and gw.timeout_for("other@x") == TIMEOUT_S
+    (files.root / "v0001.json").write_text("{not json")
+    gw._policies = (-1.0, {})
+    assert gw.timeout_for("gpt-4o@eu-west-1") == TIMEOUT_S  # a damaged file: the default, not a crash
