@@ -171,7 +171,11 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
         "--partition",
         f"{yesterday:%Y-%m-%d}",
     ]
-    patterns = [*base, "--select", "failure_patterns,tuned_policies"]
+    patterns = [*base, "--select", "failure_patterns,tuned_policies,ab_tests"]
+    # an online A/B on a loopback channel that starts flapping: the tuned policy against resilience4j's defaults
+    ab_run = [sys.executable, "-m", "rhythm_pipelines.cli", "learn", "ab", "--fault-server", "normal:10,flapping:60",
+              "--default", "resilience4j", "--rate", "25", "--warmup-s", "8", "--min-s", "10", "--max-s", "30",
+              "--json"]  # fmt: skip
     today = end.floor("D")
     replay = ["healing", "replay", "--start", f"{first + pd.Timedelta(hours=1):%Y-%m-%dT%H:%M}Z",
               "--end", f"{end:%Y-%m-%dT%H:%M}Z", "--step-s", "120"]  # fmt: skip
@@ -188,6 +192,7 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
             print("then:" if c is not cmd else "backfill with:", " ".join(c))
         print("then: rhythm", " ".join(replay))
         print(f"then: healing_report for {', '.join(days)}")
+        print("then:", " ".join(ab_run))
         print("then:", " ".join(patterns))
         print(f"then: load_profiles for {', '.join(whole)}")
         return 0
@@ -203,7 +208,16 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
     steps += [
         ("replay the demo's history through healing (dry run: nothing is touched)", 50, lambda: main(replay)),
         (f"healing reports of {days[0]} … {days[-1]}", 10, report),
-        ("learn failure patterns; tune each channel's timeout, retries and breaker", 15, lambda: _quiet(patterns, log)),
+        (
+            "A/B a tuned channel policy against resilience4j's defaults on a loopback channel",
+            40,
+            lambda: _quiet(ab_run, log),
+        ),
+        (
+            "learn failure patterns; tune each channel's timeout, retries and breaker; read the A/B",
+            15,
+            lambda: _quiet(patterns, log),
+        ),
     ]
     if whole:
         steps.append((f"learn the fleet's rhythm (load_profiles of {whole[0]} … {whole[-1]})", 10,
@@ -595,6 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
     cr.add_argument("--scenarios", default="", help="comma-separated (default: all of them, in order)")
     cr.add_argument("--json", action="store_true", help="print the report as one JSON object")
     cr.add_argument("--keep", action="store_true", help="keep the sandbox directory (logs, store, DAGSTER_HOME)")
+    cr.add_argument("--learning", action="store_true",
+                    help="after the warm-up, tune each chaos channel's timeout and breaker from its calls")  # fmt: skip
     cr.set_defaults(func=cmd_chaos_run)
 
     hv = sub.add_parser("healing", help="self-healing playbooks").add_subparsers(dest="action", required=True)
@@ -866,7 +882,7 @@ def cmd_chaos_run(args: argparse.Namespace) -> int:
 
     names = [n.strip() for n in args.scenarios.split(",") if n.strip()] or None
     progress = (lambda m: print(m, file=sys.stderr, flush=True)) if args.json else (lambda m: print(m, flush=True))
-    report = run_chaos(names, progress=progress, keep=args.keep)
+    report = run_chaos(names, progress=progress, keep=args.keep, learning=args.learning)
     print(main_json(report) if args.json else print_table(report))
     return 0
 

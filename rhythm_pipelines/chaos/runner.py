@@ -235,6 +235,7 @@ class Chaos:
         self.gateway: Gateway | None = None
         self.bystander: subprocess.Popen | None = None
         self.decoys: list[subprocess.Popen] = []  # look like culprits, never allowlisted: the audit's witnesses
+        self.learning = False  # tuned channel policies in force (the gateway's timeouts, the health sensor's breaker)
         self._reaping = threading.Event()
         threading.Thread(target=self._reap, daemon=True).start()
 
@@ -357,7 +358,9 @@ class Chaos:
             return {"circuit_breaker_open"}, lambda t: t == CHANNELS["breaker"], None
         if name == "high_latency":
             self.server.modes[CHANNELS["latency"]] = SLOW
-            return {"high_latency"}, lambda t: t == CHANNELS["latency"], None
+            # with a tuned timeout under the slow answers, the gateway's calls time out: the breaker sees it
+            kinds = {"high_latency", "circuit_breaker_open"} if self.learning else {"high_latency"}
+            return kinds, lambda t: t == CHANNELS["latency"], None
         if name == "cascade":
             (sb.chaos_dir / "upstream.fail").write_text("1")
             self.run_job("chaos_upstream_job")
@@ -487,13 +490,30 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 2) if values else None
 
 
+def tune_chaos_channels(sb: Sandbox) -> str:
+    """Tune each chaos channel from the gateway's calls in the sandbox store and put the policies in force."""
+    from rhythm_pipelines.learning.tuning import PolicyFile, tune_channels
+    from rhythm_pipelines.metrics.store import open_store
+
+    with open_store(str(sb.store_path)) as store:
+        calls = store.read_table("channel_calls")
+    policies, reasons, counts = tune_channels(calls, {})
+    files = PolicyFile(sb.rhythm_home / "policies")
+    version = files.write(policies, reasons, note="chaos warm-up")
+    shown = ", ".join(f"{k} timeout {p.timeout_s * 1000:.0f} ms ({counts[k]} calls)"
+                      for k, p in sorted(policies.items()))  # fmt: skip
+    return f"learning on: policy version {version} tuned from the warm-up's calls: {shown}"
+
+
 def run_chaos(
     scenarios: list[str] | None = None,
     progress: Callable[[str], None] = lambda m: None,
     keep: bool = False,
     restart_daemon: bool = True,
+    learning: bool = False,
 ) -> dict[str, Any]:
-    """Run the scenarios and return the report (the ``--json`` object)."""
+    """Run the scenarios and return the report (the ``--json`` object). ``learning``: after the warm-up, each
+    chaos channel's policy is tuned from the gateway's calls so far and put in force (``tuned_policies``' rule)."""
     names = list(scenarios or SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
@@ -528,6 +548,9 @@ def run_chaos(
         tmp.write_text(chaos_playbooks(sb, bar))
         os.replace(tmp, sb.playbooks)  # whole at once: the sensors read the file on every tick
         progress(f"background CPU p90 {np.percentile(background, 90):.0f} %: the cpu_spike bar is {bar:.0f} %")
+        if learning:
+            progress(tune_chaos_channels(sb))
+            chaos.learning = True
         for i, name in enumerate(names):
             waited = chaos.settle(bar)
             if waited > 10:
@@ -572,6 +595,7 @@ def run_chaos(
         },
         "profile": CHAOS_PROFILE,
         "cpu_bar": bar,
+        "learning": learning,
     }
     if keep:
         report["sandbox"] = str(sb.root)
