@@ -151,7 +151,9 @@ def tune(calls: pd.DataFrame, previous: Policy | None = None) -> Tuning:
                       old.breaker.open_s if old and old.breaker else None, 1.0, OPEN_MAX_S)  # fmt: skip
     window = int(min(max(round(rate * WINDOW_S), 10), 200))
     fail_bar = float(min(max(3 * err, 0.25), 0.6)) if err < 0.3 else 0.5  # in an outage: the usual bar
-    breaker = BreakerConfig(window, max(5, window // 2), fail_bar, timeout * 1000, 0.5, open_s, 3)
+    # slowness alone never opens it (slow_rate 1): the timeout handles a slow channel, and a breaker open on a
+    # channel that still answers fails the requests it could serve
+    breaker = BreakerConfig(window, max(5, window // 2), fail_bar, timeout * 1000, 1.0, open_s, 3)
     retries = 2 if err < 0.5 else 1
     if old is not None:
         retries = min(max(retries, old.retries - 1), old.retries + 1)
