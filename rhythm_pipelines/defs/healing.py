@@ -212,6 +212,7 @@ def heal_event(
                 "ts": event.start, "event_id": event.event_id, "pattern_id": event.detail.get("pattern", ""),
                 "of_kind": event.detail.get("of_kind", ""), "root": event.source,
                 "horizon_min": horizon.total_seconds() / 60, "status": result.status, "run_id": context.run_id,
+                "trigger": event.detail.get("trigger", "precursor"),
             }]))  # fmt: skip
         if result.followups:
             s.write_table(

@@ -176,8 +176,7 @@ def recurrence_prevention(context: dg.SensorEvaluationContext, store: MetricsSto
     for p in at_root:
         if p.pattern_id in fired and pd.Timestamp(fired[p.pattern_id]) > now - horizon(p):
             continue  # its precursor fired this tick
-        event = prevention_event(p, now)
-        event.detail["reason"] = "an incident of the pattern is open and healing has not closed it: the fix at its root"
+        event = prevention_event(p, now, trigger="incident")  # an open incident of it, healing could not close
         requests.append(run_request(event, run_key=f"rootfix|{event.event_id}", job_name=healing_job.name))
         fired[p.pattern_id] = now.isoformat()
     fired = {k: v for k, v in fired.items() if pd.Timestamp(v) > now - pd.Timedelta(days=1)}
@@ -248,6 +247,7 @@ tuned_policies_schedule = dg.ScheduleDefinition(
     default_status=dg.DefaultScheduleStatus.RUNNING,
     description="Hourly: a channel whose calls changed gets a new policy version (a bounded step).",
 )
+
 
 class ABTestsConfig(dg.Config):
     lookback_days: float = 7.0  # experiments with requests this recent

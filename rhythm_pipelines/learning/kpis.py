@@ -88,7 +88,7 @@ def heal_reactively(incidents: pd.DataFrame, books, state_dir: Path, history: li
         row = pd.DataFrame([{"kind": r.kind, "source": r.source, "host": host_of(r.source), "start": r.detect,
                              "end": r.end, "resolved": False}])  # fmt: skip
         for p in root_fixes(patterns, row, at, fired):
-            event = prevention_event(p, at)
+            event = prevention_event(p, at, trigger="incident")
             fired[p.pattern_id] = event.start.isoformat()
             if heal(event, at, with_prevention(b, event)):
                 fixes.append({"ts": at + wait, "targets": {p.root, host_of(p.root)}})

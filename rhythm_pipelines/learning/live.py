@@ -44,6 +44,8 @@ def judge(preventions: pd.DataFrame, incidents: pd.DataFrame, now: pd.Timestamp)
     for p in preventions.itertuples(index=False):
         if str(p.status) != "resolved":
             continue  # held back by the rails, failed or a dry run: nothing was done, so it says nothing of the fix
+        if str(getattr(p, "trigger", "") or "precursor") == "incident":
+            continue  # a fix at the root after the breach: the cascade's later incidents say nothing of prevention
         end = pd.Timestamp(p.ts) + pd.Timedelta(minutes=float(p.horizon_min))
         if end > now:
             continue

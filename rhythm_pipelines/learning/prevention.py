@@ -21,9 +21,11 @@ from rhythm_pipelines.learning.patterns import Pattern
 UNDO = {"pause_low_priority": "resume_low_priority", "reroute_channel": "restore_route"}
 
 
-def prevention_event(pattern: Pattern, at: pd.Timestamp, value: float = float("nan")) -> HealthEvent:
+def prevention_event(pattern: Pattern, at: pd.Timestamp, value: float = float("nan"),
+                     trigger: str = "precursor") -> HealthEvent:  # fmt: skip
     """The event a firing raises: ``recurrence_risk`` on the pattern's root, until its horizon ends; ``value``:
-    the precursor series' reading (what a local action checks against this machine's own reading)."""
+    the precursor series' reading (what a local action checks against this machine's own reading); ``trigger``:
+    ``precursor`` (before the breach) or ``incident`` (the fix at the root of an incident healing left open)."""
     p = pattern.precursor
     horizon = pd.Timedelta(minutes=p.horizon_min if p else 60)
     return HealthEvent(
@@ -40,6 +42,7 @@ def prevention_event(pattern: Pattern, at: pd.Timestamp, value: float = float("n
             "lead_min": p.lead_min if p else None,
             "confidence": pattern.confidence,
             "until": (pd.Timestamp(at).floor("min") + horizon).isoformat(),
+            "trigger": trigger,
         },
     )
 

@@ -299,6 +299,7 @@ TABLES: dict[str, TableSpec] = {
                 "horizon_min": "float",
                 "status": "str",
                 "run_id": "str",
+                "trigger": "str",  # precursor: before the breach; incident: the fix at the root of an open incident
             },
             key=("event_id",),
             tags=("of_kind",),

@@ -223,7 +223,7 @@ def test_an_incident_healing_could_not_close_gets_its_patterns_fix_at_the_root(e
         (req,) = result.run_requests
         assert req.run_key.startswith("rootfix|db-02|recurrence_risk|9336aa24|")
         event = req.run_config["ops"]["heal_event"]["config"]["event"]
-        assert event["source"] == "db-02" and "healing has not closed it" in json.loads(event["detail_json"])["reason"]
+        assert event["source"] == "db-02" and json.loads(event["detail_json"])["trigger"] == "incident"
         again = recurrence_prevention(dg.build_sensor_context(instance=instance, resources=env, cursor=result.cursor))
         assert again.run_requests == []  # once within its horizon
     with env["store"].open() as s:  # healing closed it: nothing goes to the root

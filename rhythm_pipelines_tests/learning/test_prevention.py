@@ -224,3 +224,12 @@ def test_an_incident_healing_could_not_close_keeps_its_precursor_quiet():
     opened = incs.from_healing_log(log)
     assert opened["end"].iloc[0] > NOW  # alerted, not resolved: still open
     assert due([pattern()], signals(list(np.linspace(20, 60, 40)), NOW), NOW, {}, opened) == []
+
+
+def test_a_fix_at_the_root_of_an_open_incident_is_not_judged_as_a_prevention():
+    row = {"ts": NOW - pd.Timedelta(hours=3), "pattern_id": "p1", "of_kind": "cascade_failure", "root": "db-02",
+           "horizon_min": 60.0, "status": "resolved", "trigger": "incident"}  # fmt: skip
+    inc = pd.DataFrame([{"kind": "cascade_failure", "host": "db-02", "source": "db-02",
+                         "start": NOW - pd.Timedelta(hours=3) + pd.Timedelta(minutes=2)}])  # fmt: skip
+    assert judge(pd.DataFrame([row]), inc, NOW) == ({}, {})  # the cascade's later incidents: not a miss
+    assert judge(pd.DataFrame([{**row, "trigger": "precursor"}]), inc, NOW) == ({"p1": 1}, {})
