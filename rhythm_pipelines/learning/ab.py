@@ -5,8 +5,9 @@ The test is the mixture sequential probability ratio test (mSPRT) of Johari, Koo
 ``tau``) over the difference, with the Bernoulli variance of the pooled rate (Laplace-smoothed). Its p-value
 stays valid however often it is read, so the experiment may be looked at after every request and stops the
 first time ``p < alpha``. The difference's always-valid interval is given beside it, not intersected over
-time: a channel's regimes shift, so the difference need not be constant, and it can be transient (one arm
-worse at the onset of a regime only): ``min_n`` holds the verdict until enough requests have been split.
+time: a channel's regimes shift, so the difference need not be constant. The test watches from ``min_n``
+requests on (the running minimum of the p-value starts there), so a verdict covers more than a moment; it is
+still about the traffic seen so far.
 No well-kept library implements it (the PyPI ones are months old), so it is written here in a few lines and
 checked against A/A simulations in the tests.
 """
@@ -80,7 +81,8 @@ def test(outcomes: pd.DataFrame, alpha: float = ALPHA, tau: float = TAU, min_per
     fail = ~o["ok"].astype(bool).to_numpy()
     n_t, n_d = np.cumsum(tuned), np.cumsum(~tuned)
     f_t, f_d = np.cumsum(fail & tuned), np.cumsum(fail & ~tuned)
-    ready = (n_t >= max(1, min_per_arm)) & (n_d >= max(1, min_per_arm))
+    # the test starts watching at min_n: what came before may inform the estimate, never stop it alone
+    ready = (n_t >= max(1, min_per_arm)) & (n_d >= max(1, min_per_arm)) & (n_t + n_d >= min_n)
     with np.errstate(divide="ignore", invalid="ignore"):
         diff = f_t / n_t - f_d / n_d
         pooled = (f_t + f_d + 1) / (n_t + n_d + 2)
@@ -92,7 +94,7 @@ def test(outcomes: pd.DataFrame, alpha: float = ALPHA, tau: float = TAU, min_per
     lo, hi = np.where(ready, diff - half, -1.0), np.where(ready, diff + half, 1.0)
     path = pd.DataFrame({"ts": o["ts"].to_numpy(), "n": np.arange(1, len(o) + 1), "diff": diff, "lo": lo, "hi": hi,
                          "p": p})  # fmt: skip
-    hit = np.flatnonzero((p < alpha) & (np.arange(1, len(o) + 1) >= min_n))
+    hit = np.flatnonzero(p < alpha)
     k = int(hit[0]) if len(hit) else len(o) - 1
     if k < 0:
         return Verdict({a: 0 for a in ARMS}, {a: 0 for a in ARMS}, None, None, 1.0, False, None, path)

@@ -60,6 +60,8 @@ def test_no_verdict_before_min_n_and_before_each_arm_has_its_minimum():
     late = ab.test(data, min_per_arm=10, min_n=300)
     assert early.stopped and sum(early.requests.values()) < 300
     assert late.stopped and sum(late.requests.values()) >= 300
+    for v in (early, late):  # the verdict is read where it stopped: its interval excludes no difference
+        assert v.p < 0.05 and v.ci[1] < 0
     assert not ab.test(data.head(30)).stopped  # fewer than 50 a side
 
 
