@@ -174,8 +174,8 @@ def cmd_demo_seed(args: argparse.Namespace) -> int:
     patterns = [*base, "--select", "failure_patterns,tuned_policies,ab_tests"]
     # an online A/B on a loopback channel that starts flapping: the tuned policy against resilience4j's defaults
     ab_run = [sys.executable, "-m", "rhythm_pipelines.cli", "learn", "ab", "--fault-server", "normal:10,flapping:60",
-              "--default", "resilience4j", "--rate", "25", "--warmup-s", "8", "--min-s", "10", "--max-s", "30",
-              "--json"]  # fmt: skip
+              "--default", "resilience4j", "--rate", "40", "--warmup-s", "8", "--bin-s", "2", "--tau", "0.3",
+              "--max-s", "45", "--json"]  # fmt: skip
     today = end.floor("D")
     replay = ["healing", "replay", "--start", f"{first + pd.Timedelta(hours=1):%Y-%m-%dT%H:%M}Z",
               "--end", f"{end:%Y-%m-%dT%H:%M}Z", "--step-s", "120"]  # fmt: skip
@@ -703,8 +703,8 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--rate", type=float, default=20.0, help="requests per second (default 20)")
     la.add_argument("--max-s", type=float, default=300.0, help="stop the test after this long (default 300)")
     la.add_argument("--warmup-s", type=float, default=20.0, help="default-only calls to tune from first (20)")
-    la.add_argument("--min-s", type=float, default=60.0,
-                    help="no verdict before this long of split traffic (x rate requests; default 60)")  # fmt: skip
+    la.add_argument("--bin-s", type=float, default=10.0,
+                    help="seconds per bin the test reads the arms by; 10 bins at least (10)")  # fmt: skip
     la.add_argument("--after-stop-s", type=float, default=0.0, help="keep sending to the winner this long")
     la.add_argument("--share", type=float, default=0.5, help="the tuned arm's share of requests (default 0.5)")
     la.add_argument("--alpha", type=float, default=0.05, help="the test's level (default 0.05)")
@@ -980,43 +980,45 @@ def cmd_learn_ab(args: argparse.Namespace) -> int:
     from rhythm_pipelines.learning.tuning import LITELLM, RESILIENCE4J, PolicyFile
     from rhythm_pipelines.metrics.store import open_store
 
-    for name in ("rate", "max_s"):
+    for name in ("rate", "max_s", "tau", "bin_s"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')}: must be positive (got {getattr(args, name):g})")
-    if not 0 < args.share < 1:
-        raise ValueError(f"--share: the tuned arm's share must be between 0 and 1 (got {args.share:g})")
+    for name in ("warmup_s", "after_stop_s"):
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')}: must not be negative (got {getattr(args, name):g})")
+    for name, what in (("share", "the tuned arm's share"), ("alpha", "the test's level")):
+        if not 0 < getattr(args, name) < 1:
+            raise ValueError(f"--{name}: {what} must be between 0 and 1 (got {getattr(args, name):g})")
     if (args.url is None) == (args.fault_server is None):
         raise ValueError("give one of --url (a channel to call) or --fault-server SCHEDULE (a loopback one)")
     default = {"litellm": LITELLM, "resilience4j": RESILIENCE4J}[args.default]
-    proc = None
+    where = {"host": "127.0.0.1", "port": 0}
     if args.fault_server is not None:
         fs.parse_schedule(args.fault_server)  # a bad schedule fails here, naming the part
-        proc, port = fs.spawn(args.fault_server, args.seed)
-        host = "127.0.0.1"
     else:
         u = urlparse(args.url)
         if u.scheme != "http" or not u.hostname or not u.port:
             raise ValueError(f"--url: expected http://HOST:PORT (got {args.url!r})")
-        host, port = u.hostname, u.port
-    start = pd.Timestamp.now(tz="UTC").floor("s")
-    experiment = f"{args.channel}/{start:%Y%m%dT%H%M%SZ}"
+        where.update(host=u.hostname, port=u.port)
     first = PolicyFile.at_home().policies().get(args.channel, default)
 
     async def send(rid: str, n: int, timeout: float) -> tuple[str, float]:
-        return await http_send(host, port, rid, n, timeout)
+        return await http_send(where["host"], where["port"], rid, n, timeout)
 
     clients = {
         "default": ResilientClient(default, send, seed=args.seed),
         "tuned": ResilientClient(first, send, retune_s=2.0, seed=args.seed + 1),
     }
-    split = ab.Split(clients, experiment, share=args.share, alpha=args.alpha, tau=args.tau,
-                     min_n=int(args.min_s * args.rate))  # fmt: skip
-    extra = {"channel": args.channel, "default_policy": default.name, "min_n": split.min_n}
+    start = pd.Timestamp.now(tz="UTC")
+    experiment = f"{args.channel}/{start:%Y%m%dT%H%M%SZ}"
+    split = ab.Split(clients, experiment, share=args.share, alpha=args.alpha, tau=args.tau, bin_s=args.bin_s)
+    extra = {"channel": args.channel, "default_policy": default.name, "min_n": split.min_n, "alpha": args.alpha,
+             "tau": args.tau, "bin_s": args.bin_s, "share": args.share}  # fmt: skip
     say = (lambda *a, **k: None) if args.json else print
     origin = "the policy in force" if first is not default else "the defaults"
     say(f"experiment {experiment}: {args.default} defaults against the tuned policy (from {origin}, then tuned "
         f"on a {args.warmup_s:g} s warm-up), {args.rate:g} requests/s, {args.share:.0%} to tuned; no verdict "
-        f"before {args.min_s:g} s", flush=True)  # fmt: skip
+        f"before {ab.MIN_BINS} bins of {args.bin_s:g} s", flush=True)  # fmt: skip
     with open_store(args.store or _default_store()) as store:
 
         def sink(rows: list[dict]) -> None:
@@ -1027,7 +1029,11 @@ def cmd_learn_ab(args: argparse.Namespace) -> int:
             if v is not None and int(t) % 5 == 0:
                 say(f"  {t:5.0f} s  {v.describe()}", flush=True)
 
+        proc = None
         try:
+            if args.fault_server is not None:
+                proc, where["port"] = fs.spawn(args.fault_server, args.seed)
+            start = pd.Timestamp.now(tz="UTC")
             v = asyncio.run(ab.run(split, args.rate, args.max_s, args.seed, warmup_s=args.warmup_s,
                                    after_stop_s=args.after_stop_s, sink=sink, progress=progress))  # fmt: skip
         finally:

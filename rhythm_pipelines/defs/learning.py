@@ -249,9 +249,15 @@ tuned_policies_schedule = dg.ScheduleDefinition(
 )
 
 
+def _setting(g: pd.DataFrame, column: str, default: float) -> float:
+    """An experiment's own setting as ``rhythm learn ab`` stored it (the config's for older rows)."""
+    values = g[column].dropna() if column in g else pd.Series(dtype=float)
+    return float(values.iloc[-1]) if len(values) else default
+
+
 class ABTestsConfig(dg.Config):
     lookback_days: float = 7.0  # experiments with requests this recent
-    alpha: float = ab.ALPHA
+    alpha: float = ab.ALPHA  # for experiments that did not store their own
     tau: float = ab.TAU
 
 
@@ -264,13 +270,16 @@ class ABTestsConfig(dg.Config):
 )
 def ab_tests(context: dg.AssetExecutionContext, config: ABTestsConfig, store: MetricsStoreResource
              ) -> dg.MaterializeResult:  # fmt: skip
+    if config.lookback_days <= 0:
+        raise ValueError(f"ab_tests: lookback_days must be positive (got {config.lookback_days:g})")
     now = pd.Timestamp.now(tz="UTC")
     with store.open() as s:
         req = s.read_table("ab_requests", now - pd.Timedelta(days=config.lookback_days), now + pd.Timedelta(seconds=1))
     rows, newest = [], None
     for name, g in sorted(req.groupby("experiment"), key=lambda kv: kv[1]["ts"].min()) if len(req) else []:
         split = g[g["in_test"] == 1]
-        v = ab.test(split, config.alpha, config.tau, min_n=int(g["min_n"].max()) if g["min_n"].notna().any() else 0)
+        v = ab.test(split, *(_setting(g, k, getattr(config, k)) for k in ("alpha", "tau")),
+                    min_n=int(_setting(g, "min_n", 0)), bin_s=_setting(g, "bin_s", ab.BIN_S))  # fmt: skip
         rates, winner = v.rates, v.winner
         rows.append({
             "experiment": name, "channel": g["channel"].iloc[0], "default arm": g["default_policy"].iloc[0],
@@ -281,12 +290,12 @@ def ab_tests(context: dg.AssetExecutionContext, config: ABTestsConfig, store: Me
             "verdict": f"{winner} fails less" if winner else "no significant difference",
             "stopped after": f"{v.requests['default'] + v.requests['tuned']} requests" if v.stopped else "–",
         })  # fmt: skip
-        newest = (name, v)
+        newest = (name, v, _setting(g, "alpha", config.alpha))
     meta: dict = {"experiments": len(rows), "tests": md_table(pd.DataFrame(rows), 20)}
     if newest is not None:
-        name, v = newest
+        name, v, alpha = newest
         meta["newest"] = v.describe()
-        meta["sequential_test"] = plot_ab(v.path, config.alpha, f"A/B {name}")
+        meta["sequential_test"] = plot_ab(v.path, alpha, f"A/B {name}")
         context.log.info(f"{name}: {v.describe()}")
     return dg.MaterializeResult(metadata=meta)
 

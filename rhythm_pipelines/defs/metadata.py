@@ -302,7 +302,7 @@ def plot_ab(path: pd.DataFrame, alpha: float, title: str) -> dg.MarkdownMetadata
     """An A/B's sequential test over its requests: the failure-rate difference with its always-valid interval
     (top) and the always-valid p-value against the level (bottom)."""
     plt = _pyplot()
-    ready = path[path["p"] < 1.0]
+    ready = path[path["ready"]] if "ready" in path else path[path["p"] < 1.0]
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 4.4), dpi=90, sharex=True)
     top.plot(path["n"], path["diff"], linewidth=1, label="tuned − default failure rate")
     top.fill_between(ready["n"], ready["lo"], ready["hi"], alpha=0.25, label=f"always-valid {1 - alpha:.0%} interval")

@@ -2,12 +2,15 @@
 
 The test is the mixture sequential probability ratio test (mSPRT) of Johari, Koomen, Pekelis and Walsh,
 "Peeking at A/B tests" (KDD 2017), on the two arms' failure rates: a normal mixture (standard deviation
-``tau``) over the difference, with the Bernoulli variance of the pooled rate (Laplace-smoothed). Its p-value
+``tau``) over the difference. It is read per time bin: each bin's difference of the arms' failure rates is one
+observation, with the bins' own spread as its variance. A request's outcome is not independent of its arm's
+last ones (a breaker open, a budget spent), so a per-request Bernoulli test stops A/A tests at will; bins pair
+the arms in time, so a channel's regime shifts fall out of the difference too. Its p-value
 stays valid however often it is read, so the experiment may be looked at after every request and stops the
 first time ``p < alpha``. The difference's always-valid interval is given beside it, not intersected over
-time: a channel's regimes shift, so the difference need not be constant. The test watches from ``min_n``
-requests on (the running minimum of the p-value starts there), so a verdict covers more than a moment; it is
-still about the traffic seen so far.
+time: a channel's regimes shift, so the difference need not be constant. The test watches from ``min_bins``
+bins (and ``min_n`` requests) on: the running minimum of the p-value starts there. A verdict is about the
+traffic seen so far.
 No well-kept library implements it (the PyPI ones are months old), so it is written here in a few lines and
 checked against A/A simulations in the tests.
 """
@@ -28,8 +31,11 @@ from rhythm_pipelines.learning.tuning import tune
 
 ARMS = ("default", "tuned")
 ALPHA = 0.05
-TAU = 0.05  # prior sd of the failure-rate difference: effects of a few points are the ones worth finding
+TAU = 0.1  # prior sd of the failure-rate difference: effects of a few points to a few tens are worth finding
 MIN_PER_ARM = 50  # no verdict before each arm has this many requests
+BIN_S = 10.0  # the test reads the arms' difference per 10-s bin: an arm's failures come in bursts (its breaker,
+# its retry budget), so single requests are not independent; bins of time are, near enough, and pair the arms
+MIN_BINS = 10
 
 
 def arm_of(request_id: str, share: float = 0.5, salt: str = "") -> str:
@@ -48,7 +54,7 @@ class Verdict:
     ci: tuple[float, float] | None  # its always-valid (1 - alpha) confidence sequence
     p: float  # always-valid p-value
     stopped: bool
-    at: pd.Timestamp | None  # when it stopped
+    at: pd.Timestamp | float | None  # when it stopped (seconds when the outcomes' ts are seconds)
     path: pd.DataFrame = field(repr=False, default_factory=pd.DataFrame)  # per request: n, diff, lo, hi, p
 
     @property
@@ -72,41 +78,58 @@ class Verdict:
         return f"running, no significant difference yet ({head}; p = {self.p:.3g})"
 
 
+def _seconds(ts: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(ts):
+        return ts.to_numpy(dtype=float)
+    t = pd.to_datetime(ts, utc=True)
+    return ((t - t.min()).dt.total_seconds()).to_numpy(dtype=float)
+
+
 def test(outcomes: pd.DataFrame, alpha: float = ALPHA, tau: float = TAU, min_per_arm: int = MIN_PER_ARM,
-         min_n: int = 0) -> Verdict:  # fmt: skip
-    """The mSPRT over ``outcomes`` (``ts, arm, ok``) read in time order, request by request; no stop before
-    ``min_n`` requests in all."""
-    o = outcomes.sort_values("ts", kind="stable")
+         min_n: int = 0, bin_s: float = BIN_S, min_bins: int = MIN_BINS) -> Verdict:  # fmt: skip
+    """The mSPRT over ``outcomes`` (``ts, arm, ok``; ``ts`` a time or seconds), read at the end of each ``bin_s``
+    bin; no stop before ``min_bins`` bins with both arms and ``min_n`` requests in all."""
+    empty = {a: 0 for a in ARMS}
+    if outcomes.empty:
+        return Verdict(dict(empty), dict(empty), None, None, 1.0, False, None)
+    o = outcomes.sort_values("ts", kind="stable").reset_index(drop=True)
+    b = np.floor(_seconds(o["ts"]) / bin_s).astype(int)
     tuned = (o["arm"] == "tuned").to_numpy()
     fail = ~o["ok"].astype(bool).to_numpy()
-    n_t, n_d = np.cumsum(tuned), np.cumsum(~tuned)
-    f_t, f_d = np.cumsum(fail & tuned), np.cumsum(fail & ~tuned)
-    # the test starts watching at min_n: what came before may inform the estimate, never stop it alone
-    ready = (n_t >= max(1, min_per_arm)) & (n_d >= max(1, min_per_arm)) & (n_t + n_d >= min_n)
+    frame = pd.DataFrame({"bin": b, "nt": tuned, "nd": ~tuned, "ft": fail & tuned, "fd": fail & ~tuned})
+    per = frame.groupby("bin", sort=True).sum()
+    last = o.groupby(b)["ts"].max()  # when each bin's verdict is known
+    cum = per.cumsum()
+    both = ((per["nt"] > 0) & (per["nd"] > 0)).to_numpy()
     with np.errstate(divide="ignore", invalid="ignore"):
-        diff = f_t / n_t - f_d / n_d
-        pooled = (f_t + f_d + 1) / (n_t + n_d + 2)
-        v = pooled * (1 - pooled) * (1 / n_t + 1 / n_d)
-        t2 = tau**2
-        log_lr = 0.5 * np.log(v / (v + t2)) + t2 * diff**2 / (2 * v * (v + t2))
-        half = np.sqrt(2 * v * (v + t2) / t2 * (np.log(1 / alpha) + 0.5 * np.log((v + t2) / v)))
-    p = np.minimum.accumulate(np.where(ready, np.minimum(1.0, np.exp(-np.nan_to_num(log_lr, nan=0.0))), 1.0))
-    lo, hi = np.where(ready, diff - half, -1.0), np.where(ready, diff + half, 1.0)
-    path = pd.DataFrame({"ts": o["ts"].to_numpy(), "n": np.arange(1, len(o) + 1), "diff": diff, "lo": lo, "hi": hi,
-                         "p": p})  # fmt: skip
+        d = (per["ft"] / per["nt"] - per["fd"] / per["nd"]).to_numpy()  # each bin: tuned minus default
+    d = np.where(both, d, 0.0)
+    k = np.cumsum(both)  # bins with both arms so far
+    mean = np.cumsum(d) / np.maximum(k, 1)
+    sq = np.cumsum(d**2)
+    var = np.maximum((sq - k * mean**2) / np.maximum(k - 1, 1), 1e-4)  # the bins' own spread (a floor of 1e-4)
+    v = var / np.maximum(k, 1)
+    t2 = tau**2
+    log_lr = 0.5 * np.log(v / (v + t2)) + t2 * mean**2 / (2 * v * (v + t2))
+    half = np.sqrt(2 * v * (v + t2) / t2 * (np.log(1 / alpha) + 0.5 * np.log((v + t2) / v)))
+    n = (cum["nt"] + cum["nd"]).to_numpy()
+    ready = (k >= max(2, min_bins)) & (cum["nt"].to_numpy() >= min_per_arm) & (cum["nd"].to_numpy() >= min_per_arm)
+    ready &= n >= min_n  # the test starts watching here: what came before informs the estimate, never stops it alone
+    p = np.minimum.accumulate(np.where(ready, np.minimum(1.0, np.exp(-log_lr)), 1.0))
+    lo, hi = np.where(ready, mean - half, -1.0), np.where(ready, mean + half, 1.0)
+    path = pd.DataFrame({"ts": last.to_numpy(), "n": n, "diff": mean, "lo": lo, "hi": hi, "p": p, "ready": ready})
     hit = np.flatnonzero(p < alpha)
-    k = int(hit[0]) if len(hit) else len(o) - 1
-    if k < 0:
-        return Verdict({a: 0 for a in ARMS}, {a: 0 for a in ARMS}, None, None, 1.0, False, None, path)
-    at = pd.Timestamp(o["ts"].iloc[k]) if len(hit) else None
+    i = int(hit[0]) if len(hit) else len(per) - 1
     return Verdict(
-        requests={"default": int(n_d[k]), "tuned": int(n_t[k])},
-        failed={"default": int(f_d[k]), "tuned": int(f_t[k])},
-        diff=float(diff[k]) if ready[k] else None,
-        ci=(float(lo[k]), float(hi[k])) if ready[k] else None,
-        p=float(p[k]),
+        requests={"default": int(cum["nd"].iloc[i]), "tuned": int(cum["nt"].iloc[i])},
+        failed={"default": int(cum["fd"].iloc[i]), "tuned": int(cum["ft"].iloc[i])},
+        diff=float(mean[i]) if ready[i] else None,
+        ci=(float(lo[i]), float(hi[i])) if ready[i] else None,
+        p=float(p[i]),
         stopped=bool(len(hit)),
-        at=at,
+        at=pd.Timestamp(last.iloc[i])
+        if len(hit) and not pd.api.types.is_numeric_dtype(o["ts"])
+        else (float(last.iloc[i]) if len(hit) else None),
         path=path,
     )
 
@@ -122,6 +145,7 @@ class Split:
     alpha: float = ALPHA
     tau: float = TAU
     min_n: int = 0  # no verdict before this many requests were split
+    bin_s: float = BIN_S
     warming: bool = False
     outcomes: list[dict] = field(default_factory=list)
     verdict: Verdict | None = None
@@ -155,7 +179,8 @@ class Split:
             if len(frame):
                 frame = frame[frame["in_test"] == 1]
             empty = pd.DataFrame(columns=["ts", "arm", "ok"])
-            self.verdict = test(frame if len(frame) else empty, self.alpha, self.tau, min_n=self.min_n)
+            self.verdict = test(frame if len(frame) else empty, self.alpha, self.tau, min_n=self.min_n,
+                                bin_s=self.bin_s)  # fmt: skip
         return self.verdict
 
 

@@ -315,6 +315,10 @@ TABLES: dict[str, TableSpec] = {
                 "arm": "str",
                 "in_test": "int",  # 1: sent while the sequential test ran; 0: warm-up, or after it stopped
                 "min_n": "int",  # the experiment's: no verdict before this many requests in the test
+                "alpha": "float",  # the experiment's level, prior sd, bin and tuned share (learning/ab.py)
+                "tau": "float",
+                "bin_s": "float",
+                "share": "float",
                 "ok": "int",
                 "attempts": "int",
                 "seconds": "float",

@@ -42,6 +42,26 @@ def test_an_a_a_test_read_after_every_request_rarely_stops(rate):
     assert np.mean(stops) <= 0.06  # the level is 0.05 however often it is read (a fixed test peeked at: > 0.2)
 
 
+def bursty(rate: float, n: int, rng, burst: int = 10) -> pd.DataFrame:
+    """Both arms alike, but each arm's failures come in runs of ~``burst`` (its breaker open, its budget spent)."""
+    arm = np.where(rng.random(n) < 0.5, "tuned", "default")
+    ok = np.ones(n, bool)
+    for a in ("tuned", "default"):
+        idx = np.flatnonzero(arm == a)
+        state, out = False, []
+        for _ in idx:
+            state = rng.random() > 1 / burst if state else rng.random() < rate / burst / (1 - rate)
+            out.append(not state)
+        ok[idx] = out
+    return pd.DataFrame({"ts": np.arange(n) / 20.0, "arm": arm, "ok": ok})  # 20 requests a second
+
+
+def test_an_a_a_test_with_bursts_of_failures_rarely_stops():
+    rng = np.random.default_rng(11)
+    stops = [ab.test(bursty(0.2, 6000, rng)).stopped for _ in range(150)]
+    assert np.mean(stops) <= 0.06  # a per-request Bernoulli test stops nearly all of these
+
+
 def test_a_real_difference_stops_the_test_for_the_better_arm():
     rng = np.random.default_rng(8)
     verdicts = [ab.test(stream(0.10, 0.05, 4000, rng)) for _ in range(100)]
@@ -78,7 +98,7 @@ def test_after_the_stop_every_request_goes_to_the_winner():
     async def go():
         clients = {"default": ResilientClient(LITELLM, await send_for(0.6), seed=1),
                    "tuned": ResilientClient(LITELLM, await send_for(0.0), seed=2)}  # fmt: skip
-        split = ab.Split(clients, "exp", min_n=100)
+        split = ab.Split(clients, "exp", bin_s=0.25)
         rows: list[dict] = []
         v = await ab.run(split, rate=400.0, max_s=20.0, every_s=0.25, after_stop_s=1.0, sink=rows.extend)
         return v, pd.DataFrame(rows)
@@ -88,14 +108,15 @@ def test_after_the_stop_every_request_goes_to_the_winner():
     after = rows[rows["in_test"] == 0]
     assert len(after) > 50 and set(after["arm"]) == {"tuned"}  # the winner only, outside the test
     assert set(rows[rows["in_test"] == 1]["arm"]) == {"default", "tuned"}
-    assert ab.test(rows[rows["in_test"] == 1], min_n=100).at == v.at  # the stored rows give the same verdict
+    assert ab.test(rows[rows["in_test"] == 1], bin_s=0.25).at == v.at  # the stored rows give the same verdict
 
 
 def test_rhythm_learn_ab_against_a_fault_server_is_read_back_by_ab_tests(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("RHYTHM_HOME", str(tmp_path / "home"))
     db = tmp_path / "metrics.db"
     args = ["learn", "ab", "--fault-server", "normal:8,flapping:60", "--default", "resilience4j", "--rate", "40",
-            "--max-s", "25", "--warmup-s", "6", "--min-s", "5", "--after-stop-s", "2", "--store", f"sqlite:///{db}",
+            "--max-s", "45", "--warmup-s", "6", "--bin-s", "2", "--tau", "0.3", "--after-stop-s", "2",
+            "--store", f"sqlite:///{db}",
             "--json"]  # fmt: skip
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
@@ -110,8 +131,16 @@ def test_rhythm_learn_ab_against_a_fault_server_is_read_back_by_ab_tests(tmp_pat
     result = dg.materialize([ab_tests], resources={"store": store})
     meta = result.asset_materializations_for_node("ab_tests")[0].metadata
     assert meta["experiments"].value == 1 and out["experiment"] in meta["tests"].value
-    again = ab.test(split, min_n=int(rows["min_n"].max()))
+    again = ab.test(
+        split,
+        float(rows["alpha"].max()),
+        float(rows["tau"].max()),
+        min_n=int(rows["min_n"].max()),
+        bin_s=float(rows["bin_s"].max()),
+    )  # the experiment's own settings, as stored
     assert again.stopped == out["stopped"] and again.winner == out["winner"]
+    # resilience4j's breaker stays open 60 s on a channel that flaps every 4 s: the tuned arm wins, early
+    assert out["stopped"] and out["winner"] == "tuned" and out["ci"][1] < 0 < out["stopped_after_s"] < 45
     assert meta["newest"].value == again.describe() and "data:image/png;base64," in meta["sequential_test"].value
 
 
@@ -121,6 +150,9 @@ def test_bad_arguments_are_refused_with_their_flag(tmp_path, monkeypatch):
     cases = (
         (["--fault-server", "normal:5", "--share", "1.5"], "--share"),
         (["--fault-server", "normal:5", "--rate", "0"], "--rate"),
+        (["--fault-server", "normal:5", "--alpha", "1"], "--alpha"),
+        (["--fault-server", "normal:5", "--tau", "0"], "--tau"),
+        (["--fault-server", "normal:5", "--warmup-s", "-1"], "--warmup-s"),
         (["--url", "ftp://x"], "--url"),
         ([], "--url"),  # neither a channel nor a fault server
         (["--fault-server", "calm:5"], "'calm:5' is not regime:seconds"),
