@@ -219,8 +219,9 @@ def evaluate(data: Data, train_days: float = 7.0, state_dir: Path | None = None)
     prevented = prevented_of(rec)
     prevented_once = prevented_of(once)
     with tempfile.TemporaryDirectory() as tmp:
-        healing_kpis = kpis.off_and_on(test, prevented_of(test), applied, log, books, Path(state_dir or tmp),
-                                       FleetActuator, model.recurring())  # fmt: skip
+        watched = {p.pattern_id: p for p in model.watching()}
+        healing_kpis = kpis.off_and_on(test, [(f["ts"], watched[f["pattern"]]) for f in firings], model.recurring(),
+                                       books, Path(state_dir or tmp), FleetActuator)  # fmt: skip
     unneeded = 0
     for f in applied:
         after = test[(test["breach"] > f["ts"]) & (test["breach"] <= f["ts"] + pd.Timedelta(minutes=f["horizon_min"]))]

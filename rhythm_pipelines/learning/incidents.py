@@ -1,10 +1,12 @@
 """Incidents: one row per failure, from labelled files or from what the product recorded.
 
 Columns: ``incident_id, kind, source, host, metric, start, end, breach, message, fix, fix_params, resolved``
-plus ``root`` and ``cause`` where labels give them. ``kind`` is the healing engine's event kind (a labelled
-file's own kinds are mapped: ``latency_surge`` → ``high_latency``…; an unknown kind by its metric). ``breach``
-is when the incident crossed its threshold: for a labelled incident, the first minute its metric is half way
-from its level in the hour before to its extreme within the incident; for a recorded one, when healing saw it.
+plus ``root`` and ``cause`` where labels give them, and ``ended`` for a healing event (healing resolved it or
+gave up with its final alert; False while its playbook is still at work). ``kind`` is the healing engine's event
+kind (a labelled file's own kinds are mapped: ``latency_surge`` → ``high_latency``…; an unknown kind by its
+metric). ``breach`` is when the incident crossed its threshold: for a labelled incident, the first minute its
+metric is half way from its level in the hour before to its extreme within the incident; for a recorded one,
+when healing saw it.
 ``fix`` is the action that worked (healing's log) or, for labels, the preventive action of its kind.
 """
 
@@ -18,7 +20,7 @@ import pandas as pd
 from rhythm_pipelines.learning.signals import Signals, host_of
 
 COLUMNS = ["incident_id", "kind", "source", "host", "metric", "start", "end", "breach", "message", "fix",
-           "fix_params", "resolved", "root", "cause"]  # fmt: skip
+           "fix_params", "resolved", "root", "cause", "ended"]  # fmt: skip
 LABEL_COLUMNS = ("start", "end", "source", "metric", "kind", "root")
 LABEL_KIND = {  # a labelled file's kinds (the simulator's) → the healing engine's event kinds
     "cpu_spike": "cpu_spike",
@@ -163,7 +165,7 @@ def from_healing_log(log: pd.DataFrame) -> pd.DataFrame:
             "host": host_of(first["source"]), "metric": "", "start": first["ts"], "end": end, "breach": first["ts"],
             "message": detect.iloc[0] if len(detect) else "", "fix": fix,
             "fix_params": params if isinstance(params, str) else json.dumps(params, sort_keys=True),
-            "resolved": resolved, "root": "", "cause": "",
+            "resolved": resolved, "root": "", "cause": "", "ended": resolved or bool((g["step"] == "alert").any()),
         })  # fmt: skip
     return pd.DataFrame(rows, columns=COLUMNS)
 

@@ -13,11 +13,12 @@ engine's wait before it verifies), at its detection at the earliest; a fix less 
 dependents recover when their root is fixed, and healing that reaches only a symptom recovers nothing.
 
 - **off**: every incident happens and is healed after the fact.
-- **on**: the preventions the evaluation applied (the precursors' firings through the same engine) come first;
-  a recurrence they prevented never breaches (it is counted as avoided, not as an incident), and their fixes
-  hold the rails for what follows (a prevention's cooldown can hold back healing of the same root). An incident
-  its own healing did not recover gets its learned pattern's fix at the pattern's root, as the
-  ``recurrence_prevention`` sensor does (``live.root_fixes``: open ``SETTLE`` with no close, next sensor tick).
+- **on**: the precursors' firings go through the same engine in the same pass, as preventions; an incident
+  whose root one of them fixed at least ``LEAD`` before its breach (within the fix's horizon) never breaches (it
+  is counted as avoided, not as an incident). An incident its own healing did not recover gets its learned
+  pattern's fix at the pattern's root, as the ``recurrence_prevention`` sensor does (``live.root_fixes``: open
+  ``SETTLE`` with healing ended, next sensor tick; not within the horizon of the pattern's last firing). All of
+  them share the rails: a prevention's cooldown can hold back healing of the same root, and the other way.
 
 Auto-recovery: incidents over by healing before their own end, over the incidents that happened. MTTR:
 detection to recovery of those. Time to recover (all): detection to the end, whichever came first.
@@ -25,6 +26,7 @@ detection to recovery of those. Time to recover (all): detection to the end, whi
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import replace
 from pathlib import Path
 
@@ -35,7 +37,7 @@ from rhythm_pipelines.healing.actions import DRY_RUN
 from rhythm_pipelines.healing.engine import Healer
 from rhythm_pipelines.healing.events import HealthEvent
 from rhythm_pipelines.healing.replay import HistoryProbe, SilentNotifier
-from rhythm_pipelines.healing.safety import Guard
+from rhythm_pipelines.healing.safety import UNGUARDED_ACTIONS, Guard
 from rhythm_pipelines.learning import precursors
 from rhythm_pipelines.learning.live import SETTLE, root_fixes
 from rhythm_pipelines.learning.prevention import prevention_event, with_prevention
@@ -45,54 +47,79 @@ DETECT = pd.Timedelta(seconds=60)  # the health sensor's tick
 LEAD = pd.Timedelta(minutes=precursors.LEAD_MIN)  # a fix this close before the breach mitigates it at detection
 
 
-def heal_reactively(incidents: pd.DataFrame, books, state_dir: Path, history: list[dict], actuator_cls,
-                    patterns: list | None = None) -> tuple[list[dict], list[dict]]:  # fmt: skip
-    """Each incident healed at its detection, in time order: (fixes ``{ts, targets}``, log entries). With learned
-    ``patterns``, an incident its own healing did not recover gets its pattern's fix at the root one sensor tick
-    after ``live.SETTLE`` (what ``recurrence_prevention`` does), through the same engine and rails."""
+def heal(incidents: pd.DataFrame, books, state_dir: Path, actuator_cls, firings: tuple = (),
+         patterns: list | None = None) -> tuple[list[dict], set[str], list[dict]]:  # fmt: skip
+    """One time-ordered pass over the world, one log for the rails: each precursor firing (``(ts, pattern)``)
+    as a prevention, each incident healed at its detection unless a prevention already avoided it, and, with
+    learned ``patterns``, the pattern's fix at its root one sensor tick after ``live.SETTLE`` for an incident its
+    own healing did not recover (what ``recurrence_prevention`` does). Returns (fixes ``{ts, targets}``, the ids
+    of avoided incidents, the log)."""
     policy = replace(books.safety, dry_run=True)
-    log = list(history)
+    log: list[dict] = []
     fixes: list[dict] = []
-    fired: dict[str, str] = {}
+    prevented: list[dict] = []  # prevention fixes: {ts, root, kind, horizon}
+    avoided: set[str] = set()
+    fired: dict[str, str] = {}  # pattern -> last firing, as the sensor's cursor holds it
     now = {"t": pd.Timestamp.now(tz="UTC")}
     probe = HistoryProbe(pd.DataFrame(columns=["ts", "source", "metric", "value"]), lambda: now["t"])
     # the world decides what recovered (``recover``): the engine's verification is not waited for, any kind's
     playbooks = {k: replace(pb, verify_timeout_s=0.0) for k, pb in books.playbooks.items()}
     b = replace(books, safety=policy, verify_wait_s=0.0, verify_timeout_s=0.0, playbooks=playbooks)
+    wait = pd.Timedelta(seconds=books.verify_wait_s)
 
-    def heal(event: HealthEvent, at: pd.Timestamp, run_books) -> bool:
+    def run(event: HealthEvent, at: pd.Timestamp, run_books) -> bool:
         now["t"] = at
         past = pd.DataFrame(log) if log else pd.DataFrame()
-        if len(past):  # what a dry run decided counts for the cooldown and the rate limit as if done; the
-            # preventions' log runs ahead of this incident: only what happened before it counts
-            past = past[pd.to_datetime(past["ts"], utc=True) <= at]
+        if len(past):  # what a dry run decided counts for the cooldown and the rate limit as if done
             past = past.assign(outcome=past["outcome"].replace(DRY_RUN, "done"))
         actuator = actuator_cls(policy, Guard(policy, past), "(evaluation)", state_dir, SilentNotifier(),
                                 fallbacks=books.fallbacks, now=lambda: now["t"],
                                 evidence=lambda e: (False, "evaluation"))  # fmt: skip
         result = Healer(run_books, actuator, probe, log.append, run_id=f"eval:{event.event_id}",
                         sleep=lambda _: None, now=lambda: now["t"]).heal(event)  # fmt: skip
-        return any(a.outcome == DRY_RUN and a.action != "notify_admin" for a in result.actions)
+        return any(a.outcome == DRY_RUN and a.action not in UNGUARDED_ACTIONS for a in result.actions)
 
-    wait = pd.Timedelta(seconds=books.verify_wait_s)
-    for r in incidents.assign(detect=incidents["breach"] + DETECT).sort_values("detect").itertuples(index=False):
-        targets = {r.source, host_of(r.source)}
-        applied = heal(HealthEvent(r.kind, r.source, r.detect, metric=r.metric), r.detect, b)
-        if applied:
-            fixes.append({"ts": r.detect + wait, "targets": targets})
-        if not patterns or (applied and (r.root or r.source) in targets):
-            continue  # no learning, or its own healing recovered it
-        at = r.detect + SETTLE + DETECT  # the sensor's next tick once it has been open SETTLE
-        if at >= r.end:
-            continue  # over before the sensor would look
-        row = pd.DataFrame([{"kind": r.kind, "source": r.source, "host": host_of(r.source), "start": r.detect,
-                             "end": r.end, "resolved": False}])  # fmt: skip
+    queue: list[tuple] = []
+    for i, (ts, p) in enumerate(firings):
+        heapq.heappush(queue, (ts, 0, i, "prevent", p))
+    detect = incidents["breach"] + DETECT
+    for i, (t, r) in enumerate(zip(detect, incidents.itertuples(index=False), strict=True)):
+        heapq.heappush(queue, (t, 1, i, "incident", r))
+    seq = len(incidents)
+    while queue:
+        at, _, _, what, item = heapq.heappop(queue)
+        if what == "prevent":
+            p = item
+            event = prevention_event(p, at)
+            if run(event, at, with_prevention(b, event)):
+                horizon = pd.Timestamp(event.detail["until"]) - event.start
+                prevented.append({"ts": at, "root": p.root, "kind": p.kind, "horizon": horizon})
+                fixes.append({"ts": at + wait, "targets": {p.root, host_of(p.root)}})
+            fired[p.pattern_id] = at.isoformat()
+            continue
+        r = item
+        root = r.root or r.source
+        if what == "incident":
+            if any(f["kind"] == r.kind and f["root"] == root and r.breach - f["horizon"] <= f["ts"] <= r.breach - LEAD
+                   for f in prevented):  # fmt: skip
+                avoided.add(r.incident_id)  # a fix at its root in time: it never breaches
+                continue
+            targets = {r.source, host_of(r.source)}
+            applied = run(HealthEvent(r.kind, r.source, at, metric=r.metric), at, b)
+            if applied:
+                fixes.append({"ts": at + wait, "targets": targets})
+            if patterns and not (applied and root in targets) and at + SETTLE + DETECT < r.end:
+                seq += 1  # the sensor's next tick once it has been open SETTLE
+                heapq.heappush(queue, (at + SETTLE + DETECT, 2, seq, "rootfix", r))
+            continue
+        row = pd.DataFrame([{"kind": r.kind, "source": r.source, "host": host_of(r.source), "resolved": False,
+                             "ended": True, "start": at - SETTLE - DETECT, "end": r.end}])  # fmt: skip
         for p in root_fixes(patterns, row, at, fired):
             event = prevention_event(p, at, trigger="incident")
-            fired[p.pattern_id] = event.start.isoformat()
-            if heal(event, at, with_prevention(b, event)):
+            fired[p.pattern_id] = at.isoformat()
+            if run(event, at, with_prevention(b, event)):
                 fixes.append({"ts": at + wait, "targets": {p.root, host_of(p.root)}})
-    return fixes, log
+    return fixes, avoided, log
 
 
 def recover(incidents: pd.DataFrame, fixes: list[dict]) -> pd.DataFrame:
@@ -122,14 +149,14 @@ def summary(out: pd.DataFrame, avoided: int = 0) -> dict:
     }
 
 
-def off_and_on(test: pd.DataFrame, prevented: list[bool], applied: list[dict], prevention_log: list[dict], books,
-               state_dir: Path, actuator_cls, patterns: list) -> dict:  # fmt: skip
-    """The scored days' KPIs with learning off and on (see the module docstring)."""
-    fixes_off, _ = heal_reactively(test, books, state_dir, [], actuator_cls)
-    left = test[~np.asarray(prevented, dtype=bool)] if len(test) else test
-    fixes_on, _ = heal_reactively(left, books, state_dir, prevention_log, actuator_cls, patterns)
-    fixes_on += [{"ts": f["ts"], "targets": {f["root"], host_of(f["root"])}} for f in applied]
-    off, on = summary(recover(test, fixes_off)), summary(recover(left, fixes_on), int(sum(prevented)))
+def off_and_on(test: pd.DataFrame, firings: list[tuple], patterns: list, books, state_dir: Path,
+               actuator_cls) -> dict:  # fmt: skip
+    """The scored days' KPIs with learning off and on (see the module docstring); ``firings``: the precursors'
+    ``(ts, pattern)`` on the scored days."""
+    fixes_off, _, _ = heal(test, books, state_dir, actuator_cls)
+    fixes_on, avoided, _ = heal(test, books, state_dir, actuator_cls, tuple(firings), patterns)
+    left = test[~test["incident_id"].isin(avoided)] if len(test) else test
+    off, on = summary(recover(test, fixes_off)), summary(recover(left, fixes_on), len(avoided))
     change = (
         round(on["mttr_s"] / off["mttr_s"] - 1, 3) if off["mttr_s"] and on["mttr_s"] is not None else None
     )  # fmt: skip

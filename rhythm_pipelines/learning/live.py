@@ -102,12 +102,14 @@ def horizon(p: Pattern) -> pd.Timedelta:
 def root_fixes(patterns: list[Pattern], open_incidents: pd.DataFrame, now: pd.Timestamp,
                last_fired: dict[str, str]) -> list[Pattern]:  # fmt: skip
     """The patterns whose learned fix goes to their root now (see the module docstring): a confident pattern with
-    an acting fix, an incident of its kind on one of its sources open for ``SETTLE`` and not closed by healing,
-    and no firing of the pattern within its horizon."""
+    an acting fix, an incident of its kind on one of its sources open for ``SETTLE`` whose healing ended without
+    closing it, and no firing of the pattern within its horizon."""
     o = open_incidents
     if o.empty:
         return []
     o = o[(o["start"] <= now - SETTLE) & (o["end"] > now) & ~o["resolved"].astype(bool)]
+    if "ended" in o:  # its healing run still at work (verifying, escalating): not yet
+        o = o[o["ended"].astype("boolean").fillna(True).astype(bool)]
     out = []
     for p in patterns:
         if p.confidence < CONFIDENCE_FLOOR or p.fix in ALERT_ONLY:

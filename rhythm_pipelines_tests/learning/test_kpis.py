@@ -1,7 +1,6 @@
 """The healing KPIs with learning off and on: the real engine and rails on a small fleet whose batch overloads a
 database and its dependents. Healing where the symptoms show recovers nothing; with learning, the pattern's fix
-at its root recovers the whole cascade; the rails still hold it back after a recent action on the root, but a
-prevention logged later does not."""
+at its root recovers the whole cascade; a precursor firing in time avoids it, a late one mitigates it, once."""
 
 from __future__ import annotations
 
@@ -45,18 +44,19 @@ def books():
     return replace(b, fallbacks={})
 
 
-def run(tmp_path, patterns=None, history=()) -> pd.DataFrame:
-    fixes, _ = kpis.heal_reactively(fleet(), books(), tmp_path, list(history), FleetActuator, patterns)
-    return kpis.recover(fleet(), fixes).set_index("incident_id")
+def run(tmp_path, patterns=None, firings=()) -> tuple[pd.DataFrame, set, list]:
+    fixes, avoided, log = kpis.heal(fleet(), books(), tmp_path, FleetActuator, tuple(firings), patterns)
+    left = fleet()[~fleet()["incident_id"].isin(avoided)]
+    return kpis.recover(left, fixes).set_index("incident_id"), avoided, log
 
 
 def test_healing_where_a_cascade_shows_recovers_nothing_but_its_roots_fix_recovers_it_all(tmp_path):
-    off = run(tmp_path)
+    off, _, _ = run(tmp_path)
     cascade = [i for i in off.index if "cascade" in i]
     assert not off.loc[cascade, "auto"].any()  # re-running failed runs (there are none) and alerting
     assert off.loc[off.index.str.startswith("web-01"), "auto"].all()
-    on = run(tmp_path, [batch_pattern()])
-    assert on["auto"].all()
+    on, avoided, _ = run(tmp_path, [batch_pattern()])
+    assert on["auto"].all() and not avoided
     fixed = T + pd.Timedelta(minutes=1) + kpis.DETECT + SETTLE + kpis.DETECT + pd.Timedelta(seconds=3)
     assert on.loc[cascade[0], "over"] == fixed  # one sensor tick after the root's own incident settled
     for dep in cascade[1:]:  # the dependents recover with their root, at their own detection at the earliest
@@ -66,15 +66,19 @@ def test_healing_where_a_cascade_shows_recovers_nothing_but_its_roots_fix_recove
     assert s_on["incident_minutes"] < s_off["incident_minutes"] / 4
 
 
-def test_the_rails_hold_a_root_fix_after_a_recent_action_but_not_after_a_later_one(tmp_path):
-    def done(at: pd.Timestamp) -> dict:
-        return {"ts": at, "event_id": "elsewhere", "source": "db-02", "outcome": "done", "action": "clear_cache",
-                "step": "act", "kind": "memory_leak"}  # fmt: skip
-
-    held = run(tmp_path, [batch_pattern()], [done(T + pd.Timedelta(minutes=3))])  # 2 min before the root fix
-    assert not held.loc[held.index.str.startswith("db-02"), "auto"].any()
-    later = run(tmp_path, [batch_pattern()], [done(T + pd.Timedelta(days=1))])  # logged, but a day later
-    assert later["auto"].all()
+def test_a_firing_in_time_avoids_the_cascade_and_a_late_one_mitigates_it_once(tmp_path):
+    p = batch_pattern()
+    on, avoided, _ = run(tmp_path, [p], [(T - pd.Timedelta(minutes=10), p)])  # 10 min before: avoided
+    assert avoided == {i for i in fleet()["incident_id"] if "cascade" in i} and len(on) == 1
+    late, avoided, log = run(tmp_path, [p], [(T + pd.Timedelta(minutes=1), p)])  # at db-02's breach: too late
+    assert avoided == {i for i in fleet()["incident_id"] if i.startswith("api-")}  # in time for the dependents
+    assert (
+        late["auto"].all()
+        and late.loc[late.index.str.startswith("db-02"), "over"].iloc[0]
+        == late.loc[late.index.str.startswith("db-02"), "detect"].iloc[0]
+    )  # fmt: skip  (mitigated at its detection)
+    acts = [e for e in log if e["kind"] == "recurrence_risk" and e["step"] == "act"]
+    assert len(acts) == 1  # the sensor's cursor: no second fix at the root within the pattern's horizon
 
 
 def test_root_fixes_wait_for_healing_and_fire_once_per_horizon():
@@ -83,8 +87,9 @@ def test_root_fixes_wait_for_healing_and_fire_once_per_horizon():
     inc = pd.DataFrame([{"kind": "cascade_failure", "source": "api-01", "host": "api-01", "resolved": False,
                          "start": now - pd.Timedelta(minutes=1), "end": now + pd.Timedelta(hours=2)}])  # fmt: skip
     assert root_fixes([p], inc, now, {}) == []  # healing is still at it
-    settled = inc.assign(start=now - SETTLE)
+    settled = inc.assign(start=now - SETTLE, ended=True)
     assert root_fixes([p], settled, now, {}) == [p]
+    assert root_fixes([p], settled.assign(ended=False), now, {}) == []  # its playbook is still verifying
     assert root_fixes([p], settled, now, {p.pattern_id: (now - pd.Timedelta(minutes=30)).isoformat()}) == []
     assert root_fixes([p], settled.assign(resolved=True), now, {}) == []
     assert root_fixes([p], settled.assign(source="web-09", host="web-09"), now, {}) == []  # not one of its sources
