@@ -26,12 +26,10 @@ import pandas as pd
 
 from rhythm_pipelines.healing import playbooks as playbook_files
 from rhythm_pipelines.healing.actions import DRY_RUN, Actuator
-from rhythm_pipelines.healing.engine import Healer
-from rhythm_pipelines.healing.replay import HistoryProbe, SilentNotifier
-from rhythm_pipelines.healing.safety import Guard
 from rhythm_pipelines.learning import incidents as incs
 from rhythm_pipelines.learning import kpis, precursors
 from rhythm_pipelines.learning import patterns as pats
+from rhythm_pipelines.learning.dryrun import DryRun
 from rhythm_pipelines.learning.prevention import prevention_event, with_prevention
 from rhythm_pipelines.learning.signals import Signals
 
@@ -146,28 +144,15 @@ def _prevent(model: pats.Model, signals: Signals, start: int, books, state_dir: 
         for pos in p.precursor.firings(signals, start, len(signals.index), quiet):
             firings.append((signals.index[pos], p))
     firings.sort(key=lambda x: (x[0], x[1].pattern_id))
-    policy = replace(books.safety, dry_run=True)
-    log: list[dict] = []
+    dry = DryRun(books, state_dir, FleetActuator)
     out = []
-    now = {"t": signals.index[start] if len(signals.index) > start else pd.Timestamp.now(tz="UTC")}
-    probe = HistoryProbe(pd.DataFrame(columns=["ts", "source", "metric", "value"]), lambda: now["t"])
     for t, p in firings:
-        now["t"] = t
         event = prevention_event(p, t)
-        b = with_prevention(replace(books, safety=policy, verify_wait_s=0.0, verify_timeout_s=0.0), event)
-        history = pd.DataFrame(log) if log else pd.DataFrame()
-        if len(history):  # what a dry run decided counts for the cooldown and the rate limit as if done
-            history = history.assign(outcome=history["outcome"].replace(DRY_RUN, "done"))
-        actuator = FleetActuator(policy, Guard(policy, history), "(evaluation)", state_dir, SilentNotifier(),
-                                 fallbacks=books.fallbacks, now=lambda: now["t"],
-                                 evidence=lambda e: (False, "evaluation"))  # fmt: skip
-        result = Healer(b, actuator, probe, log.append, run_id=f"eval:{event.event_id}", sleep=lambda _: None,
-                        now=lambda: now["t"]).heal(event)  # fmt: skip
-        applied = any(a.outcome == DRY_RUN and a.action != "notify_admin" for a in result.actions)  # a warning
-        # alone prevents nothing
+        result = dry.heal(event, t, with_prevention(dry.books, event))
         out.append({"ts": t, "pattern": p.pattern_id, "kind": p.kind, "root": p.root,
-                    "horizon_min": p.precursor.horizon_min, "applied": applied, "status": result.status})  # fmt: skip
-    return out, log
+                    "horizon_min": p.precursor.horizon_min, "applied": DryRun.applied(result),
+                    "status": result.status})  # fmt: skip
+    return out, dry.log
 
 
 def evaluate(data: Data, train_days: float = 7.0, state_dir: Path | None = None) -> dict:

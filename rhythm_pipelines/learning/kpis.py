@@ -27,18 +27,14 @@ detection to recovery of those. Time to recover (all): detection to the end, whi
 from __future__ import annotations
 
 import heapq
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from rhythm_pipelines.healing.actions import DRY_RUN
-from rhythm_pipelines.healing.engine import Healer
 from rhythm_pipelines.healing.events import HealthEvent
-from rhythm_pipelines.healing.replay import HistoryProbe, SilentNotifier
-from rhythm_pipelines.healing.safety import UNGUARDED_ACTIONS, Guard
 from rhythm_pipelines.learning import precursors
+from rhythm_pipelines.learning.dryrun import DryRun
 from rhythm_pipelines.learning.live import SETTLE, root_fixes
 from rhythm_pipelines.learning.prevention import prevention_event, with_prevention
 from rhythm_pipelines.learning.signals import host_of
@@ -54,30 +50,15 @@ def heal(incidents: pd.DataFrame, books, state_dir: Path, actuator_cls, firings:
     learned ``patterns``, the pattern's fix at its root one sensor tick after ``live.SETTLE`` for an incident its
     own healing did not recover (what ``recurrence_prevention`` does). Returns (fixes ``{ts, targets}``, the ids
     of avoided incidents, the log)."""
-    policy = replace(books.safety, dry_run=True)
-    log: list[dict] = []
+    dry = DryRun(books, state_dir, actuator_cls)
     fixes: list[dict] = []
     prevented: list[dict] = []  # prevention fixes: {ts, root, kind, horizon}
     avoided: set[str] = set()
     fired: dict[str, str] = {}  # pattern -> last firing, as the sensor's cursor holds it
-    now = {"t": pd.Timestamp.now(tz="UTC")}
-    probe = HistoryProbe(pd.DataFrame(columns=["ts", "source", "metric", "value"]), lambda: now["t"])
-    # the world decides what recovered (``recover``): the engine's verification is not waited for, any kind's
-    playbooks = {k: replace(pb, verify_timeout_s=0.0) for k, pb in books.playbooks.items()}
-    b = replace(books, safety=policy, verify_wait_s=0.0, verify_timeout_s=0.0, playbooks=playbooks)
     wait = pd.Timedelta(seconds=books.verify_wait_s)
 
-    def run(event: HealthEvent, at: pd.Timestamp, run_books) -> bool:
-        now["t"] = at
-        past = pd.DataFrame(log) if log else pd.DataFrame()
-        if len(past):  # what a dry run decided counts for the cooldown and the rate limit as if done
-            past = past.assign(outcome=past["outcome"].replace(DRY_RUN, "done"))
-        actuator = actuator_cls(policy, Guard(policy, past), "(evaluation)", state_dir, SilentNotifier(),
-                                fallbacks=books.fallbacks, now=lambda: now["t"],
-                                evidence=lambda e: (False, "evaluation"))  # fmt: skip
-        result = Healer(run_books, actuator, probe, log.append, run_id=f"eval:{event.event_id}",
-                        sleep=lambda _: None, now=lambda: now["t"]).heal(event)  # fmt: skip
-        return any(a.outcome == DRY_RUN and a.action not in UNGUARDED_ACTIONS for a in result.actions)
+    def run(event: HealthEvent, at: pd.Timestamp, run_books=None) -> bool:
+        return DryRun.applied(dry.heal(event, at, run_books))
 
     queue: list[tuple] = []
     for i, (ts, p) in enumerate(firings):
@@ -91,7 +72,7 @@ def heal(incidents: pd.DataFrame, books, state_dir: Path, actuator_cls, firings:
         if what == "prevent":
             p = item
             event = prevention_event(p, at)
-            if run(event, at, with_prevention(b, event)):
+            if run(event, at, with_prevention(dry.books, event)):
                 horizon = pd.Timestamp(event.detail["until"]) - event.start
                 prevented.append({"ts": at, "root": p.root, "kind": p.kind, "horizon": horizon})
                 fixes.append({"ts": at + wait, "targets": {p.root, host_of(p.root)}})
@@ -105,7 +86,7 @@ def heal(incidents: pd.DataFrame, books, state_dir: Path, actuator_cls, firings:
                 avoided.add(r.incident_id)  # a fix at its root in time: it never breaches
                 continue
             targets = {r.source, host_of(r.source)}
-            applied = run(HealthEvent(r.kind, r.source, at, metric=r.metric), at, b)
+            applied = run(HealthEvent(r.kind, r.source, at, metric=r.metric), at)
             if applied:
                 fixes.append({"ts": at + wait, "targets": targets})
             if patterns and not (applied and root in targets) and at + SETTLE + DETECT < r.end:
@@ -117,9 +98,9 @@ def heal(incidents: pd.DataFrame, books, state_dir: Path, actuator_cls, firings:
         for p in root_fixes(patterns, row, at, fired):
             event = prevention_event(p, at, trigger="incident")
             fired[p.pattern_id] = at.isoformat()
-            if run(event, at, with_prevention(b, event)):
+            if run(event, at, with_prevention(dry.books, event)):
                 fixes.append({"ts": at + wait, "targets": {p.root, host_of(p.root)}})
-    return fixes, avoided, log
+    return fixes, avoided, dry.log
 
 
 def recover(incidents: pd.DataFrame, fixes: list[dict]) -> pd.DataFrame:
