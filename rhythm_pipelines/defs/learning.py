@@ -265,8 +265,9 @@ class ABTestsConfig(dg.Config):
     group_name=LEARNING_GROUP,
     kinds={"sqlite"},
     description="Online A/B tests of each channel's tuned policy against a fixed default (`rhythm learn ab`): the "
-    "requests split by id, the failure rate of each arm, and an mSPRT (always-valid p-value, read after every "
-    "request) that stops when the difference is significant; then every request went to the winner.",
+    "requests split by id, the failure rate of each arm, and an mSPRT on the arms' difference per time bin "
+    "(always-valid p-value, read every bin) that stops when the difference is significant; then every request went "
+    "to the winner. Each experiment is read with its own level, prior and bin.",
 )
 def ab_tests(context: dg.AssetExecutionContext, config: ABTestsConfig, store: MetricsStoreResource
              ) -> dg.MaterializeResult:  # fmt: skip
