@@ -150,7 +150,10 @@ def recurrence_prevention(context: dg.SensorEvaluationContext, store: MetricsSto
     with store.open() as s:
         allowed = [p for p in latest_patterns(s, now) if (labels.get(p.pattern_id) or _ALL).prevent]
         watched = [p for p in allowed if acts(p)]
-        log = s.read_table("healing_log", now - pd.Timedelta(hours=6), now + pd.Timedelta(seconds=1))
+        log = (
+            s.read_table("healing_log", now - pd.Timedelta(hours=6), now + pd.Timedelta(seconds=1))
+            if allowed else pd.DataFrame()
+        )  # fmt: skip  (no pattern: nothing to read for)
         open_inc = incs.from_healing_log(log)
         at_root = root_fixes(allowed, open_inc, now, fired)
         if not watched and not at_root:
@@ -249,12 +252,6 @@ tuned_policies_schedule = dg.ScheduleDefinition(
 )
 
 
-def _setting(g: pd.DataFrame, column: str, default: float) -> float:
-    """An experiment's own setting as ``rhythm learn ab`` stored it (the config's for older rows)."""
-    values = g[column].dropna() if column in g else pd.Series(dtype=float)
-    return float(values.iloc[-1]) if len(values) else default
-
-
 class ABTestsConfig(dg.Config):
     lookback_days: float = 7.0  # experiments with requests this recent
     alpha: float = ab.ALPHA  # for experiments that did not store their own
@@ -276,28 +273,27 @@ def ab_tests(context: dg.AssetExecutionContext, config: ABTestsConfig, store: Me
     now = pd.Timestamp.now(tz="UTC")
     with store.open() as s:
         req = s.read_table("ab_requests", now - pd.Timedelta(days=config.lookback_days), now + pd.Timedelta(seconds=1))
-    rows, newest = [], None
-    for name, g in sorted(req.groupby("experiment"), key=lambda kv: kv[1]["ts"].min()) if len(req) else []:
-        split = g[g["in_test"] == 1]
-        v = ab.test(split, *(_setting(g, k, getattr(config, k)) for k in ("alpha", "tau")),
-                    min_n=int(_setting(g, "min_n", 0)), bin_s=_setting(g, "bin_s", ab.BIN_S))  # fmt: skip
+    rows = []
+    experiments = ab.experiments(req, config.alpha, config.tau)
+    for e in experiments:
+        v, g = e.verdict, e.requests
         rates, winner = v.rates, v.winner
         rows.append({
-            "experiment": name, "channel": g["channel"].iloc[0], "default arm": g["default_policy"].iloc[0],
-            "started": g["ts"].min().strftime("%Y-%m-%d %H:%M"), "requests": len(g), "in test": len(split),
+            "experiment": e.name, "channel": g["channel"].iloc[0], "default arm": g["default_policy"].iloc[0],
+            "started": g["ts"].min().strftime("%Y-%m-%d %H:%M"), "requests": len(g),
+            "in test": int((g["in_test"] == 1).sum()),
             "default failed": num(rates["default"], 3), "tuned failed": num(rates["tuned"], 3),
             "difference": num(v.diff, 3), "interval": f"{v.ci[0]:+.3f} … {v.ci[1]:+.3f}" if v.ci else "–",
             "p (always valid)": num(v.p, 3),
             "verdict": f"{winner} fails less" if winner else "no significant difference",
             "stopped after": f"{v.requests['default'] + v.requests['tuned']} requests" if v.stopped else "–",
         })  # fmt: skip
-        newest = (name, v, _setting(g, "alpha", config.alpha))
     meta: dict = {"experiments": len(rows), "tests": md_table(pd.DataFrame(rows), 20)}
-    if newest is not None:
-        name, v, alpha = newest
-        meta["newest"] = v.describe()
-        meta["sequential_test"] = plot_ab(v.path, alpha, f"A/B {name}")
-        context.log.info(f"{name}: {v.describe()}")
+    if experiments:
+        newest = experiments[-1]
+        meta["newest"] = newest.verdict.describe()
+        meta["sequential_test"] = plot_ab(newest.verdict.path, newest.alpha, f"A/B {newest.name}")
+        context.log.info(f"{newest.name}: {newest.verdict.describe()}")
     return dg.MaterializeResult(metadata=meta)
 
 

@@ -135,6 +135,34 @@ def test(outcomes: pd.DataFrame, alpha: float = ALPHA, tau: float = TAU, min_per
 
 
 @dataclass
+class Experiment:
+    name: str
+    requests: pd.DataFrame  # its rows of ``ab_requests``
+    alpha: float
+    verdict: Verdict
+
+
+def _setting(g: pd.DataFrame, column: str, default: float) -> float:
+    """An experiment's own setting as ``rhythm learn ab`` stored it (``default`` for rows without one)."""
+    values = g[column].dropna() if column in g else pd.Series(dtype=float)
+    return float(values.iloc[-1]) if len(values) else default
+
+
+def experiments(requests: pd.DataFrame, alpha: float = ALPHA, tau: float = TAU) -> list[Experiment]:
+    """Each experiment of ``ab_requests`` rows (oldest first), its test read again on the requests sent while it
+    ran, with its own stored level, prior, bin and ``min_n`` (``alpha``, ``tau``: for rows that stored none)."""
+    out = []
+    if requests.empty:
+        return out
+    for name, g in sorted(requests.groupby("experiment"), key=lambda kv: kv[1]["ts"].min()):
+        level = _setting(g, "alpha", alpha)
+        v = test(g[g["in_test"] == 1], level, _setting(g, "tau", tau), min_n=int(_setting(g, "min_n", 0)),
+                 bin_s=_setting(g, "bin_s", BIN_S))  # fmt: skip
+        out.append(Experiment(str(name), g, level, v))
+    return out
+
+
+@dataclass
 class Split:
     """Sends each request to its arm's client until the test stops, then every request to the winner. While
     ``warming`` every request goes to the default arm and none counts in the test (the tuner's first history)."""
